@@ -1,0 +1,49 @@
+"""The `paretune` command: one module per subcommand, registered here."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from paretune.errors import ParetuneError
+
+app = typer.Typer(
+    name="paretune",
+    help="Fine-tune pretrained transformers and see what each point of accuracy costs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from paretune.cli import evaluate, predict, train
+
+    for module in (train, evaluate, predict):
+        module.register(app)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("accelerate", "transformers", "datasets", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main() -> None:
+    _register()
+    try:
+        app()
+    except ParetuneError as err:
+        # User-fixable problems: a clear message, no traceback, exit code 2.
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

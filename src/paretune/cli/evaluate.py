@@ -1,0 +1,30 @@
+"""`paretune eval RUN --data FILE [--json]`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder written by paretune train."),
+    data: Path = typer.Option(..., "--data", "-d", help="Labelled file (csv, tsv, jsonl, parquet, conll)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Data format if the extension does not say."),
+    text_column: Optional[str] = typer.Option(None, help="Defaults to the run's data.text_column."),
+    label_column: Optional[str] = typer.Option(None, help="Defaults to the run's data.label_column."),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON on the last line."),
+) -> None:
+    """Evaluate a trained run on a labelled file."""
+    from paretune.cli import setup_logging
+    from paretune.cli.output import print_metrics
+    from paretune.predictor import Predictor
+
+    setup_logging()
+    predictor = Predictor.load(run)
+    metrics = predictor.evaluate(data, fmt=fmt, text_column=text_column, label_column=label_column)
+    print_metrics(metrics, f"{data}", as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(evaluate)

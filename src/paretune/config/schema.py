@@ -1,0 +1,125 @@
+"""The run config: typed, validated once, saved with the run.
+
+Keys here are a public contract (docs, sweeps and other tools address them by dotted path, e.g.
+`training.lr`). Every section forbids unknown keys so a typo fails loudly instead of silently
+training with a default.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from paretune.methods import method_options_types
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name_or_path: str | None = Field(
+        None, description="Hub id or local folder; omitted = the packaged all-MiniLM-L6-v2."
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "float32", description="dtype the weights are loaded in (training keeps fp32 masters)."
+    )
+    trust_remote_code: bool = Field(False, description="Run code shipped with the model. Off unless you trust it.")
+
+
+TaskType = Literal["classification", "multilabel", "regression", "ner"]
+
+
+class TaskConfig(Section):
+    type: TaskType = "classification"
+    labels: list[str] | None = Field(
+        None, description="Label names in order; default = sorted labels seen in training data."
+    )
+    label_delimiter: str = Field(",", description="Multilabel: separator of labels in a text cell.")
+    tag_scheme: Literal["auto", "iob1", "iob2", "bioes"] = Field("auto", description="NER tag scheme.")
+    label_all_subwords: bool = Field(
+        False, description="NER: train on every sub-word of a word (default: first sub-word only)."
+    )
+    threshold: float = Field(0.5, description="Multilabel: probability above which a label is predicted.")
+
+
+class DataConfig(Section):
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    format: Literal["csv", "tsv", "jsonl", "parquet", "conll", "hf"] | None = Field(
+        None, description="Inferred from the file extension when omitted."
+    )
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding: str = "utf-8"
+    validation_split: float = Field(
+        0.1, gt=0, lt=1, description="Fraction held out (stratified) when no validation file is given."
+    )
+    max_length: int = Field(128, ge=8, description="Tokens per example; longer ones are truncated.")
+    max_train_rows: int | None = Field(None, ge=1, description="Use only the first N training rows.")
+    seed: int = Field(42, description="Seed of the train/validation split.")
+    cache_dir: str | None = Field(None, description="Tokenization cache; default ~/.cache/paretune.")
+
+
+MethodConfig = Annotated[Union[method_options_types()], Field(discriminator="name")]
+
+
+class EarlyStoppingConfig(Section):
+    patience: int = Field(3, ge=1, description="Evaluations without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainingConfig(Section):
+    epochs: float = Field(3, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides epochs when set.")
+    lr: float | None = Field(
+        None, gt=0, description="Peak learning rate; default scales with batch size (docs/training.md)."
+    )
+    weight_decay: float = Field(0.01, ge=0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    scheduler: Literal["linear", "cosine", "exponential", "constant"] = "linear"
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    warmup_steps: int | None = Field(None, ge=0, description="Overrides warmup_ratio when set.")
+    min_lr_ratio: float = Field(0.01, gt=0, le=1, description="Exponential decay ends at lr * this.")
+    batch_size: int = Field(32, ge=1, description="Examples per batch when batch_tokens is not set.")
+    batch_tokens: int | None = Field(
+        None, ge=16, description="Token budget per batch (padded tokens); length-bucketed batches."
+    )
+    eval_batch_size: int = Field(128, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."
+    )
+    eval_every: int | Literal["epoch"] = Field("epoch", description="Evaluate every N steps or each epoch.")
+    save_every: int | Literal["epoch"] = Field("epoch", description="Checkpoint every N steps or each epoch.")
+    keep_checkpoints: int = Field(1, ge=1, description="Newest checkpoints kept for resume.")
+    metric: str | None = Field(None, description="Metric for best model / early stopping; task default.")
+    early_stopping: EarlyStoppingConfig | None = None
+    load_best: bool = Field(True, description="Save the best evaluated weights as the final model.")
+    max_nan_steps: int = Field(5, ge=1, description="Consecutive non-finite losses before stopping.")
+    seed: int = 42
+    log_every: int = Field(50, ge=1, description="Steps between log lines when stdout is not a terminal.")
+
+
+class OutputConfig(Section):
+    dir: str | None = Field(None, description="Run folder; default runs/<config name>-<time>.")
+    overwrite: bool = Field(False, description="Replace an existing run folder.")
+
+
+class Config(Section):
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = TaskConfig()
+    data: DataConfig = DataConfig()
+    method: MethodConfig = Field(default_factory=lambda: method_options_types()[0]())
+    training: TrainingConfig = TrainingConfig()
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _needs_training_data(self) -> "Config":
+        if self.data.train is None:
+            raise ValueError("data.train is required: the file to fine-tune on")
+        return self

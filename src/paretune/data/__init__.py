@@ -1,0 +1,1 @@
+"""Reading, checking, splitting, tokenizing and batching user data."""

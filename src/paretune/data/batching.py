@@ -1,0 +1,160 @@
+"""The one seam through which batches are formed: a batch sampler and a collator.
+
+Two batchings share this seam:
+- fixed `batch_size`: a seeded permutation cut into equal batches (what HF Trainer does);
+- `batch_tokens`: length-bucketed batches whose padded size (rows x longest row) stays under a
+  token budget. Short texts then ride in large batches and long ones in small ones, so almost
+  no compute goes to padding and each step does a similar amount of work.
+Both are deterministic functions of (seed, epoch), which is what makes mid-epoch resume exact:
+a resumed run rebuilds the same batch order and skips the batches already done.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from paretune.tasks.base import IGNORE_INDEX, Encoded
+
+
+class BatchPlan(torch.utils.data.Sampler[list[int]]):
+    """Yields lists of example indices; call `set_epoch` before each epoch."""
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        *,
+        batch_size: int | None = None,
+        batch_tokens: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        sort_by_length: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if (batch_size is None) == (batch_tokens is None):
+            raise ValueError("give exactly one of batch_size and batch_tokens")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self.shuffle = shuffle
+        self.seed = seed
+        self.sort_by_length = sort_by_length  # evaluation: fixed-size batches of similar lengths
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+        self._batches = self._plan()
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._batches = self._plan()
+
+    def _plan(self) -> list[list[int]]:
+        batches = self._all_batches()
+        if self.num_replicas > 1:
+            # Data parallel: each process takes every num_replicas-th batch; all take the same
+            # number of batches so no process waits on a collective the others never reach.
+            usable = len(batches) // self.num_replicas * self.num_replicas
+            batches = batches[self.rank : usable : self.num_replicas]
+        return batches
+
+    def _all_batches(self) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        n = len(self.lengths)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.batch_tokens is None:
+            if self.sort_by_length:
+                order = order[np.argsort(self.lengths[order], kind="stable")]
+            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+        # Stable sort of a shuffled order: equal-length examples still mix from epoch to epoch.
+        by_length = order[np.argsort(self.lengths[order], kind="stable")]
+        batches = self._cut_by_budget(by_length)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def _cut_by_budget(self, indices: np.ndarray) -> list[list[int]]:
+        batches, current, longest = [], [], 0
+        for idx in indices.tolist():
+            length = int(self.lengths[idx])
+            if current and max(longest, length) * (len(current) + 1) > self.batch_tokens:
+                batches.append(current)
+                current, longest = [], 0
+            current.append(idx)
+            longest = max(longest, length)
+        if current:
+            batches.append(current)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches)
+
+    def tail(self, start: int) -> "list[list[int]]":
+        """This epoch's batches from `start` on: where a resumed run picks up."""
+        return self._batches[start:]
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+
+class IndexDataset(torch.utils.data.Dataset):
+    """Items are their own indices; the collator turns a list of indices into tensors."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class Collator:
+    """Pads a list of example indices into model-ready tensors (numpy fills, one copy)."""
+
+    def __init__(self, encoded: Encoded, pad_id: int):
+        self.encoded = encoded
+        self.pad_id = pad_id
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        enc = self.encoded
+        rows = [enc.input_ids[i] for i in indices]
+        width = max(len(r) for r in rows)
+        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        attention = np.zeros((len(rows), width), dtype=np.int64)
+        for j, r in enumerate(rows):
+            input_ids[j, : len(r)] = r
+            attention[j, : len(r)] = 1
+        batch = {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(attention),
+            "index": torch.as_tensor(indices, dtype=torch.int64),
+        }
+        if enc.labels is not None:
+            batch["labels"] = torch.from_numpy(enc.labels[indices])
+        if enc.token_labels is not None:
+            batch["labels"] = torch.from_numpy(_pad([enc.token_labels[i] for i in indices], width, IGNORE_INDEX))
+        if enc.word_starts is not None:
+            starts = [enc.word_starts[i] for i in indices]
+            batch["word_starts"] = torch.from_numpy(_pad(starts, max(1, max(len(s) for s in starts)), 0))
+            batch["n_words"] = torch.as_tensor([len(s) for s in starts], dtype=torch.int64)
+        return batch
+
+
+def _pad(rows: list[np.ndarray], width: int, value: int) -> np.ndarray:
+    out = np.full((len(rows), width), value, dtype=np.int64)
+    for j, r in enumerate(rows):
+        out[j, : len(r)] = r
+    return out
+
+
+def make_loader(encoded: Encoded, plan, pad_id: int, pin_memory: bool = False):
+    """`plan` is a BatchPlan or any iterable of index lists (e.g. `plan.tail(start)`)."""
+    return torch.utils.data.DataLoader(
+        IndexDataset(len(encoded)),
+        batch_sampler=plan,
+        collate_fn=Collator(encoded, pad_id),
+        pin_memory=pin_memory,
+    )

@@ -1,0 +1,113 @@
+"""From config to encoded train/validation/test sets, with every check done before training.
+
+Order matters: all files are read and checked (columns, empty texts, labels, label sets)
+before the model is loaded, so bad data fails in seconds, not after an hour of training.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paretune.config.schema import Config
+from paretune.data.examples import Example
+from paretune.data.readers import read_examples, warn_duplicates
+from paretune.data.split import stratified_split
+from paretune.data.token_cache import cache_key, cached_encode, default_cache_dir
+from paretune.engine.loop import EvalSet
+from paretune.errors import DataError, DataProblem
+from paretune.tasks import Task, task_class
+from paretune.tasks.base import Encoded
+
+log = logging.getLogger("paretune.data")
+
+
+@dataclass
+class PreparedData:
+    task: Task
+    train: Encoded
+    validation: EvalSet | None
+    test: EvalSet | None
+    validation_examples: list[Example] | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def read_split(config: Config, role: str, path: str, require_labels: bool = True) -> list[Example]:
+    data = config.data
+    return read_examples(
+        path,
+        fmt=data.format,
+        text_column=data.text_column,
+        label_column=data.label_column,
+        word_level=task_class(config.task.type).word_level,
+        require_labels=require_labels,
+        encoding=data.encoding,
+        split=role,
+    )
+
+
+def _split_key(task_cls: type[Task]):
+    # NER and multi-label examples have list labels: no meaningful strata, plain seeded split.
+    return None if task_cls.word_level or task_cls.name == "multilabel" else (lambda ex: str(ex.label))
+
+
+def prepare_data(config: Config, tokenizer) -> PreparedData:
+    started = time.perf_counter()
+    task_cls = task_class(config.task.type)
+    data = config.data
+    train_examples = read_split(config, "train", data.train)
+    if data.max_train_rows:
+        train_examples = train_examples[: data.max_train_rows]
+    if data.validation:
+        validation_examples = read_split(config, "validation", data.validation)
+        validation_name = data.validation
+    else:
+        train_examples, validation_examples = stratified_split(
+            train_examples, data.validation_split, data.seed, key=_split_key(task_cls)
+        )
+        validation_name = f"{data.train} (held-out {data.validation_split:.0%})"
+        log.info("no data.validation: held out %d of %d training rows (stratified)",
+                 len(validation_examples), len(train_examples) + len(validation_examples))
+    test_examples = read_split(config, "test", data.test) if data.test else None
+
+    label_names = task_cls.infer_labels(train_examples, config.task)
+    if task_cls.name in ("classification", "ner") and len(label_names) < 2:
+        raise DataError(DataProblem(data.train, f"field '{data.label_column}' has a single label "
+                                    f"{label_names}; classification needs at least 2"))
+    task = task_cls(config.task, label_names)
+    field_name = data.label_column
+    train_targets = task.parse(train_examples, data.train, field_name)
+    validation_targets = task.parse(validation_examples, validation_name, field_name)
+    test_targets = task.parse(test_examples, data.test, field_name) if test_examples else None
+    warn_duplicates(train_examples, data.train)
+
+    cache_dir = Path(data.cache_dir) if data.cache_dir else default_cache_dir()
+    encode = lambda exs, tg: encode_cached(task, exs, tg, tokenizer, data.max_length, cache_dir)  # noqa: E731
+    train, hit = encode(train_examples, train_targets)
+    validation = EvalSet(encode(validation_examples, validation_targets)[0], validation_targets)
+    test = EvalSet(encode(test_examples, test_targets)[0], test_targets) if test_examples else None
+    stats = {
+        "train_rows": len(train),
+        "validation_rows": len(validation.encoded),
+        "test_rows": len(test.encoded) if test else 0,
+        "train_tokens_per_epoch": train.n_tokens(),
+        "labels": label_names,
+        "tokenization_cache_hit": hit,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return PreparedData(task, train, validation, test, validation_examples, stats)
+
+
+def encode_cached(task: Task, examples, targets, tokenizer, max_length: int, cache_dir: Path | None):
+    parts = {
+        "task": task.name,
+        "labels": task.label_names,
+        "max_length": max_length,
+        "label_all_subwords": task.config.label_all_subwords,
+        "delimiter": task.config.label_delimiter,
+        "labelled": targets is not None,
+    }
+    key = cache_key(tokenizer, parts, examples)
+    return cached_encode(cache_dir, key, lambda: task.encode(examples, targets, tokenizer, max_length))

@@ -1,0 +1,24 @@
+"""Fine-tuning methods: one module each, registered here by one line.
+
+A method is a pydantic options model (its `name` field is the discriminator used in YAML) and one
+function that turns a freshly loaded model into the model to train. Adding a method never edits
+the training loop.
+"""
+from __future__ import annotations
+
+from paretune.methods import freeze, full
+from paretune.methods.base import Method
+
+# The registry. Order matters only for the default: the first entry is used when `method` is omitted.
+METHODS: dict[str, Method] = {m.name: m for m in (full.METHOD, freeze.METHOD)}
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method '{name}'; available: {', '.join(METHODS)}") from None
+
+
+def method_options_types() -> tuple[type, ...]:
+    return tuple(m.options for m in METHODS.values())

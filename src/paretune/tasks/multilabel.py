@@ -1,0 +1,72 @@
+"""Multi-label classification: each text carries any number of labels (sigmoid per label)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from paretune.config.schema import TaskConfig
+from paretune.data.examples import Example
+from paretune.evaluation.classification_metrics import multilabel_metrics
+from paretune.tasks.base import Encoded, Task, check_known, label_text, sort_labels, tokenize_texts
+
+
+def split_labels(raw: Any, delimiter: str) -> list[str]:
+    """A list stays a list; a text cell "sports,politics" is split on the delimiter."""
+    if isinstance(raw, (list, tuple, np.ndarray)):
+        values = [label_text(v) for v in raw]
+    else:
+        values = [v.strip() for v in str(raw).split(delimiter)]
+    return [v for v in values if v]
+
+
+class MultilabelTask(Task):
+    name = "multilabel"
+    auto_model = "AutoModelForSequenceClassification"
+    default_metric = "f1_micro"
+
+    @classmethod
+    def infer_labels(cls, examples: list[Example], config: TaskConfig) -> list[str]:
+        if config.labels:
+            return list(config.labels)
+        seen: set[str] = set()
+        for ex in examples:
+            seen.update(split_labels(ex.label, config.label_delimiter))
+        return sort_labels(seen)
+
+    def parse_label(self, raw: Any) -> np.ndarray:
+        row = np.zeros(len(self.label_names), dtype=np.float32)
+        for value in split_labels(raw, self.config.label_delimiter):
+            row[check_known(value, self.label_to_id)] = 1.0
+        return row
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {**super().model_kwargs(), "problem_type": "multi_label_classification"}
+
+    def encode(self, examples, targets, tokenizer, max_length) -> Encoded:
+        ids = tokenize_texts(tokenizer, [ex.text for ex in examples], max_length)
+        labels = None if targets is None else np.stack(targets).astype(np.float32)
+        return Encoded(input_ids=ids, labels=labels)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+    def outputs(self, logits, batch) -> list[np.ndarray]:
+        return list(torch.sigmoid(logits.float()).cpu().numpy())
+
+    def metrics(self, outputs, targets) -> dict[str, Any]:
+        predicted = (np.stack(outputs) >= self.config.threshold).astype(np.int64)
+        return multilabel_metrics(np.stack(targets).astype(np.int64), predicted, self.label_names)
+
+    def readable(self, output, example, all_scores=False) -> dict[str, Any]:
+        chosen = [
+            {"label": name, "score": float(p)}
+            for name, p in zip(self.label_names, output)
+            if p >= self.config.threshold
+        ]
+        result: dict[str, Any] = {"labels": chosen}
+        if all_scores:
+            result["scores"] = {name: float(p) for name, p in zip(self.label_names, output)}
+        return result

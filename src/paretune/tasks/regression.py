@@ -1,0 +1,54 @@
+"""Regression: one real value per text, trained with mean squared error."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from paretune.config.schema import TaskConfig
+from paretune.data.examples import Example
+from paretune.evaluation.regression_metrics import regression_metrics
+from paretune.tasks.base import Encoded, Task, tokenize_texts
+
+
+class RegressionTask(Task):
+    name = "regression"
+    auto_model = "AutoModelForSequenceClassification"
+    default_metric = "mse"
+
+    @classmethod
+    def infer_labels(cls, examples: list[Example], config: TaskConfig) -> list[str]:
+        return ["value"]
+
+    def parse_label(self, raw: Any) -> float:
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, got {raw!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {raw!r}")
+        return value
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"num_labels": 1, "problem_type": "regression", "id2label": {0: "value"}, "label2id": {"value": 0}}
+
+    def encode(self, examples, targets, tokenizer, max_length) -> Encoded:
+        ids = tokenize_texts(tokenizer, [ex.text for ex in examples], max_length)
+        labels = None if targets is None else np.asarray(targets, dtype=np.float32)
+        return Encoded(input_ids=ids, labels=labels)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(logits.float().squeeze(-1), labels.float())
+
+    def outputs(self, logits, batch) -> list[np.ndarray]:
+        return list(logits.float().squeeze(-1).cpu().numpy().reshape(-1, 1))
+
+    def metrics(self, outputs, targets) -> dict[str, Any]:
+        predicted = np.concatenate(outputs)
+        return regression_metrics(np.asarray(targets, dtype=np.float64), predicted.astype(np.float64))
+
+    def readable(self, output, example, all_scores=False) -> dict[str, Any]:
+        return {"value": float(output[0])}

@@ -1,0 +1,140 @@
+"""Shared fixtures: tiny random models and tokenizers built on the fly (nothing is downloaded)."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+POSITIVE = ["good", "great", "excellent", "lovely", "wonderful", "fine", "superb", "happy"]
+NEGATIVE = ["bad", "awful", "terrible", "poor", "boring", "sad", "dull", "horrible"]
+NOUNS = ["movie", "film", "story", "plot", "cast", "music", "ending", "script"]
+FILLER = ["the", "a", "this", "that", "was", "is", "really", "very", "quite", "and", "so"]
+NAMES = ["john", "mary", "paris", "london", "google", "acme", "berlin", "alice"]
+
+
+def sentiment_rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """A learnable toy sentiment set: the label is carried by one polar word."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        word = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
+        words = [rng.choice(FILLER), rng.choice(NOUNS), rng.choice(FILLER), word]
+        words += [rng.choice(FILLER) for _ in range(rng.randint(0, 6))]
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def ner_sentences(n: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+    rng = random.Random(seed)
+    types = {"john": "PER", "mary": "PER", "alice": "PER", "paris": "LOC", "london": "LOC",
+             "berlin": "LOC", "google": "ORG", "acme": "ORG"}
+    out = []
+    for _ in range(n):
+        words, tags = [], []
+        for _ in range(rng.randint(3, 9)):
+            if rng.random() < 0.3:
+                name = rng.choice(NAMES)
+                words.append(name)
+                tags.append("B-" + types[name])
+                if rng.random() < 0.3:
+                    words.append(rng.choice(NAMES))
+                    tags.append("I-" + types[name])
+            else:
+                words.append(rng.choice(FILLER + NOUNS))
+                tags.append("O")
+        out.append((words, tags))
+    return out
+
+
+def write_csv(path: Path, rows, header=("text", "label")) -> Path:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_conll(path: Path, sentences) -> Path:
+    lines = []
+    for words, tags in sentences:
+        lines += [f"{w} {t}" for w, t in zip(words, tags)] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer BERT (hidden 32) with a WordPiece tokenizer trained on the toy vocabulary."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    corpus = [t for t, _ in sentiment_rows(400)] + [" ".join(w) for w, _ in ner_sentences(200)]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=64,
+    )
+    fast.save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture()
+def sentiment_files(tmp_path) -> dict[str, Path]:
+    return {
+        "train": write_csv(tmp_path / "train.csv", sentiment_rows(160, seed=1)),
+        "validation": write_csv(tmp_path / "validation.csv", sentiment_rows(40, seed=2)),
+    }
+
+
+@pytest.fixture()
+def tiny_config(tiny_model_dir, sentiment_files, tmp_path):
+    """Sections for a fast classification run on the tiny model (a dict, ready for overrides)."""
+    return {
+        "model": {"name_or_path": str(tiny_model_dir)},
+        "task": {"type": "classification"},
+        "data": {
+            "train": str(sentiment_files["train"]),
+            "validation": str(sentiment_files["validation"]),
+            "max_length": 32,
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        # ~100 steps: what the random tiny model needs to learn the toy task.
+        "training": {"epochs": 10, "batch_size": 16, "lr": 1e-3, "seed": 7, "warmup_ratio": 0.0},
+        "output": {"dir": str(tmp_path / "run")},
+    }
+
+
+@pytest.fixture()
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"benchmark data not found at {SHARED_DATA} (quality tests need ../shared/data)")
+    return SHARED_DATA
