@@ -16,11 +16,12 @@ from accelerate import Accelerator
 
 from paretune.config import Config, config_from_dict, load_config
 from paretune.data.prepare import PreparedData, prepare_data
-from paretune.engine.loop import Trainer, evaluate
+from paretune.engine.loop import Trainer, evaluate, planned_steps, train_plan
 from paretune.engine.precision import ACCELERATE_NAMES, resolve_precision
 from paretune.engine.rng import seed_everything
 from paretune.errors import ParetuneError
 from paretune.methods import get_method
+from paretune.methods.base import MethodContext
 from paretune.model_card import write_model_card
 from paretune.models import count_parameters, load_model, load_tokenizer, model_source
 from paretune.resources import PeakMemory
@@ -87,12 +88,14 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
 
     seed_everything(config.training.seed)  # model head init does not depend on data reading
     model = load_model(config.model, data.task)
-    model = get_method(config.method.name).apply(model, config.method)
+    method = get_method(config.method.name)
+    _, total_steps = planned_steps(train_plan(data.train, config.training, accelerator), config.training)
+    model = method.apply(model, config.method, MethodContext(config.task.type, total_steps))
     params = count_parameters(model)
     trainer = Trainer(
         model=model, task=data.task, config=config.training, train=data.train,
         validation=data.validation, pad_id=_pad_id(tokenizer), run_dir=run.path,
-        accelerator=accelerator, on_eval=run.append_metrics,
+        accelerator=accelerator, on_eval=run.append_metrics, on_step=method.on_step,
     )
     if resuming:
         state = trainer.resume()

@@ -61,17 +61,15 @@ class Trainer:
         run_dir: Path,
         accelerator: Accelerator,
         on_eval: Callable[[dict], None] = lambda record: None,
+        on_step: Callable[[torch.nn.Module, int], None] | None = None,
     ):
         self.task, self.config, self.train_set, self.validation = task, config, train, validation
         self.pad_id, self.run_dir, self.acc, self.on_eval = pad_id, run_dir, accelerator, on_eval
+        self.on_step = on_step
         self.metric = config.metric or task.default_metric
         self.greater = task.greater_is_better(self.metric)
-        self.plan = self._train_plan()
-        self.steps_per_epoch = math.ceil(len(self.plan) / config.gradient_accumulation_steps)
-        if config.max_steps:
-            self.total_steps = config.max_steps
-        else:
-            self.total_steps = max(1, math.ceil(self.steps_per_epoch * config.epochs))
+        self.plan = train_plan(train, config, accelerator)
+        self.steps_per_epoch, self.total_steps = planned_steps(self.plan, config)
         examples_per_step = len(train) / max(len(self.plan), 1) * config.gradient_accumulation_steps
         self.lr = config.lr or default_lr(examples_per_step * accelerator.num_processes)
         optimizer = build_optimizer(model, config, self.lr, accelerator.device)
@@ -87,18 +85,6 @@ class Trainer:
     @property
     def best_weights(self) -> Path:
         return self.checkpoints_dir / "best.safetensors"
-
-    def _train_plan(self) -> BatchPlan:
-        cfg = self.config
-        return BatchPlan(
-            self.train_set.lengths(),
-            batch_size=None if cfg.batch_tokens else cfg.batch_size,
-            batch_tokens=cfg.batch_tokens,
-            shuffle=True,
-            seed=cfg.seed,
-            num_replicas=self.acc.num_processes,
-            rank=self.acc.process_index,
-        )
 
     # --- the loop -----------------------------------------------------------------------
     def resume(self) -> LoopState:
@@ -184,6 +170,8 @@ class Trainer:
                 acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
             self.optimizer.step()
             state.extra["nan_streak"] = 0
+            if self.on_step is not None:
+                self.on_step(self.unwrapped, state.step + 1)
         else:
             self._count_nonfinite()
         self.scheduler.step()
@@ -270,6 +258,25 @@ class Trainer:
             save_checkpoint(self.checkpoints_dir, self.state, self.unwrapped, self.optimizer,
                             self.scheduler, self.config.keep_checkpoints)
         self.acc.wait_for_everyone()
+
+
+def train_plan(train: Encoded, config: TrainingConfig, accelerator: Accelerator) -> BatchPlan:
+    return BatchPlan(
+        train.lengths(),
+        batch_size=None if config.batch_tokens else config.batch_size,
+        batch_tokens=config.batch_tokens,
+        shuffle=True,
+        seed=config.seed,
+        num_replicas=accelerator.num_processes,
+        rank=accelerator.process_index,
+    )
+
+
+def planned_steps(plan: BatchPlan, config: TrainingConfig) -> tuple[int, int]:
+    """(optimizer steps per epoch, total optimizer steps) for this plan and config."""
+    per_epoch = math.ceil(len(plan) / config.gradient_accumulation_steps)
+    total = config.max_steps or max(1, math.ceil(per_epoch * config.epochs))
+    return per_epoch, total
 
 
 @torch.no_grad()

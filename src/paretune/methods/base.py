@@ -15,9 +15,19 @@ class MethodOptions(BaseModel):
 
 
 @dataclass(frozen=True)
+class MethodContext:
+    """What a method may need to know about the run it is applied to."""
+
+    task_type: str  # classification, multilabel, regression, ner
+    total_steps: int  # optimizer steps the run will take (AdaLoRA's budget schedule needs it)
+
+
+@dataclass(frozen=True)
 class Method:
     name: str
     options: type[MethodOptions]
-    # (model, options) -> model to train. May freeze parameters or wrap the model (peft).
-    apply: Callable[[torch.nn.Module, MethodOptions], torch.nn.Module]
+    # (model, options, context) -> model to train. May freeze parameters or wrap the model (peft).
+    apply: Callable[[torch.nn.Module, MethodOptions, MethodContext], torch.nn.Module]
     description: str = ""
+    # Called after every optimizer step with (model, step), e.g. AdaLoRA's rank reallocation.
+    on_step: Callable[[torch.nn.Module, int], None] | None = None

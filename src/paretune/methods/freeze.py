@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from paretune.methods.base import Method, MethodOptions
+from paretune.methods.base import Method, MethodContext, MethodOptions
 from paretune.methods.layers import embedding_modules, transformer_blocks
 
 
@@ -33,7 +33,7 @@ class FreezeOptions(MethodOptions):
         return self
 
 
-def apply(model: torch.nn.Module, options: FreezeOptions) -> torch.nn.Module:
+def apply(model: torch.nn.Module, options: FreezeOptions, context: MethodContext) -> torch.nn.Module:
     blocks = transformer_blocks(model)
     if options.freeze_layers is not None:
         n_frozen = options.freeze_layers
