@@ -56,3 +56,16 @@ def test_collator_pads_and_masks():
     assert batch["attention_mask"].tolist() == [[1, 0, 0], [1, 1, 1]]
     assert batch["labels"].tolist() == [0, 1]
     assert batch["index"].tolist() == [1, 0]
+
+
+def test_auto_token_budget_scales_with_data_and_batch_size_opts_out():
+    from paretune.config.schema import TrainingConfig
+    from paretune.data.batching import resolve_batching
+
+    auto = TrainingConfig()
+    assert resolve_batching(auto, epoch_tokens=20_000, longest=40) == (None, 256)  # small data: floor
+    assert resolve_batching(auto, epoch_tokens=400_000, longest=40) == (None, 2000)
+    assert resolve_batching(auto, epoch_tokens=10**8, longest=40) == (None, 4096)  # cap
+    assert resolve_batching(auto, epoch_tokens=20_000, longest=300) == (None, 300)  # longest fits
+    assert resolve_batching(TrainingConfig(batch_size=8), 20_000, 40) == (8, None)
+    assert resolve_batching(TrainingConfig(batch_tokens=1024), 20_000, 40) == (None, 1024)

@@ -24,6 +24,6 @@ def test_warmup_then_shape(kind):
 
 
 def test_default_lr_grows_with_batch_by_square_root_and_is_capped():
-    assert default_lr(32) == pytest.approx(5e-5)
-    assert default_lr(128) == pytest.approx(1e-4)
+    assert default_lr(32) == pytest.approx(1e-4)
+    assert default_lr(128) == pytest.approx(2e-4)
     assert default_lr(100000) == pytest.approx(3e-4)

@@ -75,10 +75,16 @@ def load_model(config: ModelConfig, task: Task, source: str | None = None) -> to
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, float]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # bitsandbytes packs two 4-bit weights per stored byte (QLoRA): count the weights, not the bytes.
+    sizes = [(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1), p.requires_grad)
+             for p in model.parameters()]
+    total = sum(n for n, _ in sizes)
+    trainable = sum(n for n, grad in sizes if grad)
     return {
         "total_params": total,
         "trainable_params": trainable,
         "trainable_percent": round(100.0 * trainable / max(total, 1), 4),
+        # AdamW (the default) keeps two fp32 moments per trainable parameter: 8 bytes each.
+        # An estimate: SGD with momentum needs half of it.
+        "optimizer_state_mib": round(trainable * 8 / 2**20, 3),
     }

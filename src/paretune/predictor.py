@@ -43,9 +43,9 @@ class Predictor:
         config = run.read_config()
         task = task_class(config.task.type)(config.task, info["labels"])
         auto_class = getattr(transformers, task.auto_model)
-        model = auto_class.from_pretrained(
-            model_dir, use_safetensors=True, trust_remote_code=config.model.trust_remote_code
-        )
+        from paretune.export import load_trained_model  # merged model, or base plus adapter
+
+        model = load_trained_model(model_dir, auto_class, trust_remote_code=config.model.trust_remote_code)
         tokenizer = transformers.AutoTokenizer.from_pretrained(
             model_dir, trust_remote_code=config.model.trust_remote_code
         )

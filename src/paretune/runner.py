@@ -155,8 +155,9 @@ def _evaluate(trainer: Trainer, eval_set) -> dict | None:
 def _announce(config, data: PreparedData, params, trainer: Trainer, accelerator) -> None:
     if not accelerator.is_main_process:
         return
-    batching = (f"{config.training.batch_tokens} tokens/batch" if config.training.batch_tokens
-                else f"batch {config.training.batch_size}")
+    plan = trainer.plan
+    batching = (f"{plan.batch_tokens} tokens/batch ({len(data.train) / max(len(plan), 1):.0f} rows avg)"
+                if plan.batch_tokens else f"batch {plan.batch_size}")
     log.info(
         "%s | %s | %d train / %d validation rows | %s trainable params of %s (%.2f%%) | "
         "%d steps, %s, lr %.2e, %s on %s",
@@ -167,17 +168,16 @@ def _announce(config, data: PreparedData, params, trainer: Trainer, accelerator)
 
 
 def _save_model(trainer: Trainer, tokenizer, data: PreparedData, config: Config, run: RunFolder) -> None:
-    model = trainer.unwrapped
-    run.model_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(run.model_dir, safe_serialization=True)
-    tokenizer.save_pretrained(run.model_dir)
+    from paretune.export import ADAPTER_DIR, save_trained_model
+
     task_info = {
         "task": config.task.model_dump(mode="json"),
         "labels": data.task.label_names,
         "max_length": config.data.max_length,
         "method": config.method.name,
     }
-    (run.model_dir / TASK_FILE).write_text(__import__("json").dumps(task_info, indent=2) + "\n")
+    # model/ (merged where possible, always Predictor-loadable) and adapter/ for adapter methods.
+    save_trained_model(trainer.unwrapped, tokenizer, run.model_dir, run.path / ADAPTER_DIR, task_info)
 
 
 def _cost(timings, state, trainer: Trainer, accelerator, memory: PeakMemory) -> dict[str, Any]:

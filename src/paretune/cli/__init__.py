@@ -18,9 +18,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from paretune.cli import evaluate, predict, train
+    from paretune.cli import evaluate, export, predict, train
 
-    for module in (train, evaluate, predict):
+    for module in (train, evaluate, predict, export):
         module.register(app)
 
 

@@ -84,9 +84,13 @@ class TrainingConfig(Section):
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     warmup_steps: int | None = Field(None, ge=0, description="Overrides warmup_ratio when set.")
     min_lr_ratio: float = Field(0.01, gt=0, le=1, description="Exponential decay ends at lr * this.")
-    batch_size: int = Field(32, ge=1, description="Examples per batch when batch_tokens is not set.")
-    batch_tokens: int | None = Field(
-        None, ge=16, description="Token budget per batch (padded tokens); length-bucketed batches."
+    batch_size: int | None = Field(
+        None, ge=1, description="Fixed examples per batch (random order); set it to opt out of token budgets."
+    )
+    batch_tokens: int | Literal["auto"] | None = Field(
+        "auto",
+        description="Padded-token budget per length-bucketed batch; auto sizes it from the data "
+        "(docs/training.md).",
     )
     eval_batch_size: int = Field(128, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
@@ -117,6 +121,15 @@ class Config(Section):
     method: MethodConfig = Field(default_factory=lambda: method_options_types()[0]())
     training: TrainingConfig = TrainingConfig()
     output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _one_batching(self) -> "Config":
+        t = self.training
+        if t.batch_size is not None and t.batch_tokens not in (None, "auto"):
+            raise ValueError("set training.batch_size or training.batch_tokens, not both")
+        if t.batch_tokens is not None and t.batch_tokens != "auto" and t.batch_tokens < 16:
+            raise ValueError("training.batch_tokens must be at least 16")
+        return self
 
     @model_validator(mode="after")
     def _needs_training_data(self) -> "Config":

@@ -18,6 +18,29 @@ import torch
 from paretune.tasks.base import IGNORE_INDEX, Encoded
 
 
+# `batch_tokens: auto` aims at this many optimizer steps per epoch, within these budgets: small
+# datasets still get enough updates to learn in one epoch, large ones get big batches that keep
+# an accelerator busy (4,096 tokens is where SST-2 on an H100 stops gaining from larger batches).
+AUTO_STEPS_PER_EPOCH = 200
+AUTO_MIN_TOKENS, AUTO_MAX_TOKENS = 256, 4096
+DEFAULT_BATCH_SIZE = 32
+
+
+def resolve_batching(config, epoch_tokens: int, longest: int) -> tuple[int | None, int | None]:
+    """(batch_size, batch_tokens) with exactly one set, from the training config."""
+    if config.batch_size is not None:
+        return config.batch_size, None
+    if config.batch_tokens is None:
+        return DEFAULT_BATCH_SIZE, None
+    if config.batch_tokens == "auto":
+        budget = epoch_tokens // AUTO_STEPS_PER_EPOCH
+        tokens = int(min(AUTO_MAX_TOKENS, max(AUTO_MIN_TOKENS, budget)))
+    else:
+        tokens = config.batch_tokens
+    # The longest example must fit in a batch of its own.
+    return None, max(tokens, int(longest))
+
+
 class BatchPlan(torch.utils.data.Sampler[list[int]]):
     """Yields lists of example indices; call `set_epoch` before each epoch."""
 

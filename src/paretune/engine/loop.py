@@ -22,7 +22,7 @@ import torch
 from accelerate import Accelerator
 
 from paretune.config.schema import TrainingConfig
-from paretune.data.batching import BatchPlan, make_loader
+from paretune.data.batching import BatchPlan, make_loader, resolve_batching
 from paretune.engine.checkpoint import (
     LoopState,
     list_checkpoints,
@@ -261,10 +261,11 @@ class Trainer:
 
 
 def train_plan(train: Encoded, config: TrainingConfig, accelerator: Accelerator) -> BatchPlan:
+    batch_size, batch_tokens = resolve_batching(config, train.n_tokens(), train.lengths().max(initial=1))
     return BatchPlan(
         train.lengths(),
-        batch_size=None if config.batch_tokens else config.batch_size,
-        batch_tokens=config.batch_tokens,
+        batch_size=batch_size,
+        batch_tokens=batch_tokens,
         shuffle=True,
         seed=config.seed,
         num_replicas=accelerator.num_processes,

@@ -7,7 +7,7 @@ from paretune.config.schema import TrainingConfig
 
 # Learning rate used when none is set, for a batch of REFERENCE_BATCH examples. Larger batches
 # get a larger default by the square-root rule (docs/training.md), capped at MAX_DEFAULT_LR.
-BASE_LR = 5e-5
+BASE_LR = 1e-4
 REFERENCE_BATCH = 32
 MAX_DEFAULT_LR = 3e-4
 

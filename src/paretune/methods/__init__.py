@@ -6,11 +6,14 @@ the training loop.
 """
 from __future__ import annotations
 
-from paretune.methods import freeze, full
+from paretune.methods import adalora, adapter, freeze, full, ia3, lora, p_tuning, prefix, prompt, qlora
 from paretune.methods.base import Method
 
 # The registry. Order matters only for the default: the first entry is used when `method` is omitted.
-METHODS: dict[str, Method] = {m.name: m for m in (full.METHOD, freeze.METHOD)}
+METHODS: dict[str, Method] = {m.name: m for m in (
+    full.METHOD, freeze.METHOD, lora.METHOD, qlora.METHOD, adalora.METHOD, ia3.METHOD,
+    prefix.METHOD, prompt.METHOD, p_tuning.METHOD, adapter.METHOD,
+)}
 
 
 def get_method(name: str) -> Method:

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
+from paretune.errors import ConfigError
 from paretune.methods.base import Method, MethodContext, MethodOptions
 from paretune.methods.layers import embedding_modules, transformer_blocks
 
@@ -40,7 +41,11 @@ def apply(model: torch.nn.Module, options: FreezeOptions, context: MethodContext
     else:
         n_frozen = len(blocks) - options.trainable_layers
     if not 0 <= n_frozen <= len(blocks):
-        raise ValueError(f"the model has {len(blocks)} transformer blocks; cannot freeze {n_frozen}")
+        key = "freeze_layers" if options.freeze_layers is not None else "trainable_layers"
+        raise ConfigError(
+            f"method.{key}={getattr(options, key)}, but the model has {len(blocks)} transformer blocks; "
+            f"use at most {len(blocks)}"
+        )
     for param in model.parameters():
         param.requires_grad_(True)
     frozen = list(blocks[:n_frozen])

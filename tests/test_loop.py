@@ -1,0 +1,45 @@
+"""Loop behaviour: early stopping, non-finite losses, accumulation, best-model selection."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import paretune
+from paretune.errors import TrainingError
+
+
+def _with(cfg, **training):
+    return {**cfg, "training": {**cfg["training"], **training}}
+
+
+def test_early_stopping_stops_when_the_metric_stalls(tiny_config):
+    # A learning rate this small cannot move accuracy: the second evaluation is no better.
+    run = paretune.finetune(_with(tiny_config, lr=1e-12, eval_every=2, early_stopping={"patience": 1},
+                                  metric="accuracy"))
+    assert run.metrics["stopped_early"] is True
+    assert run.metrics["steps"] == 4 and run.metrics["best_step"] == 2
+
+
+def test_repeated_nonfinite_loss_stops_with_clear_error_and_keeps_the_log(tiny_config, tmp_path):
+    cfg = _with(tiny_config, optimizer="sgd", lr=1e12, max_grad_norm=None, max_nan_steps=3,
+                eval_every=1, warmup_ratio=0.0)
+    with pytest.raises(TrainingError, match="NaN/inf for 3 steps in a row"):
+        paretune.finetune(cfg)
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().strip()  # evaluations so far are kept
+
+
+def test_gradient_accumulation_and_token_budget_train(tiny_config):
+    run = paretune.finetune(_with(tiny_config, batch_tokens=128, gradient_accumulation_steps=2,
+                                  scheduler="cosine", epochs=20))
+    assert run.validation["accuracy"] >= 0.9
+    assert run.cost["padding_fraction"] < 0.2
+
+
+def test_best_checkpoint_is_the_saved_model(tiny_config):
+    run = paretune.finetune(_with(tiny_config, eval_every=5, metric="loss"))
+    history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    best = min(history, key=lambda r: r["validation"]["loss"])
+    assert run.metrics["best_step"] == best["step"]
+    assert run.validation["loss"] == pytest.approx(best["validation"]["loss"], abs=1e-5)
