@@ -188,9 +188,6 @@ def test_method_option_the_model_cannot_take_is_a_user_error(cases):
     user_error(run_in_process(cases["too_many_layers"].args), TOO_MANY_LAYERS)
 
 
-@pytest.mark.xfail(reason="runner._train creates the run folder before loading the model and applying "
-                          "the method, so a method error leaves config.yaml, environment.json and "
-                          "data.json behind and the rerun fails with 'run folder already exists'")
 def test_method_option_the_model_cannot_take_leaves_no_run_folder(cases):
     case = cases["too_many_layers_again"]
     user_error(run_in_process(case.args), TOO_MANY_LAYERS)

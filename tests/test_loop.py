@@ -31,7 +31,7 @@ def test_repeated_nonfinite_loss_stops_with_clear_error_and_keeps_the_log(tiny_c
 
 
 def test_gradient_accumulation_and_token_budget_train(tiny_config):
-    run = paretune.finetune(_with(tiny_config, batch_tokens=128, gradient_accumulation_steps=2,
+    run = paretune.finetune(_with(tiny_config, batch_size=None, batch_tokens=128, gradient_accumulation_steps=2,
                                   scheduler="cosine", epochs=20))
     assert run.validation["accuracy"] >= 0.9
     assert run.cost["padding_fraction"] < 0.2

@@ -77,6 +77,15 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
     tokenizer = load_tokenizer(config.model)
     data = prepare_data(config, tokenizer)  # every data check happens here, before any training
     timings["data_prep_s"] = time.perf_counter() - started
+    seed_everything(config.training.seed)  # model head init does not depend on data reading
+    model = load_model(config.model, data.task)
+    method = get_method(config.method.name)
+    _, total_steps = planned_steps(train_plan(data.train, config.training, accelerator), config.training)
+    model = method.apply(model, config.method, MethodContext(config.task.type, total_steps))
+    params = count_parameters(model)
+
+    # The run folder is made only once data, model and method are known good, so a setup
+    # error leaves nothing behind that would block the corrected rerun.
     resuming = run is not None
     if run is None:
         run = RunFolder.create(config, name_hint) if accelerator.is_main_process else None
@@ -85,13 +94,6 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
     if accelerator.is_main_process:
         run.write_config(config)  # now with settled values (e.g. the NER tag scheme)
         run.write_json("data.json", data.stats)
-
-    seed_everything(config.training.seed)  # model head init does not depend on data reading
-    model = load_model(config.model, data.task)
-    method = get_method(config.method.name)
-    _, total_steps = planned_steps(train_plan(data.train, config.training, accelerator), config.training)
-    model = method.apply(model, config.method, MethodContext(config.task.type, total_steps))
-    params = count_parameters(model)
     trainer = Trainer(
         model=model, task=data.task, config=config.training, train=data.train,
         validation=data.validation, pad_id=_pad_id(tokenizer), run_dir=run.path,

@@ -175,9 +175,12 @@ def _pad(rows: list[np.ndarray], width: int, value: int) -> np.ndarray:
 
 def make_loader(encoded: Encoded, plan, pad_id: int, pin_memory: bool = False):
     """`plan` is a BatchPlan or any iterable of index lists (e.g. `plan.tail(start)`)."""
+    # A private generator: otherwise each new iterator draws a base seed from the global RNG,
+    # which shifts the dropout stream of a resumed run against an uninterrupted one.
     return torch.utils.data.DataLoader(
         IndexDataset(len(encoded)),
         batch_sampler=plan,
         collate_fn=Collator(encoded, pad_id),
         pin_memory=pin_memory,
+        generator=torch.Generator(),
     )
