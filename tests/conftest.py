@@ -73,6 +73,18 @@ def write_conll(path: Path, sentences) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tiny models on one thread: they gain nothing from more, and when other
+    jobs share the CPU, two spinning OpenMP threads make each step several times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer BERT (hidden 32) with a WordPiece tokenizer trained on the toy vocabulary."""

@@ -26,14 +26,7 @@ TEXTS = ["this film was really good", "a dull and boring plot", "the music is lo
          "that ending was horrible", "the cast was superb and the story fine"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run this module's tiny models on one thread: they gain nothing from more, and when other
-    jobs share the CPU, two spinning OpenMP threads make each step several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def paretune_command(*args: str, cwd: Path) -> subprocess.CompletedProcess:

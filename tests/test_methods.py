@@ -16,14 +16,7 @@ from paretune.methods import METHODS, get_method
 N_LAYERS = 2  # of the tiny model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run this module's tiny models on one thread: they gain nothing from more, and when other
-    jobs share the CPU, two spinning OpenMP threads make each step several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def strip_base(name: str) -> str:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from conftest import NEGATIVE, POSITIVE, ner_sentences, sentiment_rows, write_conll, write_csv
 
@@ -23,14 +22,7 @@ from paretune.tasks.base import IGNORE_INDEX
 from paretune.tasks.ner import NerTask
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run this module's tiny models on one thread: they gain nothing from more, and when other
-    jobs share the CPU, two spinning OpenMP threads make each step several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_config(model_dir: Path, folder: Path, task: dict, train: Path, validation: Path,

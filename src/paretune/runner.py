@@ -25,7 +25,7 @@ from paretune.methods.base import MethodContext
 from paretune.model_card import write_model_card
 from paretune.models import count_parameters, load_model, load_tokenizer, model_source
 from paretune.resources import PeakMemory
-from paretune.run_folder import TASK_FILE, RunFolder
+from paretune.run_folder import RunFolder
 
 log = logging.getLogger("paretune")
 
