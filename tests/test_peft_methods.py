@@ -50,13 +50,7 @@ MAY_KEEP = ("adalora",)  # its rank budget may cut a layer to rank 0, leaving th
 TEXTS = ["this film was really good", "a dull and boring plot", "the music is lovely"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from more threads, and lose a lot when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_config(model_dir, folder, method: dict, **training) -> dict:

@@ -87,10 +87,7 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
     # The run folder is made only once data, model and method are known good, so a setup
     # error leaves nothing behind that would block the corrected rerun.
     resuming = run is not None
-    if run is None:
-        run = RunFolder.create(config, name_hint) if accelerator.is_main_process else None
-        accelerator.wait_for_everyone()
-        run = run or RunFolder(Path(config.output.dir))
+    run = run or _create_run_folder(config, name_hint, accelerator)
     if accelerator.is_main_process:
         run.write_config(config)  # now with settled values (e.g. the NER tag scheme)
         run.write_json("data.json", data.stats)
@@ -130,6 +127,13 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
         run.write_json("metrics.json", metrics)  # written last: its presence marks a finished run
         write_model_card(run, config, metrics, cost, model_source(config.model))
     return Run(path=run.path, metrics=metrics, config=config, cost=cost)
+
+
+def _create_run_folder(config: Config, name_hint: str, accelerator: Accelerator) -> RunFolder:
+    """Rank 0 creates the folder (and settles output.dir); the others wait and open it."""
+    run = RunFolder.create(config, name_hint) if accelerator.is_main_process else None
+    accelerator.wait_for_everyone()
+    return run or RunFolder(Path(config.output.dir))
 
 
 def _accelerator(config: Config) -> Accelerator:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from accelerate import Accelerator
+from safetensors.torch import save_file
 
 from paretune.config.schema import TrainingConfig
 from paretune.data.batching import BatchPlan, make_loader, resolve_batching
@@ -248,8 +249,6 @@ class Trainer:
     def _save_best(self) -> None:
         self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.best_weights.with_suffix(f".tmp{os.getpid()}")
-        from safetensors.torch import save_file
-
         save_file(trainable_state(self.unwrapped), str(tmp))
         os.replace(tmp, self.best_weights)
 
