@@ -328,10 +328,8 @@ def paretune_cli(args, env_extra=None) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_lora_killed_and_resumed_matches_uninterrupted(tiny_model_dir, tmp_path):
-    # 3 steps per epoch, checkpoints at the epoch ends (3, 6), killed after step 7 of 8. The
-    # checkpoint is at an epoch end because a mid-epoch resume is not yet exact for any method
-    # (the DataLoader draws its base seed from the global RNG when an epoch's iterator starts).
-    config = run_config(tiny_model_dir, tmp_path, {"name": "lora"}, eval_every=2, save_every=3)
+    # 3 steps per epoch, a checkpoint at step 4 (mid-epoch), killed after step 7 of 8.
+    config = run_config(tiny_model_dir, tmp_path, {"name": "lora"}, eval_every=2, save_every=4)
     config.pop("output")
     path = tmp_path / "lora.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -340,7 +338,7 @@ def test_lora_killed_and_resumed_matches_uninterrupted(tiny_model_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     crashed = paretune_cli(["train", str(path), "--set", f"output.dir={killed}"], {"PARETUNE_FAULT_AT_STEP": "7"})
     assert crashed.returncode == -signal.SIGKILL
-    assert (killed / "checkpoints" / "step-00000006").is_dir() and not (killed / "metrics.json").exists()
+    assert (killed / "checkpoints" / "step-00000004").is_dir() and not (killed / "metrics.json").exists()
     resumed = paretune_cli(["train", "--resume", str(killed)])
     assert resumed.returncode == 0, resumed.stderr
 
@@ -386,3 +384,41 @@ def test_adalora_saves_the_ranks_its_weights_use(tiny_model_dir, tmp_path):
     with torch.no_grad():
         assert (adapted(**tiny_batch()).logits - in_memory).abs().max() < 1e-5
         assert (merged(**tiny_batch()).logits - in_memory).abs().max() < 1e-5
+
+
+def test_adalora_orthogonality_penalty_matches_peft(tiny_model_dir):
+    """peft adds the penalty only to a loss the model computes; ours must add the same amount."""
+    from paretune.methods.adalora import orthogonality_loss
+
+    torch.manual_seed(0)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    adalora = get_method("adalora")
+    options = adalora.options(init_r=4, target_r=2, orth_reg_weight=0.3)
+    model = adalora.apply(model, options, MethodContext("classification", 10)).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                param.normal_()  # peft starts P at zero; make both factors non-trivial
+    batch, labels = tiny_batch(), torch.tensor([0, 1, 0, 1])
+    with_penalty = model(**batch, labels=labels).loss
+    plain = torch.nn.functional.cross_entropy(model(**batch).logits, labels)
+    ours = orthogonality_loss(model)
+    assert ours.item() > 0
+    assert abs((plain + ours).item() - with_penalty.item()) < 1e-5
+    ours.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for n, p in model.named_parameters() if "lora_A" in n)
+
+
+def test_default_lr_is_scaled_for_each_method(tiny_model_dir, tmp_path):
+    lrs = {}
+    for name in ("full", "lora", "prompt"):
+        (tmp_path / name).mkdir()
+        method = {"name": name, **({"num_virtual_tokens": 4} if name == "prompt" else {})}
+        run = paretune.finetune(run_config(tiny_model_dir, tmp_path / name, method, lr=None, max_steps=1))
+        lrs[name] = run.metrics["lr"]
+    assert lrs["lora"] == pytest.approx(10 * lrs["full"])
+    assert lrs["prompt"] == pytest.approx(100 * lrs["full"])
+    set_lr = paretune.finetune(run_config(tiny_model_dir, tmp_path / "lora", {"name": "lora"}, lr=3e-3,
+                                          max_steps=1, **{}) | {"output": {"dir": str(tmp_path / "set")}})
+    assert set_lr.metrics["lr"] == 3e-3  # a learning rate the user sets is used as given

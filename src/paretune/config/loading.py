@@ -108,6 +108,9 @@ def resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
         candidate = _resolve(model["name_or_path"], base_dir)
         if candidate.exists():
             model["name_or_path"] = str(candidate)
+    cost = raw.get("cost")
+    if isinstance(cost, dict) and isinstance(cost.get("prices_file"), str):
+        cost["prices_file"] = str(_resolve(cost["prices_file"], base_dir))
 
 
 def _resolve(value: str, base_dir: Path) -> Path:

@@ -1,4 +1,9 @@
-"""Optimizer construction: no weight decay on biases and norms, fused AdamW on CUDA."""
+"""Optimizer construction: no weight decay on biases and norms, fused AdamW where torch has it.
+
+The fused AdamW kernel exists for CUDA and, since torch 2.4, for CPU. On the 2-core CPU it made the
+optimizer step of MiniLM (22.7M parameters) 5.7x faster (156 -> 27 ms), which is 12% of a
+1,024-token training step (bench/RESULTS.md).
+"""
 from __future__ import annotations
 
 import torch
@@ -10,6 +15,7 @@ from paretune.config.schema import TrainingConfig
 BASE_LR = 1e-4
 REFERENCE_BATCH = 32
 MAX_DEFAULT_LR = 3e-4
+FUSED_ADAMW_DEVICES = ("cuda", "cpu")
 
 
 def default_lr(examples_per_step: float) -> float:
@@ -33,5 +39,9 @@ def build_optimizer(model: torch.nn.Module, config: TrainingConfig, lr: float, d
         raise ValueError("the model has no trainable parameters: check the method settings")
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=config.momentum)
-    fused = device.type == "cuda"
-    return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
+    if device.type in FUSED_ADAMW_DEVICES:
+        try:
+            return torch.optim.AdamW(groups, lr=lr, fused=True)
+        except (RuntimeError, ValueError):  # e.g. a dtype the fused kernel does not take
+            pass
+    return torch.optim.AdamW(groups, lr=lr)

@@ -6,8 +6,10 @@ masked to zero until the average rank is `target_r`, then the pattern is frozen 
 phase. peft needs the run's total step count for that schedule, and `on_step` calls its
 `update_and_allocate` after every optimizer step.
 
-Not applied here: peft's orthogonality penalty on P and Q, which it adds only to a loss the model
-computes itself; paretune's loop computes the task loss outside the model.
+peft adds the orthogonality penalty on P and Q only to a loss the model computes itself, and
+paretune's loop computes the task loss outside the model, so `orthogonality_loss` adds it through
+the method's `extra_loss` hook: the paper's R(P, Q) = ||PᵀP - I||_F + ||QQᵀ - I||_F, averaged
+over the adapted matrices and weighted by `orth_reg_weight`.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class AdaLoraOptions(MethodOptions):
     allocate_every: int = Field(1, ge=1, description="Steps between budget reallocations (deltaT).")
     beta1: float = Field(0.85, gt=0, lt=1, description="EMA factor of the importance score.")
     beta2: float = Field(0.85, gt=0, lt=1, description="EMA factor of its uncertainty.")
+    orth_reg_weight: float = Field(0.5, ge=0, description="Weight of the orthogonality penalty on P and Q.")
     target_modules: list[str] | Literal["all-linear"] | None = None
 
     @model_validator(mode="after")
@@ -59,6 +62,7 @@ def apply(model: torch.nn.Module, options: AdaLoraOptions, context: MethodContex
         init_r=options.init_r, target_r=options.target_r, lora_alpha=options.alpha,
         lora_dropout=options.dropout, tinit=tinit, tfinal=tfinal, deltaT=options.allocate_every,
         beta1=options.beta1, beta2=options.beta2, total_step=context.total_steps,
+        orth_reg_weight=options.orth_reg_weight,
         **target_kwargs(model, options.target_modules, context),
     )
     return targets.wrap_with_peft(model, config)
@@ -72,6 +76,29 @@ def on_step(model: torch.nn.Module, step: int) -> None:
         # masked singular values were (as exact zeros), so read it back from them.
         settle_rank_pattern(model)
     tuner.update_and_allocate(step)
+
+
+def orthogonality_loss(model: torch.nn.Module) -> torch.Tensor:
+    """Distance of every adapter's P (lora_B) and Q (lora_A) from orthonormal, averaged."""
+    tuner = model.base_model
+    name = tuner.trainable_adapter_name
+    weight = tuner.peft_config[name].orth_reg_weight
+    total, count = None, 0
+    for param_name, param in tuner.model.named_parameters():
+        if not param.requires_grad or f".{name}" not in param_name:
+            continue
+        if "lora_A." in param_name:  # Q: rank x in_features, rows should be orthonormal
+            gram = param @ param.T
+        elif "lora_B." in param_name:  # P: out_features x rank, columns should be orthonormal
+            gram = param.T @ param
+        else:
+            continue
+        eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+        term = torch.linalg.matrix_norm(gram - eye)
+        total, count = (term if total is None else total + term), count + 1
+    if count == 0 or weight == 0:
+        return torch.zeros((), device=next(model.parameters()).device)
+    return weight * total / count
 
 
 def settle_rank_pattern(model: torch.nn.Module) -> None:
@@ -90,4 +117,5 @@ def settle_rank_pattern(model: torch.nn.Module) -> None:
 
 
 METHOD = Method("adalora", AdaLoraOptions, apply, "LoRA with rank budget reallocated by importance (peft)",
-                on_step=on_step)
+                on_step=on_step, extra_loss=orthogonality_loss,
+                lr_scale=10.0)

@@ -139,4 +139,5 @@ def load_bottlenecks(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
     return model
 
 
-METHOD = Method("adapter", AdapterOptions, apply, "bottleneck adapters after attention and FFN (Houlsby)")
+METHOD = Method("adapter", AdapterOptions, apply, "bottleneck adapters after attention and FFN (Houlsby)",
+                lr_scale=10.0)

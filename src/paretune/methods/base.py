@@ -31,3 +31,8 @@ class Method:
     description: str = ""
     # Called after every optimizer step with (model, step), e.g. AdaLoRA's rank reallocation.
     on_step: Callable[[torch.nn.Module, int], None] | None = None
+    # Multiplies the default learning rate (used only when training.lr is unset): methods that
+    # train a few new parameters from scratch need a larger step than full fine-tuning.
+    lr_scale: float = 1.0
+    # Added to the task loss of every micro-batch: (model) -> scalar, e.g. a regularizer.
+    extra_loss: Callable[[torch.nn.Module], torch.Tensor] | None = None

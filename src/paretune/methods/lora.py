@@ -56,4 +56,5 @@ def apply(model: torch.nn.Module, options: LoraOptions, context: MethodContext) 
     return targets.wrap_with_peft(model, lora_config(model, options, context))
 
 
-METHOD = Method("lora", LoraOptions, apply, "low-rank updates beside frozen projections (peft)")
+METHOD = Method("lora", LoraOptions, apply, "low-rank updates beside frozen projections (peft)",
+                lr_scale=10.0)

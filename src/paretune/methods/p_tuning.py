@@ -40,4 +40,5 @@ def apply(model: torch.nn.Module, options: PTuningOptions, context: MethodContex
     return model
 
 
-METHOD = Method("p-tuning", PTuningOptions, apply, "prompt embeddings from a trained encoder (peft)")
+METHOD = Method("p-tuning", PTuningOptions, apply, "prompt embeddings from a trained encoder (peft)",
+                lr_scale=100.0)

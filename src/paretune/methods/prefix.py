@@ -44,4 +44,5 @@ def apply(model: torch.nn.Module, options: PrefixOptions, context: MethodContext
     return targets.wrap_with_peft(model, config)
 
 
-METHOD = Method("prefix", PrefixOptions, apply, "learned key/value prefixes in every layer (peft)")
+METHOD = Method("prefix", PrefixOptions, apply, "learned key/value prefixes in every layer (peft)",
+                lr_scale=30.0)

@@ -57,4 +57,5 @@ def _drop_virtual_tokens(model, args, output):
     return output
 
 
-METHOD = Method("prompt", PromptOptions, apply, "learned input embeddings, model frozen (peft)")
+METHOD = Method("prompt", PromptOptions, apply, "learned input embeddings, model frozen (peft)",
+                lr_scale=100.0)

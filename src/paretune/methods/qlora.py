@@ -84,4 +84,5 @@ def apply(model: torch.nn.Module, options: QLoraOptions, context: MethodContext)
     return targets.wrap_with_peft(model, config)
 
 
-METHOD = Method("qlora", QLoraOptions, apply, "LoRA over 4-bit base weights (peft + bitsandbytes, CUDA)")
+METHOD = Method("qlora", QLoraOptions, apply, "LoRA over 4-bit base weights (peft + bitsandbytes, CUDA)",
+                lr_scale=10.0)

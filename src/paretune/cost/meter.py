@@ -1,0 +1,69 @@
+"""The cost meter: started before training, it turns a run's timings and counters into cost.json.
+
+Starting it early matters twice: an unknown price name fails before any work is done, and the
+peak-memory and energy counters cover exactly this run (a sweep trains many in one process).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from paretune.config.schema import CostConfig
+from paretune.cost.device import describe_device, reset_peak_host_memory
+from paretune.cost.energy import EnergyMeter
+from paretune.cost.flops import training_flops
+from paretune.cost.prices import resolve_price
+from paretune.engine.checkpoint import LoopState
+from paretune.resources import PeakMemory
+
+
+class CostMeter:
+    def __init__(self, config: CostConfig, accelerator: Accelerator):
+        self.device = describe_device(accelerator.device, accelerator.num_processes)
+        self.price = resolve_price(config, self.device)
+        self._started = time.perf_counter()
+        reset_peak_host_memory()
+        self.memory = PeakMemory()
+        self.energy = EnergyMeter(accelerator.device, accelerator.num_processes)
+
+    def finish(self, timings: dict[str, float], state: LoopState, model: torch.nn.Module,
+               accelerator: Accelerator) -> dict[str, Any]:
+        """cost.json: time, device, tokens, memory, FLOPs, energy and dollars of the run."""
+        phases = dict(timings)
+        # Model loading and method setup fall between the timed phases; they are paid for too.
+        # (On resume, train_s holds earlier sessions' time, so this share can come out as 0.)
+        phases["setup_s"] = max(0.0, time.perf_counter() - self._started - sum(timings.values()))
+        wall = sum(phases.values())
+        device_hours = wall * self.device.count / 3600
+        train_s = max(timings["train_s"], 1e-9)
+        flops = training_flops(model, state.padded_tokens_seen, state.samples_seen)
+        flops["achieved_flops_per_s"] = _significant(flops["train"] / train_s)
+        energy_kwh = self.energy.read()
+        usd = device_hours * self.price.usd_per_hour if self.price else None
+        return {
+            **self.device.as_dict(),
+            "precision": accelerator.mixed_precision,
+            "phases_s": {k: round(v, 3) for k, v in phases.items()},
+            "wall_s": round(wall, 3),
+            "device_hours": round(device_hours, 6),
+            "train_samples": state.samples_seen,
+            "train_tokens": state.tokens_seen,
+            "train_padded_tokens": state.padded_tokens_seen,
+            "padding_fraction": round(1 - state.tokens_seen / max(state.padded_tokens_seen, 1), 4),
+            "train_samples_per_s": round(state.samples_seen / train_s, 2),
+            "train_tokens_per_s": round(state.tokens_seen / train_s, 1),
+            **self.memory.read(),
+            "flops": flops,
+            "energy_kwh": None if energy_kwh is None else round(energy_kwh, 6),
+            "energy_source": self.energy.source,
+            "price": self.price.as_dict() if self.price else None,
+            "usd": None if usd is None else _significant(usd),
+        }
+
+
+def _significant(value: float, digits: int = 4) -> float:
+    """Round to significant digits: dollars of a tiny run are 1e-5, FLOP/s are 1e12."""
+    return float(f"{value:.{digits}g}")
