@@ -16,7 +16,8 @@ import paretune
 from paretune.config import load_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
+SWEEPS = sorted(EXAMPLES.glob("sweep*.yaml"))  # sweep files, tested by their own command below
+CONFIGS = sorted(set(EXAMPLES.glob("*.yaml")) - set(SWEEPS))
 
 
 def test_examples_are_shipped():
@@ -44,6 +45,20 @@ def test_example_config_trains_a_few_steps(path, tiny_model_dir, tmp_path):
     metrics = json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["steps"] == 3
     assert metrics["validation"], "the final evaluation on the validation file is missing"
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+def test_example_sweep_parses_and_runs_a_few_steps(path, tiny_model_dir, tmp_path):
+    from paretune.sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(path, tmp_path / "sweep")
+    sweep.check_configs(sweep.variants())  # every variant of the shipped file, as written
+    sweep.spec.set.update({"model.name_or_path": str(tiny_model_dir), "training.max_steps": 2,
+                           "data.max_train_rows": 64, "data.cache_dir": str(tmp_path / "cache"),
+                           "data.max_length": 32})  # room for prompt tuning's virtual tokens in 64 positions
+    sweep.spec.bench_inference, sweep.spec.search = False, None
+    result = run_sweep(sweep)
+    assert result.count("finished") == len(sweep.variants()), result.records
 
 
 def test_make_data_regenerates_the_committed_files(tmp_path):

@@ -422,3 +422,11 @@ def test_default_lr_is_scaled_for_each_method(tiny_model_dir, tmp_path):
     set_lr = paretune.finetune(run_config(tiny_model_dir, tmp_path / "lora", {"name": "lora"}, lr=3e-3,
                                           max_steps=1, **{}) | {"output": {"dir": str(tmp_path / "set")}})
     assert set_lr.metrics["lr"] == 3e-3  # a learning rate the user sets is used as given
+
+
+def test_prompt_longer_than_the_positions_is_a_clear_error(tiny_model_dir):
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    positions = model.config.max_position_embeddings
+    prompt = get_method("prompt")
+    with pytest.raises(ParetuneError, match="num_virtual_tokens"):
+        prompt.apply(model, prompt.options(num_virtual_tokens=8), MethodContext("classification", 10, positions))

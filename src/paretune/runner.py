@@ -9,23 +9,27 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 
 from paretune.config import Config, config_from_dict, load_config
+from paretune.cost.meter import CostMeter
 from paretune.data.prepare import PreparedData, prepare_data
+from paretune.distributed.launch import launch_resume, launch_training, should_launch
+from paretune.distributed.state import sharding, whole_model
+from paretune.distributed.strategy import build_accelerator
 from paretune.engine.loop import Trainer, evaluate, planned_steps, train_plan
-from paretune.engine.precision import ACCELERATE_NAMES, resolve_precision
 from paretune.engine.rng import seed_everything
-from paretune.errors import ParetuneError
+from paretune.errors import ConfigError, ParetuneError
 from paretune.methods import get_method
 from paretune.methods.base import MethodContext
 from paretune.model_card import write_model_card
 from paretune.models import count_parameters, load_model, load_tokenizer, model_source
-from paretune.resources import PeakMemory
 from paretune.run_folder import RunFolder
+from paretune.tasks.base import Task
 
 log = logging.getLogger("paretune")
 
@@ -44,7 +48,22 @@ class Run:
         return self.metrics.get("validation", {})
 
 
-def finetune(config: Config | dict | str | Path, overrides: list[str] | None = None) -> Run:
+@dataclass
+class Seam:
+    """How `paretune distill` and compression recovery reuse this setup and the one Trainer.
+
+    They start from a model they built (a pruned copy, a student made of teacher layers) instead
+    of loading `config.model`, may train it inside a wrapper with its own loss (the task the
+    Trainer gets comes with it), and save the model `unwrap` returns.
+    """
+
+    model: Callable[[Task], torch.nn.Module]
+    wrap: Callable[[torch.nn.Module, Task], tuple[torch.nn.Module, Any]] = lambda model, task: (model, task)
+    unwrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda model: model
+
+
+def finetune(config: Config | dict | str | Path, overrides: list[str] | None = None, *,
+             seam: Seam | None = None) -> Run:
     """Train from a Config, a dict of sections, or a YAML path; returns the finished Run."""
     if isinstance(config, (str, Path)):
         name_hint = Path(config).stem
@@ -57,32 +76,53 @@ def finetune(config: Config | dict | str | Path, overrides: list[str] | None = N
             from paretune.config.loading import apply_overrides
 
             config = config_from_dict(apply_overrides(config.model_dump(mode="json"), overrides))
-    return _train(config, name_hint=name_hint)
+    if should_launch(config.distributed.nproc):  # start the processes, each comes back in here
+        if seam is not None:
+            raise ConfigError("distributed.nproc > 1 is for `paretune train`; this command trains in one process")
+        return _finished_run(launch_training(config, name_hint))
+    return _train(config, name_hint=name_hint, seam=seam)
 
 
-def resume(run_dir: str | Path) -> Run:
-    """Continue a killed run from its newest checkpoint, with its saved config."""
+def resume(run_dir: str | Path, nproc: int | None = None) -> Run:
+    """Continue a killed run from its newest checkpoint, with its saved config (and its number
+    of processes unless `nproc` says otherwise)."""
     run = RunFolder.open(run_dir)
     if run.is_finished():
         raise ParetuneError(f"{run_dir} already finished (metrics.json exists); nothing to resume")
-    return _train(run.read_config(), run=run)
+    config = run.read_config()
+    nproc = nproc or config.distributed.nproc
+    if should_launch(nproc):
+        launch_resume(run.path, nproc)
+        return _finished_run(run.path)
+    return _train(config, run=run)
 
 
-def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = None) -> Run:
+def _finished_run(path: Path) -> Run:
+    """A run another process trained, read back from its folder."""
+    run = RunFolder.open(path)
+    return Run(path=run.path, metrics=run.read_json("metrics.json"), config=run.read_config(),
+               cost=run.read_json("cost.json"))
+
+
+def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = None,
+           seam: Seam | None = None) -> Run:
     timings: dict[str, float] = {}
-    memory = PeakMemory()
-    accelerator = _accelerator(config)
+    accelerator = build_accelerator(config)  # distributed: section (docs/distributed.md)
+    meter = CostMeter(config.cost, accelerator)  # an unknown price fails here, before any work
     seed_everything(config.training.seed)
     started = time.perf_counter()
     tokenizer = load_tokenizer(config.model)
     data = prepare_data(config, tokenizer)  # every data check happens here, before any training
     timings["data_prep_s"] = time.perf_counter() - started
     seed_everything(config.training.seed)  # model head init does not depend on data reading
-    model = load_model(config.model, data.task)
+    model = seam.model(data.task) if seam else load_model(config.model, data.task)
     method = get_method(config.method.name)
+    _check_sharding(config, method, seam, accelerator)
     _, total_steps = planned_steps(train_plan(data.train, config.training, accelerator), config.training)
-    model = method.apply(model, config.method, MethodContext(config.task.type, total_steps))
+    context = MethodContext(config.task.type, total_steps, config.data.max_length)
+    model = method.apply(model, config.method, context)
     params = count_parameters(model)
+    train_model, train_task = seam.wrap(model, data.task) if seam else (model, data.task)
 
     # The run folder is made only once data, model and method are known good, so a setup
     # error leaves nothing behind that would block the corrected rerun.
@@ -92,9 +132,10 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
         run.write_config(config)  # now with settled values (e.g. the NER tag scheme)
         run.write_json("data.json", data.stats)
     trainer = Trainer(
-        model=model, task=data.task, config=config.training, train=data.train,
+        model=train_model, task=train_task, config=config.training, train=data.train,
         validation=data.validation, pad_id=_pad_id(tokenizer), run_dir=run.path,
         accelerator=accelerator, on_eval=run.append_metrics, on_step=method.on_step,
+        extra_loss=method.extra_loss, lr_scale=method.lr_scale,
     )
     if resuming:
         state = trainer.resume()
@@ -120,9 +161,14 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
         "labels": data.task.label_names,
         **params,
     }
-    cost = _cost(timings, state, trainer, accelerator, memory)
+    cost = meter.finish(timings, state, trainer.unwrapped, accelerator)
+    if trainer.sharding == "none":
+        trained = seam.unwrap(trainer.unwrapped) if seam else trainer.unwrapped
+    else:  # gathered from the shards (every process takes part) into a fresh copy
+        trained = whole_model(accelerator, trainer.model,
+                              lambda: method.apply(load_model(config.model, data.task), config.method, context))
     if accelerator.is_main_process:
-        _save_model(trainer, tokenizer, data, config, run)
+        _save_model(trained, tokenizer, data, config, run)
         run.write_json("cost.json", cost)
         run.write_json("metrics.json", metrics)  # written last: its presence marks a finished run
         write_model_card(run, config, metrics, cost, model_source(config.model))
@@ -130,16 +176,33 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
 
 
 def _create_run_folder(config: Config, name_hint: str, accelerator: Accelerator) -> RunFolder:
-    """Rank 0 creates the folder (and settles output.dir); the others wait and open it."""
-    run = RunFolder.create(config, name_hint) if accelerator.is_main_process else None
-    accelerator.wait_for_everyone()
-    return run or RunFolder(Path(config.output.dir))
+    """The main process creates the folder (settling output.dir) and tells the others its path,
+    or its error: under torchrun each process picked its own timestamp, and a process that
+    stopped here would leave the others waiting forever."""
+    outcome: list = [None]
+    if accelerator.is_main_process:
+        try:
+            outcome = [str(RunFolder.create(config, name_hint).path)]
+        except Exception as err:
+            if accelerator.num_processes > 1:
+                broadcast_object_list([("error", f"the main process could not create the run folder: {err}")])
+            raise
+    if accelerator.num_processes > 1:
+        outcome = broadcast_object_list(outcome)
+    if isinstance(outcome[0], tuple):
+        raise ParetuneError(outcome[0][1])
+    config.output.dir = outcome[0]
+    return RunFolder(Path(outcome[0]))
 
 
-def _accelerator(config: Config) -> Accelerator:
-    device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    precision = resolve_precision(config.training.precision, device_type)
-    return Accelerator(mixed_precision=ACCELERATE_NAMES[precision], cpu=device_type == "cpu")
+def _check_sharding(config: Config, method, seam: Seam | None, accelerator: Accelerator) -> None:
+    if sharding(accelerator) == "none":
+        return
+    if method.on_step is not None:
+        raise ConfigError(f"method {config.method.name} changes weights between steps, which needs whole "
+                          "parameters on every process: use distributed.strategy: ddp")
+    if seam is not None:
+        raise ConfigError("this command trains replicated models only: use distributed.strategy: ddp")
 
 
 def _pad_id(tokenizer) -> int:
@@ -173,7 +236,7 @@ def _announce(config, data: PreparedData, params, trainer: Trainer, accelerator)
     )
 
 
-def _save_model(trainer: Trainer, tokenizer, data: PreparedData, config: Config, run: RunFolder) -> None:
+def _save_model(model: torch.nn.Module, tokenizer, data: PreparedData, config: Config, run: RunFolder) -> None:
     from paretune.export import ADAPTER_DIR, save_trained_model
 
     task_info = {
@@ -183,24 +246,4 @@ def _save_model(trainer: Trainer, tokenizer, data: PreparedData, config: Config,
         "method": config.method.name,
     }
     # model/ (merged where possible, always Predictor-loadable) and adapter/ for adapter methods.
-    save_trained_model(trainer.unwrapped, tokenizer, run.model_dir, run.path / ADAPTER_DIR, task_info)
-
-
-def _cost(timings, state, trainer: Trainer, accelerator, memory: PeakMemory) -> dict[str, Any]:
-    train_s = max(timings["train_s"], 1e-9)
-    wall = sum(timings.values())
-    return {
-        "device": str(accelerator.device.type),
-        "device_count": accelerator.num_processes,
-        "precision": accelerator.mixed_precision,
-        "phases_s": {k: round(v, 3) for k, v in timings.items()},
-        "wall_s": round(wall, 3),
-        "device_hours": round(wall * accelerator.num_processes / 3600, 6),
-        "train_samples": state.samples_seen,
-        "train_tokens": state.tokens_seen,
-        "train_padded_tokens": state.padded_tokens_seen,
-        "padding_fraction": round(1 - state.tokens_seen / max(state.padded_tokens_seen, 1), 4),
-        "train_samples_per_s": round(state.samples_seen / train_s, 2),
-        "train_tokens_per_s": round(state.tokens_seen / train_s, 1),
-        **memory.read(),
-    }
+    save_trained_model(model, tokenizer, run.model_dir, run.path / ADAPTER_DIR, task_info)

@@ -1,6 +1,7 @@
-"""`paretune train CONFIG [--set key=value ...] [--resume RUN] [--json]`."""
+"""`paretune train CONFIG [--set key=value ...] [--resume RUN] [--nproc N] [--json]`."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +14,12 @@ def train(
     config: Optional[Path] = typer.Argument(None, help="YAML config file."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a key, e.g. --set training.lr=3e-5"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this killed run folder."),
+    price: Optional[str] = typer.Option(
+        None, "--price", help="Price table row (e.g. lambda-h100-sxm) or dollars per device-hour (e.g. 2.5)."
+    ),
+    nproc: Optional[int] = typer.Option(
+        None, "--nproc", min=1, help="Train on N processes on this machine, one per GPU (docs/distributed.md)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print final metrics as JSON on the last line."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -21,27 +28,60 @@ def train(
     from paretune.cli.output import print_metrics
 
     setup_logging(verbose)
+    if price is not None:
+        set_ = [*set_, *price_overrides(price)]
+    if nproc is not None:
+        _check_not_launched()
+    if resume is not None and (config is not None or set_):
+        raise ParetuneError("--resume continues with the run's saved config; drop CONFIG, --set and --price")
+    if resume is None and config is None and not set_:
+        raise ParetuneError("give a config file (paretune train examples/sentiment.yaml) or --resume RUN")
+    overrides = [*set_, *([] if nproc is None else [f"distributed.nproc={nproc}"])]
+    from paretune.distributed.launch import launch_if_asked
+
+    launched_run = launch_if_asked(config, overrides, resume, nproc)  # several processes: started here
+    if launched_run is not None:
+        run_path, metrics = launched_run, json.loads((launched_run / "metrics.json").read_text())
+    else:
+        run = _train_here(config, overrides, resume, nproc)
+        run_path, metrics = run.path, run.metrics
+    if as_json:
+        print_metrics({"run": str(run_path), **metrics}, f"final metrics ({run_path})", as_json=True)
+        return
+    for split in ("validation", "test"):
+        if split in metrics:
+            print_metrics(metrics[split], f"{split} ({run_path})", as_json=False)
+    print(f"run folder: {run_path}")
+
+
+def _train_here(config: Path | None, overrides: list[str], resume: Path | None, nproc: int | None):
     import paretune
 
     if resume is not None:
-        if config is not None or set_:
-            raise ParetuneError("--resume continues with the run's saved config; drop CONFIG and --set")
-        run = paretune.resume(resume)
-    elif config is None and not set_:
-        raise ParetuneError("give a config file (paretune train examples/sentiment.yaml) or --resume RUN")
-    elif config is None:
+        return paretune.resume(resume, nproc=nproc)
+    if config is None:
         from paretune.config import load_config
 
-        run = paretune.finetune(load_config(None, set_))
-    else:
-        run = paretune.finetune(config, overrides=set_)
-    if as_json:
-        print_metrics({"run": str(run.path), **run.metrics}, f"final metrics ({run.path})", as_json=True)
-        return
-    for split in ("validation", "test"):
-        if split in run.metrics:
-            print_metrics(run.metrics[split], f"{split} ({run.path})", as_json=False)
-    print(f"run folder: {run.path}")
+        return paretune.finetune(load_config(None, overrides))
+    return paretune.finetune(config, overrides=overrides)
+
+
+def _check_not_launched() -> None:
+    from paretune.distributed.launch import launched
+
+    if launched():
+        raise ParetuneError("--nproc starts processes itself, but torchrun or accelerate launch already "
+                            "started this one: drop --nproc (the launcher's process count is used)")
+
+
+def price_overrides(price: str) -> list[str]:
+    """`--price` as config overrides: a number sets cost.usd_per_hour, a name cost.price."""
+    from paretune.cost.prices import parse_price_option
+
+    value = parse_price_option(price)
+    if isinstance(value, float):
+        return [f"cost.usd_per_hour={value}", "cost.price="]
+    return [f"cost.price={value}", "cost.usd_per_hour="]
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from paretune.distributed.settings import DistributedConfig
 from paretune.methods import method_options_types
 
 
@@ -114,6 +115,24 @@ class OutputConfig(Section):
     overwrite: bool = Field(False, description="Replace an existing run folder.")
 
 
+class CostConfig(Section):
+    """Which price turns device-hours into dollars (docs/cost.md); default: by detected device."""
+
+    price: str | None = Field(
+        None, description="Row of the price table by name, e.g. lambda-h100-sxm or aws-m7i.large."
+    )
+    usd_per_hour: float | None = Field(None, gt=0, description="Your own price per device-hour.")
+    prices_file: str | None = Field(
+        None, description="YAML price table whose rows are added before the packaged ones."
+    )
+
+    @model_validator(mode="after")
+    def _one_price(self) -> "CostConfig":
+        if self.price is not None and self.usd_per_hour is not None:
+            raise ValueError("set cost.price (a table row) or cost.usd_per_hour, not both")
+        return self
+
+
 class Config(Section):
     model: ModelConfig = ModelConfig()
     task: TaskConfig = TaskConfig()
@@ -121,6 +140,8 @@ class Config(Section):
     method: MethodConfig = Field(default_factory=lambda: method_options_types()[0]())
     training: TrainingConfig = TrainingConfig()
     output: OutputConfig = OutputConfig()
+    cost: CostConfig = CostConfig()
+    distributed: DistributedConfig = DistributedConfig()  # docs/distributed.md
 
     @model_validator(mode="after")
     def _one_batching(self) -> "Config":

@@ -7,9 +7,15 @@ Two batchings share this seam:
   no compute goes to padding and each step does a similar amount of work.
 Both are deterministic functions of (seed, epoch), which is what makes mid-epoch resume exact:
 a resumed run rebuilds the same batch order and skips the batches already done.
+
+With N processes (data parallel) every process plans the same global batches and takes every
+N-th row of each, so a config gives the same global batches, steps and learning rate on any
+number of processes; `BatchPlan.share` tells the loop how to weight its part of the loss so the
+averaged gradient equals the one-process gradient (docs/distributed.md).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -21,6 +27,9 @@ from paretune.tasks.base import IGNORE_INDEX, Encoded
 # `batch_tokens: auto` aims at this many optimizer steps per epoch, within these budgets: small
 # datasets still get enough updates to learn in one epoch, large ones get big batches that keep
 # an accelerator busy (4,096 tokens is where SST-2 on an H100 stops gaining from larger batches).
+# The floor is a trade: at 256 tokens the per-step cost (optimizer, clipping, zeroing: ~90 ms for
+# MiniLM on the 2-core CPU) is ~30% of a step, but a 512 floor cut one-epoch runs on 2,000 rows to
+# 55 steps and lost accuracy (SST-2 80.4 -> 79.1%, CoNLL F1 0.80 -> 0.66): bench/RESULTS.md.
 AUTO_STEPS_PER_EPOCH = 200
 AUTO_MIN_TOKENS, AUTO_MAX_TOKENS = 256, 4096
 DEFAULT_BATCH_SIZE = 32
@@ -41,8 +50,18 @@ def resolve_batching(config, epoch_tokens: int, longest: int) -> tuple[int | Non
     return None, max(tokens, int(longest))
 
 
+@dataclass(frozen=True)
+class BatchShare:
+    """One process's part of a global batch, and the whole batch's counts."""
+
+    rows: int  # rows of the global batch
+    tokens: int  # real tokens of the global batch
+    padded_tokens: int  # tokens computed on, over all processes (each pads its rows to its longest)
+    loss_weight: float  # this process's fraction of the batch's loss terms (rows or labelled tokens)
+
+
 class BatchPlan(torch.utils.data.Sampler[list[int]]):
-    """Yields lists of example indices; call `set_epoch` before each epoch."""
+    """Yields lists of example indices (this process's rows); call `set_epoch` before each epoch."""
 
     def __init__(
         self,
@@ -55,6 +74,7 @@ class BatchPlan(torch.utils.data.Sampler[list[int]]):
         sort_by_length: bool = False,
         num_replicas: int = 1,
         rank: int = 0,
+        loss_units: np.ndarray | None = None,
     ):
         if (batch_size is None) == (batch_tokens is None):
             raise ValueError("give exactly one of batch_size and batch_tokens")
@@ -65,22 +85,41 @@ class BatchPlan(torch.utils.data.Sampler[list[int]]):
         self.seed = seed
         self.sort_by_length = sort_by_length  # evaluation: fixed-size batches of similar lengths
         self.num_replicas, self.rank = num_replicas, rank
+        # Terms each example adds to the task's mean loss: labelled tokens for token tasks,
+        # else one per row (a multi-label row's labels scale every row alike).
+        self.loss_units = None if loss_units is None else np.asarray(loss_units, dtype=np.int64)
         self.epoch = 0
-        self._batches = self._plan()
+        self._batches = self._all_batches()
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
             self.epoch = epoch
-            self._batches = self._plan()
+            self._batches = self._all_batches()
 
-    def _plan(self) -> list[list[int]]:
-        batches = self._all_batches()
-        if self.num_replicas > 1:
-            # Data parallel: each process takes every num_replicas-th batch; all take the same
-            # number of batches so no process waits on a collective the others never reach.
-            usable = len(batches) // self.num_replicas * self.num_replicas
-            batches = batches[self.rank : usable : self.num_replicas]
-        return batches
+    def _rows(self, batch: list[int], rank: int) -> list[int]:
+        # Every num_replicas-th row: a length-bucketed batch is sorted by length, so each process
+        # gets rows of the same lengths and the same amount of work.
+        return batch[rank :: self.num_replicas]
+
+    def _own_rows(self, batch: list[int]) -> list[int]:
+        # A global batch with fewer rows than processes leaves some without any: they run one row
+        # anyway (weighted 0) so that every process takes part in every gradient all-reduce.
+        return self._rows(batch, self.rank) or batch[:1]
+
+    def share(self, i: int) -> BatchShare:
+        """Counts of global batch `i` and this process's weight in its loss."""
+        batch = self._batches[i]
+        parts = [self._rows(batch, r) for r in range(self.num_replicas)]
+        units = [self._units(part) for part in parts]
+        total = sum(units)
+        # No loss terms at all (an NER batch with no labelled token): the loss is NaN on every
+        # process, as on one, and the step is skipped; weight by rows only to keep it defined.
+        weight = units[self.rank] / total if total else len(parts[self.rank]) / len(batch)
+        padded = sum(len(part) * int(self.lengths[part].max()) for part in parts if part)
+        return BatchShare(len(batch), int(self.lengths[batch].sum()), padded, weight)
+
+    def _units(self, rows: list[int]) -> int:
+        return len(rows) if self.loss_units is None else int(self.loss_units[rows].sum())
 
     def _all_batches(self) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -111,11 +150,13 @@ class BatchPlan(torch.utils.data.Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches)
+        return iter(self.tail(0))
 
     def tail(self, start: int) -> "list[list[int]]":
-        """This epoch's batches from `start` on: where a resumed run picks up."""
-        return self._batches[start:]
+        """This process's rows of this epoch's batches from `start` on: where a resumed run picks up."""
+        if self.num_replicas == 1:
+            return self._batches[start:]
+        return [self._own_rows(batch) for batch in self._batches[start:]]
 
     def __len__(self) -> int:
         return len(self._batches)

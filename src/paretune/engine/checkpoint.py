@@ -1,9 +1,10 @@
 """Checkpoints: written atomically, holding everything a resumed run needs to continue exactly.
 
 A checkpoint folder holds the trainable weights (safetensors), optimizer and scheduler state
-(torch tensors and numbers only, loaded with weights_only=True), RNG states and the loop's
-position (epoch, batch within the epoch, step). It is written to a temporary folder and renamed
-into place, so a run killed mid-write leaves the previous checkpoint intact.
+(torch tensors and numbers only, loaded with weights_only=True), each process's RNG state, the
+number of processes and the loop's position (epoch, batch within the epoch, step). It is written
+to a staging folder and renamed into place, so a run killed mid-write leaves the previous
+checkpoint intact. Gathering what it holds from the processes is paretune.distributed.state's job.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from paretune.engine.rng import restore_rng, rng_json, rng_tensors
+from paretune.engine.rng import restore_rng
+from paretune.errors import TrainingError
 
 PREFIX = "step-"
 
@@ -45,28 +47,46 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().float().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def load_trainable_state(model: torch.nn.Module, path: Path) -> None:
+def read_trainable_weights(path: Path, known: set[str]) -> dict[str, torch.Tensor]:
+    """Saved trainable weights, checked against the model's trainable parameter names."""
     saved = load_file(str(path))
-    params = dict(model.named_parameters())
-    missing = [n for n in saved if n not in params]
-    if missing:
-        raise ValueError(f"{path}: weights for unknown parameters {missing[:3]}: was the method changed?")
-    with torch.no_grad():
-        for name, tensor in saved.items():
-            params[name].copy_(tensor.to(params[name].dtype))
+    unknown = [n for n in saved if n not in known]
+    if unknown:
+        raise ValueError(f"{path}: weights for unknown parameters {unknown[:3]}: was the method changed?")
+    return saved
 
 
-def save_checkpoint(root: Path, state: LoopState, model, optimizer, scheduler, keep: int) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
+def staging_dir(root: Path, step: int) -> Path:
+    """Where checkpoint `step` is assembled before the rename (every process can name it)."""
+    return root / f".tmp-{PREFIX}{step:08d}"
+
+
+def save_checkpoint(
+    root: Path,
+    state: LoopState,
+    weights: dict[str, torch.Tensor],
+    optimizer_state: dict | None,
+    scheduler,
+    random_states: list[tuple[dict[str, torch.Tensor], dict]],
+    *,
+    keep: int,
+) -> Path:
+    """Write checkpoint `state.step` from whole tensors (main process only).
+
+    `random_states` holds each process's random state in rank order; their number is the world
+    size the checkpoint belongs to. `optimizer_state` is None when an engine (DeepSpeed) wrote
+    its own into the staging folder already.
+    """
     final = root / f"{PREFIX}{state.step:08d}"
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(trainable_state(model), str(tmp / "model.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    tmp = staging_dir(root, state.step)
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(tmp / "model.safetensors"))
+    if optimizer_state is not None:
+        torch.save(optimizer_state, tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    save_file(rng_tensors(), str(tmp / "rng.safetensors"))
-    payload = {"loop": asdict(state), "rng": rng_json()}
+    rng_files = {f"rank{r}.{k}": t for r, (tensors, _) in enumerate(random_states) for k, t in tensors.items()}
+    save_file(rng_files, str(tmp / "rng.safetensors"))
+    payload = {"loop": asdict(state), "world_size": len(random_states), "rng": [j for _, j in random_states]}
     (tmp / "state.json").write_text(json.dumps(payload, indent=1))
     if final.exists():  # same step saved again (e.g. epoch end coinciding with save_every)
         shutil.rmtree(final)
@@ -84,12 +104,33 @@ def list_checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> LoopState:
+def checkpoint_world_size(path: Path) -> int:
+    """Processes that wrote checkpoint `path` (checkpoints from before multi-process runs: 1)."""
+    return int(json.loads((path / "state.json").read_text()).get("world_size", 1))
+
+
+def check_world_size(path: Path, world_size: int) -> None:
+    saved = checkpoint_world_size(path)
+    if saved != world_size:
+        raise TrainingError(
+            f"{path} was written by {saved} process(es) and this run has {world_size}: resume with the "
+            f"same number (paretune train --resume RUN --nproc {saved}, or torchrun / accelerate "
+            f"launch with {saved} processes in all). Each process's random state and a sharded "
+            "optimizer's pieces belong to one process count."
+        )
+
+
+def read_loop_state(path: Path, world_size: int, rank: int) -> LoopState:
+    """The loop's position from checkpoint `path`, after restoring this process's random state."""
+    check_world_size(path, world_size)
     payload = json.loads((path / "state.json").read_text())
-    load_trainable_state(model, path / "model.safetensors")
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    restore_rng(load_file(str(path / "rng.safetensors")), payload["rng"])
+    tensors = load_file(str(path / "rng.safetensors"))
+    saved_rng = payload["rng"]
+    if isinstance(saved_rng, dict):  # one-process checkpoint from before per-process states
+        restore_rng(tensors, saved_rng)
+    else:
+        prefix = f"rank{rank}."
+        restore_rng({k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}, saved_rng[rank])
     return LoopState(**payload["loop"])
 
 

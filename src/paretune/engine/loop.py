@@ -5,11 +5,17 @@ task supplies the loss and metrics, and the loop owns accumulation, clipping, mi
 non-finite-loss handling, periodic evaluation, best-model tracking, early stopping and
 checkpoints. Gradient accumulation is done by hand (not `accelerator.accumulate`) so an epoch's
 last, shorter group of micro-batches is averaged correctly and never leaks into the next epoch.
+
+With several processes the same loop runs in each: every process takes its rows of each global
+batch and weights its loss so the all-reduced gradient is the one-process gradient; evaluation
+splits the batches and gathers the predictions, so every process sees the same metrics and takes
+the same decisions (best model, early stopping). Only the main process writes files.
 """
 from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import time
 from contextlib import nullcontext
@@ -22,21 +28,34 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import save_file
 
+from accelerate.utils import gather_object
+
 from paretune.config.schema import TrainingConfig
 from paretune.data.batching import BatchPlan, make_loader, resolve_batching
+from paretune.distributed.state import (
+    load_optimizer_state,
+    load_trainable_weights,
+    optimizer_state,
+    random_states,
+    save_engine_state,
+    sharding,
+    trainable_weights,
+)
 from paretune.engine.checkpoint import (
     LoopState,
+    check_world_size,
     list_checkpoints,
-    load_checkpoint,
-    load_trainable_state,
+    read_loop_state,
+    read_trainable_weights,
     save_checkpoint,
-    trainable_state,
+    staging_dir,
 )
 from paretune.engine.optim import build_optimizer, default_lr
 from paretune.engine.progress import Progress
+from paretune.engine.rng import seed_everything
 from paretune.engine.schedules import build_scheduler
 from paretune.errors import TrainingError
-from paretune.tasks.base import Encoded, Task
+from paretune.tasks.base import IGNORE_INDEX, Encoded, Task
 
 # Test hook: SIGKILL ourselves right after this optimizer step (after its checkpoint, if any).
 FAULT_ENV = "PARETUNE_FAULT_AT_STEP"
@@ -63,19 +82,27 @@ class Trainer:
         accelerator: Accelerator,
         on_eval: Callable[[dict], None] = lambda record: None,
         on_step: Callable[[torch.nn.Module, int], None] | None = None,
+        extra_loss: Callable[[torch.nn.Module], torch.Tensor] | None = None,
+        lr_scale: float = 1.0,
     ):
         self.task, self.config, self.train_set, self.validation = task, config, train, validation
         self.pad_id, self.run_dir, self.acc, self.on_eval = pad_id, run_dir, accelerator, on_eval
-        self.on_step = on_step
+        self.on_step, self.extra_loss = on_step, extra_loss
         self.metric = config.metric or task.default_metric
         self.greater = task.greater_is_better(self.metric)
+        # Names before wrapping: files hold weights under the model's own names (FSDP renames).
+        self.trainable_names = {n for n, p in model.named_parameters() if p.requires_grad}
         self.plan = train_plan(train, config, accelerator)
         self.steps_per_epoch, self.total_steps = planned_steps(self.plan, config)
+        # The plan's batches are global, the same on any number of processes: so is the lr.
         examples_per_step = len(train) / max(len(self.plan), 1) * config.gradient_accumulation_steps
-        self.lr = config.lr or default_lr(examples_per_step * accelerator.num_processes)
+        self.lr = config.lr or default_lr(examples_per_step) * lr_scale
         optimizer = build_optimizer(model, config, self.lr, accelerator.device)
         self.scheduler = build_scheduler(optimizer, config, self.total_steps)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.sharding = sharding(accelerator)
+        if accelerator.process_index > 0:  # own dropout masks; process 0 keeps the one-process stream
+            seed_everything(config.seed + accelerator.process_index)
         self.state = LoopState()
         self.progress = Progress(self.total_steps, config.log_every, enabled=accelerator.is_main_process)
 
@@ -92,7 +119,13 @@ class Trainer:
         checkpoints = list_checkpoints(self.checkpoints_dir)
         if not checkpoints:
             raise TrainingError(f"{self.run_dir}: no checkpoint to resume from (none was written yet)")
-        self.state = load_checkpoint(checkpoints[-1], self.unwrapped, self.optimizer, self.scheduler)
+        path, acc = checkpoints[-1], self.acc
+        check_world_size(path, acc.num_processes)
+        weights = read_trainable_weights(path / "model.safetensors", self.trainable_names)
+        load_trainable_weights(acc, self.model, weights)
+        load_optimizer_state(acc, self.model, self.optimizer, path)
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        self.state = read_loop_state(path, acc.num_processes, acc.process_index)  # and the RNG
         return self.state
 
     @property
@@ -126,9 +159,17 @@ class Trainer:
         self.progress.close()
         state.train_seconds = time.perf_counter() - started
         state.finished = True
-        if cfg.load_best and self.validation is not None and self.best_weights.is_file():
-            load_trainable_state(self.unwrapped, self.best_weights)
+        if cfg.load_best and state.best_step is not None:
+            self._load_best()
         return state
+
+    def _load_best(self) -> None:
+        self.acc.wait_for_everyone()  # the main process may still be writing them
+        if not self.best_weights.is_file():  # every process reads the file the main one wrote
+            raise TrainingError(f"{self.best_weights} is not visible to process {self.acc.process_index}: "
+                                "on several machines, output.dir must be on a filesystem they share")
+        best = read_trainable_weights(self.best_weights, self.trainable_names)
+        load_trainable_weights(self.acc, self.model, best)
 
     def _groups(self, start: int):
         """Yield lists of micro-batches, one list per optimizer step, from batch `start` on."""
@@ -154,14 +195,14 @@ class Trainer:
         self.model.train()
         finite = True
         for i, batch in enumerate(group):
+            share = self.plan.share(state.batch_in_epoch)  # counts of the whole global batch
             state.batch_in_epoch += 1
-            state.samples_seen += len(batch["index"]) * acc.num_processes
-            state.tokens_seen += int(batch["attention_mask"].sum()) * acc.num_processes
-            state.padded_tokens_seen += batch["input_ids"].numel() * acc.num_processes
-            sync = i == len(group) - 1 or acc.num_processes == 1
-            with nullcontext() if sync else acc.no_sync(self.model):
-                loss = self._loss(batch)
-                if not torch.isfinite(loss):
+            state.samples_seen += share.rows
+            state.tokens_seen += share.tokens
+            state.padded_tokens_seen += share.padded_tokens
+            with self._gradient_sync(i == len(group) - 1):
+                loss = self._loss(batch, share.loss_weight)
+                if not self._finite_everywhere(loss):
                     finite = False
                     break
                 acc.backward(loss / len(group))
@@ -180,6 +221,21 @@ class Trainer:
         state.step += 1
         self.progress.step(state, self.scheduler.get_last_lr()[0])
 
+    def _gradient_sync(self, last: bool):
+        """Average gradients across processes once per optimizer step, on its last micro-batch."""
+        if self.sharding == "deepspeed":
+            # DeepSpeed all-reduces and steps inside backward, at the boundary accelerate reports.
+            self.acc.gradient_state._set_sync_gradients(last)
+            return nullcontext()
+        return nullcontext() if last or self.acc.num_processes == 1 else self.acc.no_sync(self.model)
+
+    def _finite_everywhere(self, loss: torch.Tensor) -> bool:
+        finite = torch.isfinite(loss.detach()).reshape(1).float()
+        if self.acc.num_processes > 1:
+            # All processes skip the step together, or the others would wait forever in backward.
+            finite = self.acc.gather(finite).min()
+        return bool(finite)
+
     def _count_nonfinite(self) -> None:
         state = self.state
         state.nan_steps += 1
@@ -193,19 +249,29 @@ class Trainer:
                 "(regression targets far from 0 can overflow)"
             )
 
-    def _loss(self, batch: dict) -> torch.Tensor:
+    def _loss(self, batch: dict, weight: float = 1.0) -> torch.Tensor:
+        """This process's part of the batch loss, scaled so that its mean over processes (what the
+        gradient all-reduce takes) is the loss of the whole global batch: `weight` is this
+        process's fraction of the batch's loss terms (rows, or labelled tokens)."""
         device = self.acc.device
         inputs = {k: batch[k].to(device, non_blocking=True) for k in MODEL_INPUTS}
         labels = batch["labels"].to(device, non_blocking=True)
         with self.acc.autocast():
             logits = self.model(**inputs).logits
-        return self.task.loss(logits, labels)
+        if weight == 0:  # a stand-in row: the global batch had fewer rows than processes
+            return logits.float().sum() * 0.0
+        loss = self.task.loss(logits, labels)
+        if self.extra_loss is not None:  # a method's regularizer, e.g. AdaLoRA's orthogonality
+            loss = loss + self.extra_loss(self.unwrapped)
+        return loss * (weight * self.acc.num_processes)
 
     # --- evaluation, best model, checkpoints ---------------------------------------------
     def _evaluate_and_track(self) -> None:
         state = self.state
         if self.validation is None:
             return
+        # Training time so far, without evaluation: what "time to reach a metric" is measured in.
+        train_s = state.train_seconds - state.extra.get("eval_seconds", 0.0)
         started = time.perf_counter()
         metrics = evaluate(self.model, self.task, self.validation, self.config.eval_batch_size,
                            self.pad_id, self.acc)
@@ -220,7 +286,7 @@ class Trainer:
         )
         if improved:
             state.best_metric, state.best_step, state.evals_since_best = value, state.step, 0
-            if self.acc.is_main_process and self.config.load_best:
+            if self.config.load_best:
                 self._save_best()
         else:
             state.evals_since_best += 1
@@ -230,8 +296,9 @@ class Trainer:
         record = {
             "step": state.step,
             "epoch": round(state.epoch + state.batch_in_epoch / max(len(self.plan), 1), 4),
-            "train_loss": self.progress.take_mean_loss(),
+            "train_loss": self._mean_over_processes(self.progress.take_mean_loss()),
             "lr": self.scheduler.get_last_lr()[0],
+            "train_s": round(train_s, 3),
             "validation": metrics,
             "best": improved,
         }
@@ -246,17 +313,36 @@ class Trainer:
         stop = self.config.early_stopping
         return stop.min_delta if stop is not None else 0.0
 
+    def _mean_over_processes(self, value: float | None) -> float | None:
+        if value is None or self.acc.num_processes == 1:
+            return value
+        return float(self.acc.reduce(torch.tensor([value], device=self.acc.device), "mean"))
+
     def _save_best(self) -> None:
+        weights = trainable_weights(self.acc, self.model, self.trainable_names)  # every process
+        if not self.acc.is_main_process:
+            return
         self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.best_weights.with_suffix(f".tmp{os.getpid()}")
-        save_file(trainable_state(self.unwrapped), str(tmp))
+        save_file(weights, str(tmp))
         os.replace(tmp, self.best_weights)
 
     def _checkpoint(self) -> None:
-        if self.acc.is_main_process:
-            save_checkpoint(self.checkpoints_dir, self.state, self.unwrapped, self.optimizer,
-                            self.scheduler, self.config.keep_checkpoints)
-        self.acc.wait_for_everyone()
+        acc = self.acc
+        staging = staging_dir(self.checkpoints_dir, self.state.step)
+        if acc.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while writing
+            staging.mkdir(parents=True)
+        acc.wait_for_everyone()
+        save_engine_state(acc, self.model, staging)  # DeepSpeed: each process writes its part
+        # Gathered on every process (collectives under sharding), written by the main one.
+        weights = trainable_weights(acc, self.model, self.trainable_names)
+        optimizer = optimizer_state(acc, self.model, self.optimizer)
+        rng = random_states(acc)
+        if acc.is_main_process:
+            save_checkpoint(self.checkpoints_dir, self.state, weights, optimizer, self.scheduler, rng,
+                            keep=self.config.keep_checkpoints)
+        acc.wait_for_everyone()
 
 
 def train_plan(train: Encoded, config: TrainingConfig, accelerator: Accelerator) -> BatchPlan:
@@ -269,7 +355,15 @@ def train_plan(train: Encoded, config: TrainingConfig, accelerator: Accelerator)
         seed=config.seed,
         num_replicas=accelerator.num_processes,
         rank=accelerator.process_index,
+        loss_units=_labelled_tokens(train) if accelerator.num_processes > 1 else None,
     )
+
+
+def _labelled_tokens(train: Encoded) -> np.ndarray | None:
+    """Token tasks average the loss over labelled tokens, not rows: count them per example."""
+    if train.token_labels is None:
+        return None
+    return np.fromiter(((t != IGNORE_INDEX).sum() for t in train.token_labels), dtype=np.int64, count=len(train))
 
 
 def planned_steps(plan: BatchPlan, config: TrainingConfig) -> tuple[int, int]:
@@ -280,30 +374,60 @@ def planned_steps(plan: BatchPlan, config: TrainingConfig) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def predict_outputs(model, task: Task, encoded: Encoded, batch_size: int, pad_id: int, device,
-                    autocast=nullcontext, labels: bool = True) -> tuple[list[np.ndarray], float | None]:
-    """Per-example task outputs in the original order (and mean loss when labels are present)."""
+def _predict(model, task: Task, encoded: Encoded, batches: list[list[int]], pad_id: int, device,
+             autocast=nullcontext, labels: bool = True, keep: int | None = None):
+    """([(example index, output)], loss summed over rows, rows with a loss) of the first `keep`
+    batches; batches after those are run and dropped (see `evaluate`)."""
     was_training = model.training
     model.eval()
-    plan = BatchPlan(encoded.lengths(), batch_size=batch_size, shuffle=False, sort_by_length=True)
-    outputs: list[np.ndarray | None] = [None] * len(encoded)
+    keep = len(batches) if keep is None else keep
+    pairs: list[tuple[int, np.ndarray]] = []
     loss_sum, loss_count = 0.0, 0
-    for batch in make_loader(encoded, plan, pad_id, device.type == "cuda"):
+    for b, batch in enumerate(make_loader(encoded, batches, pad_id, device.type == "cuda")):
         inputs = {k: batch[k].to(device, non_blocking=True) for k in MODEL_INPUTS}
         with autocast():
             logits = model(**inputs).logits
+        if b >= keep:
+            continue
         if labels and "labels" in batch:
             loss = task.loss(logits, batch["labels"].to(device))
             loss_sum += float(loss) * len(batch["index"])
             loss_count += len(batch["index"])
-        for index, out in zip(batch["index"].tolist(), task.outputs(logits, batch)):
-            outputs[index] = out
+        pairs += zip(batch["index"].tolist(), task.outputs(logits, batch))
     model.train(was_training)
+    return pairs, loss_sum, loss_count
+
+
+def _eval_batches(encoded: Encoded, batch_size: int) -> list[list[int]]:
+    return list(BatchPlan(encoded.lengths(), batch_size=batch_size, shuffle=False, sort_by_length=True))
+
+
+def predict_outputs(model, task: Task, encoded: Encoded, batch_size: int, pad_id: int, device,
+                    autocast=nullcontext, labels: bool = True) -> tuple[list[np.ndarray], float | None]:
+    """Per-example task outputs in the original order (and mean loss when labels are present)."""
+    pairs, loss_sum, loss_count = _predict(model, task, encoded, _eval_batches(encoded, batch_size), pad_id,
+                                           device, autocast, labels)
+    outputs: list[np.ndarray | None] = [None] * len(encoded)
+    for index, out in pairs:
+        outputs[index] = out
     return outputs, (loss_sum / loss_count if loss_count else None)
 
 
 def evaluate(model, task: Task, data: EvalSet, batch_size: int, pad_id: int, accelerator) -> dict[str, Any]:
-    outputs, loss = predict_outputs(model, task, data.encoded, batch_size, pad_id, accelerator.device,
-                                    accelerator.autocast)
+    """Metrics of the whole set. With N processes each predicts every N-th batch and the
+    predictions are gathered, so every process computes the same metrics."""
+    acc, n = accelerator, accelerator.num_processes
+    batches = _eval_batches(data.encoded, batch_size)
+    mine = batches[acc.process_index :: n]
+    # A sharded model gathers its parameters in every forward, a collective: every process must
+    # run as many batches, so the ones short of a batch repeat one and drop its outputs.
+    rounds = math.ceil(len(batches) / n)
+    pairs, loss_sum, loss_count = _predict(model, task, data.encoded, mine + batches[:1] * (rounds - len(mine)),
+                                           pad_id, acc.device, acc.autocast, keep=len(mine))
+    if n > 1:
+        pairs = gather_object(pairs)
+        totals = acc.reduce(torch.tensor([loss_sum, loss_count], dtype=torch.float64, device=acc.device), "sum")
+        loss_sum, loss_count = float(totals[0]), int(totals[1])
+    outputs = [out for _, out in sorted(pairs, key=lambda pair: pair[0])]
     metrics = task.metrics(outputs, data.targets)
-    return {"loss": loss, **metrics}
+    return {"loss": loss_sum / loss_count if loss_count else None, **metrics}

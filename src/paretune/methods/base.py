@@ -20,6 +20,7 @@ class MethodContext:
 
     task_type: str  # classification, multilabel, regression, ner
     total_steps: int  # optimizer steps the run will take (AdaLoRA's budget schedule needs it)
+    max_length: int | None = None  # data.max_length: tokens per example before any method adds some
 
 
 @dataclass(frozen=True)

@@ -49,4 +49,5 @@ def apply(model: torch.nn.Module, options: IA3Options, context: MethodContext) -
     return targets.wrap_with_peft(model, config)
 
 
-METHOD = Method("ia3", IA3Options, apply, "learned rescaling of keys, values and FFN (peft)")
+METHOD = Method("ia3", IA3Options, apply, "learned rescaling of keys, values and FFN (peft)",
+                lr_scale=30.0)

@@ -27,6 +27,7 @@ class PTuningOptions(MethodOptions):
 def apply(model: torch.nn.Module, options: PTuningOptions, context: MethodContext) -> torch.nn.Module:
     import peft
 
+    targets.check_virtual_positions(model, options.num_virtual_tokens, context)
     hidden = options.encoder_hidden_size or model.get_input_embeddings().embedding_dim
     config = peft.PromptEncoderConfig(
         task_type=targets.peft_task_type(context.task_type),

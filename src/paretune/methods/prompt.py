@@ -30,6 +30,7 @@ class PromptOptions(MethodOptions):
 def apply(model: torch.nn.Module, options: PromptOptions, context: MethodContext) -> torch.nn.Module:
     import peft
 
+    targets.check_virtual_positions(model, options.num_virtual_tokens, context)
     config = peft.PromptTuningConfig(
         task_type=targets.peft_task_type(context.task_type),
         num_virtual_tokens=options.num_virtual_tokens,

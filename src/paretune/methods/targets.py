@@ -171,3 +171,16 @@ def wrap_with_peft(model: torch.nn.Module, peft_config) -> torch.nn.Module:
     except ValueError as err:
         kind = peft_config.peft_type.value
         raise ParetuneError(f"cannot apply {kind} to {type(model).__name__}: {err}") from None
+
+
+def check_virtual_positions(model: torch.nn.Module, num_virtual_tokens: int, context) -> None:
+    """Prompt and p-tuning prepend tokens: they and the longest input must fit the positions."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is None or context.max_length is None:
+        return
+    if context.max_length + num_virtual_tokens > positions:
+        raise ParetuneError(
+            f"data.max_length ({context.max_length}) + method.num_virtual_tokens ({num_virtual_tokens}) "
+            f"= {context.max_length + num_virtual_tokens} exceeds the model's {positions} positions: "
+            f"lower data.max_length to {positions - num_virtual_tokens} or use fewer virtual tokens"
+        )

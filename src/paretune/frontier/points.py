@@ -1,0 +1,187 @@
+"""Read what the frontier compares from run folders: quality, training cost, serving cost.
+
+Every figure comes from files a run already wrote (metrics.json, cost.json, inference.json,
+data.json), so a sweep folder, a folder of runs, or single runs from `paretune train` and
+`paretune compress` all join the same table. A missing file leaves a blank, never a guess.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paretune.errors import ParetuneError
+
+
+@dataclass
+class Price:
+    """A price the user gave (`--price`): it replaces each run's own for train and serve dollars."""
+
+    name: str
+    usd_per_hour: float
+
+
+@dataclass
+class Point:
+    name: str
+    run_dir: Path
+    status: str  # finished, failed, running, unfinished
+    error: str | None = None
+    method: str | None = None
+    quality: float | None = None
+    train_usd: float | None = None
+    run_s: float | None = None  # wall time of the whole run, what train_usd pays for
+    scaled_s: float | None = None  # the part that grows with training rows (data prep + train)
+    train_price: str | None = None
+    device: str | None = None
+    train_rows: int | None = None
+    serve_usd_per_million: float | None = None
+    latency_p50_ms: float | None = None
+    throughput_per_s: float | None = None
+    size_mib: float | None = None
+    trainable_percent: float | None = None
+    metric: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # projections, filled later
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished" and self.quality is not None
+
+
+def collect(paths: list[Path], metric: str | None = None, split: str = "validation",
+            price: Price | None = None) -> tuple[list[Point], str]:
+    """Points for every run under `paths`, and the metric they are ranked by."""
+    found: list[tuple[str, Path, dict]] = []
+    groups: list[str] = []  # the folder each run was found through, to tell equal names apart
+    for path in paths:
+        runs = _runs_in(Path(path))
+        found += runs
+        groups += [_group(Path(path)) for _ in runs]
+    if not found:
+        raise ParetuneError(f"no run folders found in {', '.join(map(str, paths))}")
+    names = _unique_names([name for name, _, _ in found], groups)
+    metric = metric or _common_metric([run_dir for _, run_dir, _ in found])
+    points = [_point(name, run_dir, record, metric, split, price)
+              for name, (_, run_dir, record) in zip(names, found)]
+    return points, metric
+
+
+def _runs_in(path: Path) -> list[tuple[str, Path, dict]]:
+    """(name, run folder, sweep record) for a sweep folder, a run folder, or a folder of runs."""
+    if not path.is_dir():
+        raise ParetuneError(f"{path} does not exist or is not a folder")
+    if (path / "sweep.json").is_file() or ((path / "runs").is_dir() and not (path / "config.yaml").is_file()):
+        from paretune.sweep.state import read_state
+
+        records = read_state(path).get("variants", {})
+        runs = [(name, path / record.get("run_dir", f"runs/{name}"), record) for name, record in records.items()]
+        listed = {run_dir.resolve() for _, run_dir, _ in runs}
+        extra = sorted(p for p in (path / "runs").glob("*/") if (p / "config.yaml").is_file()
+                       and p.resolve() not in listed) if (path / "runs").is_dir() else []
+        return runs + [(p.name, p, {}) for p in extra]
+    if (path / "config.yaml").is_file():
+        return [(path.name, path, {})]
+    children = sorted(p for p in path.iterdir() if (p / "config.yaml").is_file())
+    if not children:
+        raise ParetuneError(f"{path} is not a sweep folder, a run folder, or a folder of run folders")
+    return [(p.name, p, {}) for p in children]
+
+
+def _group(path: Path) -> str:
+    path = path.resolve()
+    return path.parent.name if (path / "config.yaml").is_file() else path.name
+
+
+def _unique_names(names: list[str], groups: list[str]) -> list[str]:
+    # Two sweeps may both have a "lora": name such points by their sweep (or folder) too.
+    return [f"{group}/{name}" if names.count(name) > 1 else name for name, group in zip(names, groups)]
+
+
+def _common_metric(run_dirs: list[Path]) -> str:
+    by_metric: dict[str, list[str]] = {}
+    for run_dir in run_dirs:
+        metrics = _read(run_dir / "metrics.json")
+        if metrics and metrics.get("metric"):
+            by_metric.setdefault(metrics["metric"], []).append(run_dir.name)
+    if len(by_metric) > 1:
+        listed = "; ".join(f"{m}: {', '.join(names)}" for m, names in by_metric.items())
+        raise ParetuneError(f"the runs rank by different metrics ({listed}): choose one with --metric")
+    if not by_metric:
+        raise ParetuneError("none of the runs has finished (no metrics.json): nothing to compare yet")
+    return next(iter(by_metric))
+
+
+def _point(name: str, run_dir: Path, record: dict, metric: str, split: str, price: Price | None) -> Point:
+    metrics = _read(run_dir / "metrics.json")
+    status = "finished" if metrics else record.get("status") or "unfinished"
+    if status == "finished" and not metrics:
+        status = "unfinished"  # the record says finished but the folder was removed or moved
+    point = Point(name=name, run_dir=run_dir, status=status, error=record.get("error"), metric=metric)
+    config = _read_yaml(run_dir / "config.yaml")
+    point.method = ((config or {}).get("method") or {}).get("name")
+    if metrics:
+        value = (metrics.get(split) or {}).get(metric)
+        point.quality = float(value) if isinstance(value, (int, float)) else None
+        if point.quality is None:
+            point.error = f"no {split} {metric} in metrics.json"
+        point.trainable_percent = metrics.get("trainable_percent")
+    point.train_rows = (_read(run_dir / "data.json") or {}).get("train_rows")
+    _add_training_cost(point, _read(run_dir / "cost.json"), price)
+    _add_serving_cost(point, _read(run_dir / "inference.json"), price)
+    if point.size_mib is None and (run_dir / "model").is_dir():
+        point.size_mib = folder_mib(run_dir / "model")
+    return point
+
+
+def _add_training_cost(point: Point, cost: dict | None, price: Price | None) -> None:
+    if not cost:
+        return
+    point.run_s = cost.get("wall_s")
+    phases = cost.get("phases_s") or {}
+    grows = [phases[k] for k in ("data_prep_s", "train_s") if isinstance(phases.get(k), (int, float))]
+    point.scaled_s = sum(grows) if grows else point.run_s
+    point.device = cost.get("device_name") or cost.get("device")
+    if price is not None and isinstance(cost.get("device_hours"), (int, float)):
+        point.train_usd = cost["device_hours"] * price.usd_per_hour
+        point.train_price = price.name
+    elif isinstance(cost.get("usd"), (int, float)):
+        point.train_usd = cost["usd"]
+        point.train_price = (cost.get("price") or {}).get("name")
+
+
+def _add_serving_cost(point: Point, inference: dict | None, price: Price | None) -> None:
+    if not inference:
+        return
+    point.latency_p50_ms = (inference.get("latency_ms") or {}).get("p50")
+    point.throughput_per_s = inference.get("throughput_per_s")
+    point.size_mib = inference.get("size_mib")
+    if price is not None and point.throughput_per_s:
+        point.serve_usd_per_million = price.usd_per_hour / 3600 / point.throughput_per_s * 1e6
+    elif isinstance(inference.get("usd_per_million"), (int, float)):
+        point.serve_usd_per_million = inference["usd_per_million"]
+
+
+def folder_mib(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+
+
+def _read(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None  # a file being written right now by a running variant: treat as absent
+
+
+def _read_yaml(path: Path) -> dict | None:
+    import yaml
+
+    if not path.is_file():
+        return None
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return None
+    return loaded if isinstance(loaded, dict) else None

@@ -1,0 +1,168 @@
+"""The frontier of a set of runs: points, Pareto marks, answers and notes; written as .md/.png/.json."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paretune.errors import ParetuneError
+from paretune.frontier import plot, projection
+from paretune.frontier.pareto import pareto_optimal
+from paretune.frontier.points import Point, Price, collect
+from paretune.frontier.projection import Scale, train_cost
+from paretune.frontier.recommend import NO_BENCH, NO_PRICE, Answer, Questions, answer
+from paretune.frontier.table import markdown, rows, sort_points
+
+log = logging.getLogger("paretune")
+
+
+@dataclass
+class Frontier:
+    title: str
+    points: list[Point]
+    metric: str
+    split: str
+    greater: bool
+    scale: Scale
+    answers: list[Answer]
+    price: Price | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def optimal(self, flag: str) -> list[str]:
+        return [p.name for p in self.points if p.extra.get(flag)]
+
+
+def build(paths: list[Path], *, metric: str | None = None, split: str = "validation", price: str | None = None,
+          questions: Questions | None = None, scale: Scale | None = None,
+          bench_missing: bool = False) -> Frontier:
+    from paretune.tasks.base import Task
+
+    questions, scale = questions or Questions(), scale or Scale()
+    chosen_price = resolve_price_option(price)
+    points, metric = collect(paths, metric, split, chosen_price)
+    if bench_missing and _bench(points):
+        points, metric = collect(paths, metric, split, chosen_price)
+    greater = metric not in Task.lower_is_better
+    projection.apply(points, scale)
+    mark_pareto(points, greater, scale)
+    title = " + ".join(dict.fromkeys(Path(p).resolve().name for p in paths))
+    frontier = Frontier(title, sort_points(points, greater), metric, split, greater, scale,
+                        answer(points, questions, scale, greater), chosen_price)
+    frontier.notes = _notes(frontier)
+    return frontier
+
+
+def mark_pareto(points: list[Point], greater: bool, scale: Scale) -> None:
+    finished = [p for p in points if p.finished]
+    for flag, cost in (("pareto_train", lambda p: train_cost(p, scale)),
+                       ("pareto_serve", lambda p: p.serve_usd_per_million)):
+        marks = pareto_optimal([(p.quality, cost(p)) for p in finished], maximize=(greater, False))
+        for point, optimal in zip(finished, marks):
+            point.extra[flag] = optimal
+
+
+def resolve_price_option(text: str | None) -> Price | None:
+    """`--price` is a price-table name or dollars per device-hour; it replaces the runs' own."""
+    if text is None:
+        return None
+    from paretune.cost.prices import find_price, load_table, parse_price_option
+
+    value = parse_price_option(text)
+    if isinstance(value, float):
+        return Price(f"${value:g}/h (--price)", value)
+    row = find_price(load_table(), value)
+    return Price(f"{row.name} (${row.usd_per_hour:g}/h)", row.usd_per_hour)
+
+
+def _bench(points: list[Point]) -> bool:
+    missing = [p for p in points if p.finished and not (p.run_dir / "inference.json").is_file()]
+    if not missing:
+        return False
+    try:
+        from paretune.cost.inference import bench_inference
+    except ImportError as err:
+        raise ParetuneError(f"--bench-missing needs the inference benchmark, which is not available ({err})") from None
+    for n, point in enumerate(missing, 1):
+        log.info("[%d/%d] benchmarking inference of %s", n, len(missing), point.name)
+        try:
+            bench_inference(point.run_dir)
+        except ParetuneError as err:
+            log.error("%s: inference benchmark failed: %s", point.name, err)
+    return True
+
+
+def _notes(frontier: Frontier) -> list[str]:
+    finished = [p for p in frontier.points if p.finished]
+    notes = []
+    if frontier.price is not None:
+        notes.append(f"all dollars at {frontier.price.name}, not the runs' own prices")
+    else:
+        used = sorted({p.train_price for p in finished if p.train_price})
+        if used:
+            notes.append(f"training dollars at each run's own price: {', '.join(used)}")
+    unpriced = [p.name for p in finished if p.train_usd is None]
+    if unpriced:
+        notes.append("training dollars missing: " + NO_PRICE.format(names=", ".join(unpriced)))
+    unbenched = [p.name for p in finished if p.latency_p50_ms is None and p.serve_usd_per_million is None]
+    if unbenched:
+        notes.append("serving figures missing: " + NO_BENCH.format(names=", ".join(unbenched)))
+    devices = sorted({p.device for p in finished if p.device})
+    if len(devices) > 1:
+        notes.append(f"runs were measured on different devices ({'; '.join(devices)}): times compare devices too")
+    if frontier.scale.train_rows is not None:
+        notes.append("projected training scales data preparation and training time by rows / sample rows at the "
+                     "same epochs and device; evaluation and setup stay as measured (docs/sweeps.md)")
+    not_done = [f"{p.name} ({p.status})" for p in frontier.points if not p.finished]
+    if not_done:
+        notes.append(f"not on the frontier: {', '.join(not_done)}")
+    return notes
+
+
+def to_markdown(frontier: Frontier, image: str | None = "frontier.png") -> str:
+    header, body = rows(frontier.points, frontier.scale)
+    lines = [f"# Frontier: {frontier.title}", "",
+             f"{frontier.metric} ({'higher' if frontier.greater else 'lower'} is better) on the {frontier.split} split. "
+             "pareto: T = Pareto-optimal for quality vs training dollars"
+             + (" (projected)" if frontier.scale.train_rows is not None else "")
+             + ", S = vs serving dollars per million predictions; p50 latency at batch 1.", ""]
+    if frontier.scale.any:
+        lines += [f"Projected to {frontier.scale.describe()}.", ""]
+    by_train = ", ".join(frontier.optimal("pareto_train")) or "none (no training dollars)"
+    by_serve = ", ".join(frontier.optimal("pareto_serve")) or "none (no inference.json)"
+    lines += [markdown(header, body), "", "## Pareto-optimal", "", f"- quality vs training $: {by_train}",
+              f"- quality vs serving $/1M: {by_serve}", "", "## Answers", ""]
+    lines += [f"- **{a.question}**: {a.answer}" for a in frontier.answers]
+    if frontier.notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in frontier.notes]
+    if image:
+        lines += ["", f"![frontier]({image})"]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(frontier: Frontier) -> dict[str, Any]:
+    points = []
+    for p in frontier.points:
+        entry = {k: v for k, v in asdict(p).items() if k != "extra"}
+        entry["run_dir"] = str(p.run_dir)
+        points.append({**entry, **p.extra})
+    return {"title": frontier.title, "metric": frontier.metric, "split": frontier.split,
+            "greater_is_better": frontier.greater,
+            "scale": asdict(frontier.scale), "price": asdict(frontier.price) if frontier.price else None,
+            "points": points, "answers": [asdict(a) for a in frontier.answers], "notes": frontier.notes}
+
+
+def write(frontier: Frontier, folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    at_scale = frontier.scale.train_rows is not None
+    train_label = (f"training $ at {frontier.scale.train_rows:,.0f} rows (projected)" if at_scale
+                   else "training $") + (f" at {frontier.price.name}" if frontier.price else "")
+    png = plot.draw(frontier.points, folder / "frontier.png", greater=frontier.greater,
+                    train_cost=lambda p: train_cost(p, frontier.scale), train_label=train_label,
+                    title=f"{frontier.title}: {frontier.metric} vs cost")
+    md = folder / "frontier.md"
+    md.write_text(to_markdown(frontier), encoding="utf-8")
+    js = folder / "frontier.json"
+    js.write_text(json.dumps(to_json(frontier), indent=2, default=str) + "\n", encoding="utf-8")
+    return {"md": md, "png": png, "json": js}
