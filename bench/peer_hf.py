@@ -102,7 +102,7 @@ def _ner(spec, tokenizer):
 def run_peer(spec: dict) -> dict:
     torch.manual_seed(spec["seed"])
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
-    setup = _ner if spec["task"] == "ner" else _classification
+    setup = _ner if spec["task"] == "conll" else _classification
     train, val, labels, metrics, model_class, collator, metric = setup(spec, tokenizer)
     model = model_class.from_pretrained(spec["model"], num_labels=len(labels))
     cuda = torch.cuda.is_available()
