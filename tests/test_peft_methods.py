@@ -41,10 +41,11 @@ ADAPTER_FORM = ("prefix", "prompt", "p-tuning", "adapter")  # model/ holds base/
 CHANGES = {
     "full": r".*",
     "freeze": r"(?!embeddings\.).*",  # default trainable_layers=2: both blocks and the pooler
-    "lora": r"encoder\.layer\.\d\.attention\.self\.(query|value)\.weight",
-    "adalora": r"encoder\.layer\.\d\.attention\.self\.(query|value)\.weight",
+    # The pooler trains with the head (methods/targets.py: head_modules) under every method.
+    "lora": r"encoder\.layer\.\d\.attention\.self\.(query|value)\.weight|pooler\..*",
+    "adalora": r"encoder\.layer\.\d\.attention\.self\.(query|value)\.weight|pooler\..*",
     # keys/values are rescaled on their output (weight and bias), the FFN output on its input
-    "ia3": r"encoder\.layer\.\d\.(attention\.self\.(key|value)\.(weight|bias)|output\.dense\.weight)",
+    "ia3": r"encoder\.layer\.\d\.(attention\.self\.(key|value)\.(weight|bias)|output\.dense\.weight)|pooler\..*",
 }
 MAY_KEEP = ("adalora",)  # its rank budget may cut a layer to rank 0, leaving that weight as it was
 TEXTS = ["this film was really good", "a dull and boring plot", "the music is lovely"]
@@ -111,7 +112,8 @@ def test_only_intended_weights_change(trained, pretrained_dir):
     folder = run.path / "model" / ("base" if name in ADAPTER_FORM else "")
     saved = {strip_base(k): v for k, v in load_file(folder / "model.safetensors").items()}
     assert any(k.startswith("classifier.") for k in saved)
-    changes = re.compile(CHANGES.get(name, r"(?!)"))  # adapter-form methods change no base weight
+    # Adapter-form methods change no body weight; the pooler trains with the head everywhere.
+    changes = re.compile(CHANGES.get(name, r"pooler\..*"))
     changed = set()
     for key, before in pretrained.items():
         if not changes.fullmatch(key):
@@ -227,7 +229,7 @@ EXPECTED_QUERY_VALUE = {
     "gpt2": {"attn.c_attn"},  # q, k and v in one fused layer
     "llama": {"self_attn.q_proj", "self_attn.v_proj"},
 }
-EXPECTED_HEAD = {"bert": ["classifier"], "roberta": ["classifier"], "deberta-v2": ["pooler", "classifier"],
+EXPECTED_HEAD = {"bert": ["classifier", "bert.pooler.dense"], "roberta": ["classifier"], "deberta-v2": ["pooler", "classifier"],
                  "distilbert": ["pre_classifier", "classifier"], "gpt2": ["score"], "llama": ["score"]}
 
 

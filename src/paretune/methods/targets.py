@@ -149,12 +149,26 @@ def head_modules(model: torch.nn.Module) -> list[str]:
     BERT has `classifier`; DistilBERT `pre_classifier` and `classifier`; DeBERTa `pooler` and
     `classifier`; GPT-2 and Llama `score`. All are freshly initialised, so all must train and be
     saved with any adapter.
+
+    BERT-style bodies also hold a pooler (dense + tanh over the first token) that feeds the
+    classifier. It was trained for next-sentence prediction, if at all: sentence-embedding models
+    such as all-MiniLM-L6-v2 were trained on mean-pooled tokens and never tuned it. Frozen, it
+    left methods that barely move the body (AdaLoRA's first steps, IA3, prompt tuning) reading a
+    near-random feature (SST-2 at chance), so it trains with the head: 148k parameters on MiniLM.
     """
     body = getattr(model, "base_model_prefix", "")
-    return [
+    heads = [
         name for name, child in model.named_children()
         if name != body and any(True for _ in child.parameters())
     ]
+    pooler = getattr(getattr(model, body, None), "pooler", None)
+    if isinstance(getattr(pooler, "dense", None), torch.nn.Linear):
+        # The Linear itself, not BertPooler: peft's IA3 merge cannot unwrap a module_to_save
+        # that has no weight of its own.
+        heads.append(f"{body}.pooler.dense")
+    elif isinstance(pooler, torch.nn.Module) and any(True for _ in pooler.parameters()):
+        heads.append(f"{body}.pooler")
+    return heads
 
 
 def peft_task_type(task_type: str) -> str:
