@@ -22,8 +22,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 
 # name -> (method, options, recovery epochs); "distill" runs paretune distill instead.
 VARIANTS: dict[str, tuple[str, dict, float]] = {
-    "int8-dynamic": ("int8-dynamic", {}, 0),
-    "int8-dynamic-per-channel": ("int8-dynamic", {"per_channel": True}, 0),
+    "int8-dynamic": ("int8-dynamic", {}, 0),  # per-channel scales
+    "int8-dynamic-per-tensor": ("int8-dynamic", {"per_channel": False}, 0),
     "onnx": ("onnx", {}, 0),
     "onnx-int8": ("onnx-int8", {}, 0),
     "fp16": ("fp16", {}, 0),

@@ -65,8 +65,13 @@ def save_trained_model(model: torch.nn.Module, tokenizer, model_dir: Path, adapt
             (folder / TASK_FILE).write_text(json.dumps(task_info, indent=2) + "\n")
 
 
-def load_trained_model(model_dir: Path, auto_class, **kwargs) -> torch.nn.Module:
-    """Load a run's model/ folder in whichever form save_trained_model wrote it."""
+def load_trained_model(model_dir: Path, auto_class, device: torch.device | None = None, **kwargs) -> torch.nn.Module:
+    """Load a run's model/ folder in whichever form save_trained_model (or compression) wrote it.
+
+    `device` matters only to ONNX models, whose runtime session is made for one device.
+    """
+    from paretune.compression.forms import load_form
+
     model_dir = Path(model_dir)
     if (model_dir / PEFT_CONFIG).is_file():
         import peft
@@ -80,7 +85,7 @@ def load_trained_model(model_dir: Path, auto_class, **kwargs) -> torch.nn.Module
     if (model_dir / adapter.CONFIG_FILE).is_file():
         base = auto_class.from_pretrained(model_dir / BASE_DIR, use_safetensors=True, **kwargs)
         return adapter.load_bottlenecks(base, model_dir)
-    return auto_class.from_pretrained(model_dir, use_safetensors=True, **kwargs)
+    return load_form(model_dir, auto_class, device, **kwargs)  # plain, cast, int8, ONNX (compression/forms.py)
 
 
 def export_run(run_dir: str | Path, merge: bool, output: str | Path | None = None) -> Path:

@@ -1,4 +1,10 @@
-"""Load a finished run and predict or evaluate: the object the CLI (and the server) use."""
+"""Load a finished run and predict or evaluate: the object the CLI (and the server) use.
+
+Any stored form of model/ loads here (compression/forms.py): plain transformers weights, an
+adapter over its base, int8-dynamic (CPU), fp16/bf16, and ONNX run by ONNX Runtime. Each comes
+back as a module answering `model(input_ids=..., attention_mask=...).logits`, so prediction and
+evaluation below never branch on the form.
+"""
 from __future__ import annotations
 
 import json
@@ -12,7 +18,7 @@ import transformers
 from paretune.data.examples import Example
 from paretune.data.prepare import encode_cached
 from paretune.data.readers import read_examples
-from paretune.engine.loop import predict_outputs
+from paretune.engine.loop import EvalSet, predict_outputs
 from paretune.errors import ParetuneError
 from paretune.run_folder import TASK_FILE, RunFolder
 from paretune.tasks import Task, task_class
@@ -43,13 +49,15 @@ class Predictor:
         config = run.read_config()
         task = task_class(config.task.type)(config.task, info["labels"])
         auto_class = getattr(transformers, task.auto_model)
-        from paretune.export import load_trained_model  # merged model, or base plus adapter
+        from paretune.compression.forms import read_form, serving_device
+        from paretune.export import load_trained_model  # any stored form (see the module docstring)
 
-        model = load_trained_model(model_dir, auto_class, trust_remote_code=config.model.trust_remote_code)
+        target = serving_device(read_form(model_dir), device)
+        model = load_trained_model(model_dir, auto_class, device=target,
+                                   trust_remote_code=config.model.trust_remote_code)
         tokenizer = transformers.AutoTokenizer.from_pretrained(
             model_dir, trust_remote_code=config.model.trust_remote_code
         )
-        target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(target).eval()
         return cls(model, tokenizer, task, info["max_length"], target, run.path)
 
@@ -95,5 +103,10 @@ class Predictor:
         )
         targets = self.task.parse(examples, str(path), label_column)
         encoded, _ = encode_cached(self.task, examples, targets, self.tokenizer, self.max_length, None)
-        outputs, loss = predict_outputs(self.model, self.task, encoded, batch_size, self.pad_id, self.device)
-        return {"loss": loss, **self.task.metrics(outputs, targets)}
+        return self.evaluate_set(EvalSet(encoded, targets), batch_size)
+
+    def evaluate_set(self, eval_set: EvalSet, batch_size: int = 128) -> dict[str, Any]:
+        """Metrics of this model on data already encoded (e.g. a run's prepared validation set)."""
+        outputs, loss = predict_outputs(self.model, self.task, eval_set.encoded, batch_size, self.pad_id,
+                                        self.device)
+        return {"loss": loss, **self.task.metrics(outputs, eval_set.targets)}

@@ -18,9 +18,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from paretune.cli import evaluate, export, predict, train
+    from paretune.cli import bench_infer, compress, distill, evaluate, export, frontier, predict, serve, sweep, train
 
-    for module in (train, evaluate, predict, export):
+    for module in (train, evaluate, predict, export, serve, bench_infer, sweep, frontier, compress, distill):
         module.register(app)
 
 

@@ -1,0 +1,92 @@
+"""`paretune compress RUN --method M [--output DIR] [method options] [--recover-epochs N] [--json]`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from paretune.errors import ParetuneError
+
+METHOD_HELP = ("int8-dynamic, onnx, onnx-int8 (quantize/export), prune-magnitude, prune-heads, "
+               "drop-layers (prune), fp16, bf16 (cast for GPUs)")
+
+
+def compress(
+    run: Path = typer.Argument(..., help="Finished run folder (paretune train, distill or compress)."),
+    method: str = typer.Option(..., "--method", "-m", help=METHOD_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="New run folder; default RUN-METHOD beside RUN."),
+    sparsity: Optional[float] = typer.Option(None, help="prune-magnitude: fraction of weights set to zero, e.g. 0.5."),
+    heads: Optional[float] = typer.Option(
+        None, help="prune-heads: heads to remove, a fraction (0.25) or a count (12)."),
+    importance_split: Optional[str] = typer.Option(
+        None, help="prune-heads: rows that score head importance, train (default) or validation."),
+    keep_layers: Optional[str] = typer.Option(
+        None, help="drop-layers: blocks to keep, '0,2,4', 'first:N' or 'every:K'."),
+    per_channel: Optional[bool] = typer.Option(
+        None, "--per-channel/--per-tensor",
+        help="int8-dynamic (default per channel), onnx-int8 (default per tensor): weight scales."),
+    opset: Optional[int] = typer.Option(None, help="onnx, onnx-int8: ONNX opset (default: the exporter's)."),
+    exporter: Optional[str] = typer.Option(
+        None, help="onnx, onnx-int8: torch.onnx exporter, dynamo (default) or torchscript (faster)."),
+    recover_epochs: float = typer.Option(
+        0, help="Pruning and drop-layers: fine-tune this many epochs afterwards on the parent's data."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Recovery training override, e.g. --set training.lr=5e-5"),
+    bench: bool = typer.Option(True, "--bench/--no-bench", help="Time parent and result (bench-infer)."),
+    bench_seconds: float = typer.Option(20.0, help="Rough time limit of each run's timing."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the compression entry as JSON on the last line."),
+) -> None:
+    """Make a smaller or faster model from a finished run, written as a new run folder."""
+    from paretune.cli import setup_logging
+    from paretune.compression.run import compress_run
+    from paretune.compression.run_writer import BenchSettings
+
+    setup_logging()
+    given = {"sparsity": sparsity, "heads": heads, "importance_split": importance_split,
+             "keep_layers": keep_layers, "per_channel": per_channel, "opset": opset, "exporter": exporter}
+    options = _options_for(method, {k: v for k, v in given.items() if v is not None})
+    if set_ and not recover_epochs:
+        raise ParetuneError("--set changes the recovery fine-tune: give --recover-epochs too")
+    folder = compress_run(run, method, options, output=output, recover_epochs=recover_epochs, overrides=set_,
+                          bench=BenchSettings(enabled=bench, max_seconds=bench_seconds), overwrite=overwrite)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    if as_json:
+        print(json.dumps({"run": str(folder), **metrics["compression"]}))
+        return
+    print(summary(folder, metrics))
+
+
+def _options_for(method: str, given: dict) -> dict:
+    """Only the options this method has; naming any other is an error, not silently ignored."""
+    from paretune.compression import get_method
+
+    fields = get_method(method).options.model_fields
+    foreign = [k for k in given if k not in fields]
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        takes = ", ".join("--" + k.replace("_", "-") for k in fields) or "no options"
+        raise ParetuneError(f"{flags} does not apply to --method {method} (it takes {takes})")
+    return given
+
+
+def summary(folder: Path, metrics: dict) -> str:
+    change = metrics["compression"]["change"]
+    before, after = change["parent"], change["value"]
+    lines = [f"{metrics['compression']['method']}: {folder}"]
+    name = change["metric"]
+    if change.get("metric_delta") is not None:
+        lines.append(f"  validation {name}: {before[name]:.4f} -> {after[name]:.4f} ({change['metric_delta']:+.4f})")
+    lines.append(f"  size: {before['size_mib']:.1f} -> {after['size_mib']:.1f} MiB (x{change['size_ratio']})")
+    if change.get("speedup"):
+        lines.append(f"  latency p50 (batch 1): {before['latency_p50_ms']:.2f} -> {after['latency_p50_ms']:.2f} ms "
+                     f"({change['speedup']}x faster)")
+    for key, value in metrics["compression"].get("checks", {}).items():
+        if not isinstance(value, (dict, list)):
+            lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compress")(compress)

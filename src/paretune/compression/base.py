@@ -1,0 +1,68 @@
+"""What every compression method provides, and what it hands back.
+
+A method is a pydantic options model and one function that turns the parent's model into a
+`Compressed` result: a PyTorch model to save in some stored form, or files (ONNX) written to a
+work folder. The shared code in `run.py` and `run_writer.py` does everything else: loading the
+parent, saving, evaluating, timing, and writing the new run folder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from paretune.engine.loop import EvalSet
+from paretune.tasks.base import Encoded, Task
+
+
+class CompressOptions(BaseModel):
+    """Base of every method's options; each method adds its own fields."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+@dataclass
+class CompressContext:
+    """What a method may need beyond the model: the task, data to score with, a scratch folder."""
+
+    task: Task
+    tokenizer: Any
+    pad_id: int
+    max_length: int
+    train: Encoded
+    validation: EvalSet
+    workdir: Path  # scratch space that is removed afterwards (ONNX files are made here first)
+
+
+@dataclass
+class Compressed:
+    """A method's result.
+
+    `model` is the compressed PyTorch model (None for ONNX); `files` are finished files that go
+    into the new model/ folder as they are; `form` names how model/ stores it (forms.py);
+    `settings` are the resolved settings and `checks` what the method verified (ONNX parity,
+    sparsity reached), both recorded in metrics.json.
+    """
+
+    form: str
+    model: torch.nn.Module | None = None
+    form_settings: dict[str, Any] = field(default_factory=dict)  # what loading needs (model/paretune.json)
+    files: dict[str, Path] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
+    # For magnitude pruning: which weights a recovery fine-tune must keep at zero.
+    keep_zero: list[tuple[torch.nn.Module, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CompressionMethod:
+    name: str
+    options: type[CompressOptions]
+    apply: Callable[[torch.nn.Module, CompressOptions, CompressContext], Compressed]
+    description: str
+    # Whether a short recovery fine-tune (--recover-epochs) can follow: the result is a float
+    # PyTorch model that trains like any other.
+    recoverable: bool = False

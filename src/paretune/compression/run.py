@@ -1,0 +1,81 @@
+"""`compress_run`: one compression method applied to a finished run, written as a new run."""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from paretune.compression import get_method
+from paretune.compression.base import CompressContext
+from paretune.compression.parent import Parent
+from paretune.compression.run_writer import (
+    BenchSettings,
+    add_phases,
+    child_config,
+    create_run,
+    finish,
+    lineage_cost,
+    own_cost,
+    save_model,
+    untrained_metrics,
+)
+from paretune.errors import ParetuneError
+from paretune.models import count_parameters
+from paretune.run_folder import RunFolder
+
+log = logging.getLogger("paretune")
+
+
+def compress_run(run_dir: str | Path, method: str, options: dict[str, Any] | None = None, *,
+                 output: str | Path | None = None, recover_epochs: float = 0,
+                 overrides: list[str] | None = None, bench: BenchSettings | None = None,
+                 overwrite: bool = False) -> Path:
+    """Compress the model of finished run `run_dir` with `method`; returns the new run folder."""
+    chosen = get_method(method)
+    try:
+        settings = chosen.options(**(options or {}))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or method}: {e['msg']}" for e in err.errors())
+        raise ParetuneError(f"compress --method {method}: {problems}") from None
+    if recover_epochs and not chosen.recoverable:
+        raise ParetuneError(f"--recover-epochs applies to pruning and drop-layers, not to {method}")
+    parent = Parent.open(run_dir)
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+    model, data = parent.load_model(), parent.data
+    phases["load_s"] = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="paretune-compress-") as workdir:
+        context = CompressContext(task=data.task, tokenizer=parent.tokenizer, pad_id=parent.pad_id,
+                                  max_length=parent.info["max_length"], train=data.train,
+                                  validation=data.validation, workdir=Path(workdir))
+        started = time.perf_counter()
+        log.info("compressing %s with %s", parent.path, method)
+        compressed = chosen.apply(model, settings, context)
+        phases["compress_s"] = time.perf_counter() - started
+        config = child_config(parent, Path(output) if output else None, method, overwrite)
+        entry = {"parent": str(parent.path), "method": method, "settings": compressed.settings,
+                 "checks": compressed.checks, "form": {"name": compressed.form, **compressed.form_settings}}
+        if recover_epochs:
+            from paretune.compression.recovery import recover
+
+            trained = recover(parent, compressed, config, recover_epochs, overrides)
+            run, metrics = RunFolder(trained.path), trained.metrics
+            step = add_phases(trained.cost, phases)  # loading and compressing came before training
+            entry["recover_epochs"] = recover_epochs
+        else:
+            started = time.perf_counter()
+            run = create_run(config, parent)
+            save_model(run, compressed, parent)
+            phases["save_s"] = time.perf_counter() - started
+            # int8 packs its weights out of sight of .parameters(), ONNX has no module: same count as before
+            counted = compressed.model is not None and compressed.form != "int8-dynamic"
+            params = count_parameters(compressed.model)["total_params"] if counted else \
+                parent.read_json("metrics.json").get("total_params", 0)
+            metrics, step = untrained_metrics(parent, params), own_cost(phases, parent)
+    finish(run, parent, entry, metrics, lineage_cost(step, parent), bench or BenchSettings())
+    log.info("wrote %s", run.path)
+    return run.path

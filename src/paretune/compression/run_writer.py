@@ -1,0 +1,234 @@
+"""Write a compressed (or distilled) model as an ordinary run folder.
+
+The new folder holds what `paretune train` writes (config.yaml, environment.json, data.json,
+model/, metrics.json, cost.json, README.md) plus inference.json, so `paretune frontier`, the
+server and `paretune eval` treat it like any other run. metrics.json gains a "compression" entry:
+
+    {"parent": path, "method": name, "settings": {...}, "checks": {...}, "form": {...},
+     "change": {"metric", "parent": {...}, "value": {...}, "metric_delta", "size_ratio",
+                "latency_ratio", "speedup", "throughput_ratio"}}
+
+Parent and child are evaluated and timed here, one after the other on the same machine, through
+`Predictor` (the path that serves them), so their difference is not confounded by when or where
+the parent was trained. cost.json counts the lineage: `wall_s`, `device_hours` and `usd` are the
+parent's plus this step's (the model needed both); "step" holds this step alone.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import transformers
+
+from paretune.compression.base import Compressed
+from paretune.compression.forms import PYTORCH
+from paretune.compression.parent import Parent
+from paretune.config.schema import Config
+from paretune.run_folder import TASK_FILE, RunFolder
+
+log = logging.getLogger("paretune")
+
+
+@dataclass
+class BenchSettings:
+    """How compress/distill time parent and child (paretune.cost.inference.bench_inference)."""
+
+    enabled: bool = True
+    max_seconds: float = 20.0  # per run, over all rounds: half for batch-1 latency, half for throughput
+    repeats: int = 200
+    batches: int = 20
+    batch_size: int = 64
+    # Child and parent are timed alternately this many times and each keeps its fastest round
+    # (by p50): on a shared machine a burst of other work otherwise lands on one side only.
+    rounds: int = 2
+
+
+def child_config(parent: Parent, output: Path | None, suffix: str, overwrite: bool = False) -> Config:
+    """The parent's config, pointing at the parent's model and at the new folder."""
+    config = parent.config.model_copy(deep=True)
+    config.model.name_or_path = str(parent.run.model_dir.resolve())
+    config.output.dir = str(output or parent.path.parent / f"{parent.path.name}-{suffix}")
+    config.output.overwrite = overwrite
+    return config
+
+
+def create_run(config: Config, parent: Parent) -> RunFolder:
+    run = RunFolder.create(config, "compressed")
+    if (parent.path / "data.json").is_file():  # same data as the parent's training
+        shutil.copyfile(parent.path / "data.json", run.path / "data.json")
+    return run
+
+
+def save_model(run: RunFolder, compressed: Compressed, parent: Parent) -> None:
+    """model/ in the result's stored form, with the tokenizer and paretune.json."""
+    from paretune.compression.int8_dynamic import save_int8
+
+    model_dir = run.model_dir
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if compressed.files:
+        for name, path in compressed.files.items():
+            shutil.copyfile(path, model_dir / name)
+        transformers.AutoConfig.from_pretrained(parent.run.model_dir).save_pretrained(model_dir)
+    elif compressed.form == "int8-dynamic":
+        save_int8(compressed.model, model_dir)
+    else:
+        compressed.model.save_pretrained(model_dir)
+    parent.tokenizer.save_pretrained(model_dir)
+    info = {**parent.info, "form": {"name": compressed.form, **compressed.form_settings}}
+    (model_dir / TASK_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def evaluate_run(run_dir: Path, parent: Parent) -> dict[str, Any]:
+    """Validation (and test) metrics of a run's saved model, loaded as it will serve."""
+    from paretune.predictor import Predictor
+
+    predictor = Predictor.load(run_dir)
+    data = parent.data
+    results = {"validation": predictor.evaluate_set(data.validation)}
+    if data.test is not None:
+        results["test"] = predictor.evaluate_set(data.test)
+    return results
+
+
+def bench_pair(child: Path, parent: Path, settings: BenchSettings) -> tuple[dict | None, dict | None]:
+    """inference.json of child and parent, timed alternately, each its fastest round (see BenchSettings)."""
+    if not settings.enabled:
+        return None, None
+    from paretune.cost.inference import INFERENCE_FILE, bench_inference
+
+    best: dict[Path, dict] = {}
+    for _ in range(max(settings.rounds, 1)):
+        for run_dir in (child, parent):
+            result = bench_inference(run_dir, batch_size=settings.batch_size, repeats=settings.repeats,
+                                     batches=settings.batches, max_seconds=settings.max_seconds / settings.rounds,
+                                     progress=True)
+            if run_dir not in best or result["latency_ms"]["p50"] < best[run_dir]["latency_ms"]["p50"]:
+                best[run_dir] = result
+    for run_dir, result in best.items():
+        RunFolder(run_dir).write_json(INFERENCE_FILE, result)
+    if not (parent / "metrics.json").is_file() or "compression" not in RunFolder(parent).read_json("metrics.json"):
+        from paretune.model_card import refresh_model_card
+
+        refresh_model_card(RunFolder(parent))  # its card shows the kept figures
+    else:
+        from paretune.compression.card import write_compression_card
+
+        write_compression_card(RunFolder(parent))
+    return best[child], best[parent]
+
+
+def change(metric: str, parent: dict, child: dict) -> dict[str, Any]:
+    """Child against parent; each side: {metric value, size_mib, latency_p50_ms, throughput_per_s}."""
+    def ratio(key: str) -> float | None:
+        a, b = parent.get(key), child.get(key)
+        return round(b / a, 4) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else None
+
+    latency = ratio("latency_p50_ms")
+    return {
+        "metric": metric,
+        "parent": parent,
+        "value": child,
+        "metric_delta": round(child[metric] - parent[metric], 6)
+        if isinstance(child.get(metric), (int, float)) and isinstance(parent.get(metric), (int, float)) else None,
+        "size_ratio": ratio("size_mib"),
+        "latency_ratio": latency,
+        "speedup": round(1 / latency, 3) if latency else None,
+        "throughput_ratio": ratio("throughput_per_s"),
+    }
+
+
+def side(metric: str, validation: dict, model_dir: Path, inference: dict | None) -> dict[str, Any]:
+    from paretune.cost.inference import model_size_mib
+
+    return {
+        metric: validation.get(metric),
+        "size_mib": round(model_size_mib(model_dir), 3),
+        "latency_p50_ms": (inference or {}).get("latency_ms", {}).get("p50"),
+        "throughput_per_s": (inference or {}).get("throughput_per_s"),
+    }
+
+
+def untrained_metrics(parent: Parent, total_params: int) -> dict[str, Any]:
+    """The training keys metrics.json carries, for a model made without training."""
+    return {"metric": parent.read_json("metrics.json").get("metric"), "best_step": None, "steps": 0,
+            "epochs": 0.0, "stopped_early": False, "nan_steps": 0, "lr": 0.0, "labels": parent.info["labels"],
+            "total_params": total_params, "trainable_params": 0, "trainable_percent": 0.0}
+
+
+def own_cost(phases: dict[str, float], parent: Parent) -> dict[str, Any]:
+    """cost.json fields for a step that did not train (times, device, price, peak memory)."""
+    from paretune.cost.device import describe_device
+    from paretune.cost.prices import resolve_price
+    from paretune.resources import PeakMemory
+
+    device = describe_device("cpu")
+    price = resolve_price(parent.config.cost, device)
+    wall = sum(phases.values())
+    hours = wall / 3600
+    return {
+        **device.as_dict(), "precision": "no", "phases_s": {k: round(v, 3) for k, v in phases.items()},
+        "wall_s": round(wall, 3), "device_hours": round(hours, 6),
+        "train_samples": 0, "train_tokens": 0, "train_samples_per_s": 0.0, "padding_fraction": 0.0,
+        **PeakMemory().read(),
+        "price": price.as_dict() if price else None,
+        "usd": float(f"{hours * price.usd_per_hour:.4g}") if price else None,
+    }
+
+
+def add_phases(cost: dict[str, Any], phases: dict[str, float]) -> dict[str, Any]:
+    """A trained step's cost.json with the untimed-by-the-runner phases (load, compress) added."""
+    extra = sum(phases.values())
+    cost = dict(cost)
+    cost["phases_s"] = {**cost.get("phases_s", {}), **{k: round(v, 3) for k, v in phases.items()}}
+    cost["wall_s"] = round(cost.get("wall_s", 0) + extra, 3)
+    hours = extra * cost.get("device_count", 1) / 3600
+    cost["device_hours"] = round(cost.get("device_hours", 0) + hours, 6)
+    price = (cost.get("price") or {}).get("usd_per_hour")
+    if isinstance(cost.get("usd"), (int, float)) and price:
+        cost["usd"] = float(f"{cost['usd'] + hours * price:.4g}")
+    return cost
+
+
+def lineage_cost(step: dict[str, Any], parent: Parent) -> dict[str, Any]:
+    """This step's cost.json with wall_s, device_hours and usd summed over parent and step."""
+    before = parent.read_json("cost.json")
+    total = dict(step)
+    for key in ("wall_s", "device_hours", "usd"):
+        mine, theirs = step.get(key), before.get(key)
+        total[key] = None if mine is None or theirs is None else float(f"{mine + theirs:.6g}")
+    total["step"] = {k: step.get(k) for k in ("wall_s", "device_hours", "usd")}
+    total["parent"] = {"run": str(parent.path), **{k: before.get(k) for k in ("wall_s", "device_hours", "usd")}}
+    return total
+
+
+def finish(run: RunFolder, parent: Parent, entry: dict[str, Any], metrics: dict[str, Any],
+           cost: dict[str, Any], settings: BenchSettings) -> dict[str, Any]:
+    """Evaluate and time child and parent, then write metrics.json (last), cost.json and README."""
+    from paretune.compression.card import write_compression_card
+
+    started = time.perf_counter()
+    child = evaluate_run(run.path, parent)  # also proves the saved model loads back
+    before = evaluate_run(parent.path, parent)
+    child_bench, parent_bench = bench_pair(run.path, parent.path, settings)
+    metric = metrics["metric"]
+    entry["change"] = change(metric, side(metric, before["validation"], parent.run.model_dir, parent_bench),
+                             side(metric, child["validation"], run.model_dir, child_bench))
+    entry["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    entry["measure_s"] = round(time.perf_counter() - started, 3)  # comparing, not part of the cost
+    if "validation" not in metrics:  # trained runs keep the metrics their final evaluation wrote
+        metrics = {**child, **metrics}
+    run.write_json("cost.json", cost)
+    metrics = {**metrics, "compression": entry}
+    run.write_json("metrics.json", metrics)  # written last: its presence marks a finished run
+    write_compression_card(run)
+    return metrics
+
+
+def is_plain(compressed: Compressed) -> bool:
+    return compressed.form == PYTORCH

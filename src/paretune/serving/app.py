@@ -1,0 +1,208 @@
+"""The HTTP API: a thin FastAPI layer over the same Predictor the CLI uses.
+
+    POST /v1/predict   texts in, one prediction each out (auth, limits, micro-batched)
+    GET  /v1/model     what is being served (auth)
+    GET  /healthz      the process answers (liveness)
+    GET  /readyz       the model is loaded and warmed up (readiness)
+    GET  /metrics      Prometheus metrics
+    GET  /docs         OpenAPI docs (schema at /openapi.json)
+
+Order of checks on /v1/predict: body size (413) -> API key (401) -> rate limit (429) -> JSON shape
+and limits (422) -> queue room (503) -> prediction within the timeout (504). Errors answer with a
+JSON `detail`, never a stack trace; unexpected ones are logged here with theirs.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from paretune import __version__
+from paretune.errors import ParetuneError
+from paretune.serving.auth import KeyChecker
+from paretune.serving.batcher import MicroBatcher, Overloaded
+from paretune.serving.limits import BodySizeLimit, RateLimiter, retry_after_header, text_problems
+from paretune.serving.masking import preview
+from paretune.serving.metrics import MetricsMiddleware, ServerMetrics
+from paretune.serving.settings import ServeSettings
+
+log = logging.getLogger("paretune.serve")
+
+ROUTES = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"}
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"texts": ["a gripping, funny film", "john met mary in paris"], "all_scores": False}],
+    })
+
+    texts: list[str] | None = Field(None, description="Texts to label, each predicted on its own.")
+    text: str | None = Field(None, description="One text (instead of texts).")
+    all_scores: bool = Field(False, description="Also return every label's score (NER: every word's tag).")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "PredictRequest":
+        if (self.texts is None) == (self.text is None):
+            raise ValueError("give either `texts` (a list of strings) or `text` (one string)")
+        return self
+
+    def items(self) -> list[str]:
+        return self.texts if self.texts is not None else [self.text or ""]
+
+
+class PredictResponse(BaseModel):
+    predictions: list[dict[str, Any]] = Field(description=(
+        "One per text, in order. Classification: label, score (and scores). Multi-label: labels. "
+        "Regression: value. NER: entities with type, text, score and character offsets start/end."
+    ))
+    model: str = Field(description="Name of the run folder being served.")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid API key (send `Authorization: Bearer <key>`)."},
+    413: {"description": "Request body too large."},
+    422: {"description": "Malformed JSON, wrong fields, too many texts or a text too long."},
+    429: {"description": "Rate limit for this key exceeded; see Retry-After."},
+    503: {"description": "Too many texts queued, or shutting down; retry later."},
+    504: {"description": "Prediction not done within the request timeout."},
+}
+
+
+def create_app(predictor, settings: ServeSettings) -> FastAPI:
+    info = model_info(predictor)
+    metrics = ServerMetrics({k: str(info[k]) for k in ("run", "task", "method", "base_model")})
+    batcher = MicroBatcher(predictor, metrics, max_batch_size=settings.max_batch_size,
+                           max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue)
+    keys = KeyChecker(settings.api_key_hashes)
+    limiter = RateLimiter(settings.rate_limit, settings.burst)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        batcher.start()  # warms up in its thread; /readyz says when it is done
+        yield
+        # uvicorn has let in-flight requests finish; the queue is empty by now unless they timed out.
+        await asyncio.to_thread(batcher.stop, settings.request_timeout_s)
+
+    app = FastAPI(title="paretune", version=__version__, lifespan=lifespan, description=(
+        f"Predictions of the fine-tuned run `{info['run']}` ({info['task']}). Send the API key as "
+        "`Authorization: Bearer <key>`."))
+    app.state.batcher, app.state.metrics = batcher, metrics
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)  # added last: outermost
+    _add_error_handlers(app)
+
+    async def caller(request: Request) -> str:
+        """Who is asking (a key id, or the client address when auth is off); 401 and 429 here."""
+        if keys.enabled:
+            who = keys.identify(request.headers.get("authorization"))
+            if who is None:
+                raise HTTPException(401, "missing or invalid API key: send `Authorization: Bearer <key>`",
+                                    headers={"WWW-Authenticate": "Bearer"})
+        else:
+            who = f"client-{request.client.host if request.client else 'unknown'}"
+        wait = limiter.retry_after(who)
+        if wait:
+            raise HTTPException(429, f"rate limit of {settings.rate_limit:g} requests/s exceeded",
+                                headers={"Retry-After": retry_after_header(wait)})
+        return who
+
+    @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES,
+              openapi_extra=_request_body(PredictRequest))
+    async def predict(request: Request, who: str = Depends(caller)) -> PredictResponse:
+        """Label one or many texts. Concurrent requests are batched together for the model."""
+        with batcher.incoming():  # the batcher waits for this request's texts while it is parsed
+            future = await _submit(request, who)
+        try:
+            predictions = await asyncio.wait_for(asyncio.wrap_future(future), settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            message = f"prediction took longer than {settings.request_timeout_s:g} s"
+            raise HTTPException(504, message) from None
+        return PredictResponse(predictions=predictions, model=info["run"])
+
+    async def _submit(request: Request, who: str):
+        # The body is parsed here, after the key check, so unauthenticated callers learn nothing.
+        try:
+            payload = PredictRequest.model_validate_json(await request.body())
+        except ValidationError as err:
+            raise HTTPException(422, err.errors(include_url=False, include_input=False,
+                                                include_context=False)) from None
+        texts = payload.items()
+        problems = text_problems(texts, settings.max_texts, settings.max_chars)
+        if problems:
+            raise HTTPException(422, problems)
+        if settings.log_inputs:
+            log.info("%s sent %d text(s): %s", who, len(texts),
+                     json.dumps(preview(texts, settings.mask_inputs), ensure_ascii=False))
+        try:
+            return batcher.submit(texts, payload.all_scores)
+        except Overloaded as err:
+            raise HTTPException(503, f"busy: {err}; retry shortly", headers={"Retry-After": "1"}) from None
+
+    @app.get("/v1/model", responses={401: ERROR_RESPONSES[401]})
+    async def model(_: str = Depends(caller)) -> dict[str, Any]:
+        """The run being served: task, labels, fine-tuning method, base model, max tokens."""
+        return info
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers (the model may still be warming up)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"description": "Warming up, or warm-up failed."}})
+    async def readyz() -> JSONResponse:
+        """Readiness: the model is loaded and a warm-up prediction has run."""
+        if batcher.ready.is_set():
+            return JSONResponse({"status": "ready", "model": info["run"]})
+        if batcher.warm_up_error:
+            return JSONResponse({"status": "failed", "detail": batcher.warm_up_error}, status_code=503)
+        return JSONResponse({"status": "warming up"}, status_code=503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus text format."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def model_info(predictor) -> dict[str, Any]:
+    """What /v1/model and the model_info metric say about the run being served."""
+    from paretune.run_folder import TASK_FILE, RunFolder
+
+    run = RunFolder(predictor.run_dir)
+    task_file = run.model_dir / TASK_FILE
+    saved = json.loads(task_file.read_text()) if task_file.is_file() else {}
+    config = run.read_config()
+    return {
+        "run": run.path.name,
+        "task": predictor.task.name,
+        "labels": list(predictor.task.label_names),
+        "method": saved.get("method", config.method.name),
+        "base_model": config.model.name_or_path or "packaged all-MiniLM-L6-v2",
+        "max_length": predictor.max_length,
+    }
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ParetuneError)
+    async def user_error(request: Request, err: ParetuneError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, err: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=err)
+        return JSONResponse({"detail": "internal server error (details are in the server log)"},
+                            status_code=500)
+
+
+def _request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI text for a body the handler parses itself (so auth runs before parsing)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": model.model_json_schema()}}}}

@@ -1,0 +1,184 @@
+"""Dynamic micro-batching: texts from concurrent requests share one forward pass.
+
+Request handlers (on the event loop) put jobs on a queue and await a future; one worker thread
+owns the model. It takes the oldest job, then keeps taking jobs until the batch holds
+`max_batch_size` texts or the oldest job has waited `max_wait_s`, runs one prediction and hands
+each job its own slice of the results. One thread, because one forward pass already uses every
+core torch is given; a second would only contend with it.
+
+The wait is only spent when it can pay: handlers announce themselves (`incoming()`) from the
+moment a request is let in until its texts are queued, and the worker waits for more jobs only
+while some are on their way. A lone request (light traffic) goes to the model at once instead
+of sitting out `max_wait_s` for company that is not coming.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from paretune.serving.metrics import ServerMetrics
+
+log = logging.getLogger("paretune.serve")
+
+WARM_UP_TEXT = "A short sentence to warm the model up before the first request."
+
+
+class Overloaded(Exception):
+    """The queue is full or the batcher is stopping: the caller should retry later (503)."""
+
+
+@dataclass
+class Job:
+    texts: list[str]
+    all_scores: bool
+    future: Future = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+_STOP = object()
+
+
+class MicroBatcher:
+    def __init__(self, predictor, metrics: ServerMetrics, *, max_batch_size: int, max_wait_s: float,
+                 max_queue: int):
+        self.predictor, self.metrics = predictor, metrics
+        self.max_batch_size, self.max_wait_s, self.max_queue = max_batch_size, max_wait_s, max_queue
+        self._queue: queue.Queue = queue.Queue()
+        self._queued_texts = 0
+        self._lock = threading.Lock()  # guards _queued_texts and _accepting
+        self._accepting = False
+        self._carry: Job | None = None  # a job that did not fit the last batch: first in the next
+        self._incoming = 0  # requests let in whose texts are not queued yet (event loop writes it)
+        self._thread: threading.Thread | None = None
+        self.ready = threading.Event()
+        self.warm_up_error: str | None = None
+
+    # --- called from the event loop -------------------------------------------------------
+    def start(self) -> None:
+        self._accepting = True
+        self._thread = threading.Thread(target=self._run, name="paretune-batcher", daemon=True)
+        self._thread.start()
+
+    @contextmanager
+    def incoming(self):
+        """Wrap a request's parsing and `submit`: tells the worker a job is on its way."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
+
+    def submit(self, texts: list[str], all_scores: bool) -> Future:
+        job = Job(texts, all_scores)
+        with self._lock:
+            if not self._accepting:
+                raise Overloaded("the server is shutting down")
+            if self._queued_texts + len(texts) > self.max_queue:
+                raise Overloaded(f"{self._queued_texts} texts are already waiting for the model")
+            self._queued_texts += len(texts)
+        self._queue.put(job)
+        return job.future
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Refuse new jobs, finish the queued ones, then end the worker thread."""
+        with self._lock:
+            self._accepting = False
+        self._queue.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.ready.clear()
+        self.metrics.ready.set(0)
+
+    # --- the worker thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        self._warm_up()
+        while True:
+            first = self._carry or self._queue.get()
+            self._carry = None
+            if first is _STOP:
+                return
+            jobs, stopping = self._gather(first)
+            self._predict(jobs)
+            if stopping:
+                return
+
+    def _warm_up(self) -> None:
+        # The first forward passes are slow (allocation, kernel selection): pay for them before
+        # /readyz says yes, with a single text and with a full batch.
+        try:
+            with torch.inference_mode():
+                self.predictor.predict([WARM_UP_TEXT])
+                self.predictor.predict([WARM_UP_TEXT] * self.max_batch_size,
+                                       batch_size=self.max_batch_size)
+        except Exception as err:  # the server stays up to say why on /readyz and in the log
+            log.exception("warm-up prediction failed; the server will not report ready")
+            self.warm_up_error = f"{type(err).__name__}: {err}"
+            return
+        self.ready.set()
+        self.metrics.ready.set(1)
+        log.info("model warmed up; ready for requests")
+
+    def _gather(self, first: Job) -> tuple[list[Job], bool]:
+        """Jobs for one batch, and whether the stop sentinel was met while gathering."""
+        jobs, size = [first], len(first.texts)
+        deadline = first.enqueued + self.max_wait_s  # time already spent queued counts
+        while size < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining > 0 and self._incoming > 0:
+                    job = self._queue.get(timeout=remaining)
+                else:  # nothing is on its way (or time is up): take only what is queued already
+                    job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                return jobs, True
+            if size + len(job.texts) > self.max_batch_size:
+                self._carry = job
+                break
+            jobs.append(job)
+            size += len(job.texts)
+        return jobs, False
+
+    def _predict(self, jobs: list[Job]) -> None:
+        with self._lock:
+            self._queued_texts -= sum(len(job.texts) for job in jobs)
+        # A job whose caller gave up (timeout) is dropped here, before any work is spent on it.
+        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        now = time.monotonic()
+        for job in jobs:
+            self.metrics.queue_wait.observe(now - job.enqueued)
+        # all_scores changes what each prediction holds, so each setting gets its own pass.
+        for all_scores in (False, True):
+            group = [job for job in jobs if job.all_scores == all_scores]
+            if group:
+                self._predict_group(group, all_scores)
+
+    def _predict_group(self, jobs: list[Job], all_scores: bool) -> None:
+        texts = [text for job in jobs for text in job.texts]
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                predictions = self.predictor.predict(texts, all_scores=all_scores, batch_size=len(texts))
+        except Exception as err:
+            if len(jobs) > 1:  # find out whose input failed, so the others still get answers
+                for job in jobs:
+                    self._predict_group([job], all_scores)
+            else:
+                jobs[0].future.set_exception(err)
+            return
+        self.metrics.inference.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(texts))
+        self.metrics.batch_requests.observe(len(jobs))
+        self.metrics.predictions.inc(len(texts))
+        start = 0
+        for job in jobs:
+            job.future.set_result(predictions[start : start + len(job.texts)])
+            start += len(job.texts)

@@ -1,0 +1,126 @@
+"""What one caller may send: body size (413), texts per request and characters per text (422),
+requests per second per key (429)."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a body over `max_bytes`, before the app reads it into memory.
+
+    A declared Content-Length is refused at once; a chunked body is counted as it streams in.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await _too_large(send, self.max_bytes)
+        received = 0
+        started = False
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _too_large(send, self.max_bytes)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send, max_bytes: int) -> None:
+    body = json.dumps({"detail": f"request body is larger than {max_bytes} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """A token bucket per caller: `rate` requests a second on average, up to `burst` at once.
+
+    Written out rather than taken from a library (slowapi, limits) because it is twenty lines,
+    in-memory per process, and needs no storage backend. Runs on the event loop only, so no lock.
+    """
+
+    max_callers = 10_000  # buckets kept before full (idle) ones are dropped
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic):
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def retry_after(self, caller: str) -> float:
+        """0 if `caller` may go ahead now (and charge one request), else seconds until it may."""
+        if not self.enabled:
+            return 0.0
+        now = self.clock()
+        bucket = self._buckets.get(caller)
+        if bucket is None:
+            if len(self._buckets) >= self.max_callers:
+                self._forget_idle(now)
+            bucket = self._buckets[caller] = _Bucket(float(self.burst), now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return 0.0
+        return (1 - bucket.tokens) / self.rate
+
+    def _forget_idle(self, now: float) -> None:
+        # A bucket that has refilled is the same as a new one: dropping it loses nothing.
+        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * self.rate >= self.burst]
+        for caller in full or list(self._buckets)[: len(self._buckets) // 2]:
+            del self._buckets[caller]
+
+
+def retry_after_header(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
+def text_problems(texts: list[str], max_texts: int, max_chars: int) -> list[dict]:
+    """Why these texts cannot be served, as FastAPI-style 422 details (empty list: fine)."""
+    if not texts:
+        return [{"loc": ["body", "texts"], "msg": "give at least one text"}]
+    if len(texts) > max_texts:
+        return [{"loc": ["body", "texts"],
+                 "msg": f"{len(texts)} texts in one request; the limit is {max_texts}: split the request"}]
+    problems = []
+    for i, text in enumerate(texts):
+        if not text.strip():
+            problems.append({"loc": ["body", "texts", i], "msg": "text is empty"})
+        elif len(text) > max_chars:
+            problems.append({"loc": ["body", "texts", i],
+                             "msg": f"text has {len(text)} characters; the limit is {max_chars}"})
+    return problems

@@ -1,0 +1,81 @@
+"""Start uvicorn on a run folder: the model is loaded before the socket opens, so a broken run fails
+at start with a clear message, not at the first request.
+
+One process (the default) serves the app built here. With `workers > 1`, uvicorn starts that many
+processes which each build the app with `app_from_environment` from settings passed in the
+environment (API keys only as digests), and Prometheus metrics are summed across them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from paretune.errors import ParetuneError
+from paretune.serving.settings import ServeSettings
+
+log = logging.getLogger("paretune.serve")
+
+ENV_RUN, ENV_SETTINGS = "PARETUNE_SERVE_RUN", "PARETUNE_SERVE_SETTINGS"
+
+
+def load_predictor(run_dir: Path, device: str | None = None):
+    """Predictor.load with any failure turned into one error that says which run and why."""
+    from paretune.predictor import Predictor
+
+    try:
+        return Predictor.load(run_dir, device=device)
+    except ParetuneError:
+        raise
+    except Exception as err:  # broken weights, wrong device, missing files: all stop the server
+        log.debug("loading %s failed", run_dir, exc_info=True)
+        raise ParetuneError(f"cannot serve {run_dir}: loading its model failed with "
+                            f"{type(err).__name__}: {err}") from err
+
+
+def uvicorn_options(settings: ServeSettings) -> dict:
+    """Keyword arguments for uvicorn.Config / uvicorn.run."""
+    return {
+        "host": settings.host, "port": settings.port,
+        "log_config": None,  # keep paretune's logging set-up; uvicorn's loggers propagate into it
+        "server_header": False,  # do not advertise the server software and version
+        "limit_concurrency": settings.max_connections,
+        # On SIGTERM/SIGINT uvicorn stops accepting, then waits this long for open requests.
+        "timeout_graceful_shutdown": int(settings.request_timeout_s) + 5,
+        "ssl_certfile": settings.ssl_certfile, "ssl_keyfile": settings.ssl_keyfile,
+    }
+
+
+def serve(run_dir: Path, settings: ServeSettings) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight requests finish first."""
+    import uvicorn
+
+    from paretune.serving.app import create_app
+
+    if not settings.api_key_hashes:
+        log.warning("no API keys given: anyone who can reach %s:%d may use the model",
+                    settings.host, settings.port)
+    predictor = load_predictor(run_dir, settings.device)  # also checks the run before workers start
+    scheme = "https" if settings.ssl_certfile else "http"
+    log.info("serving %s on %s://%s:%d (docs at /docs)", run_dir, scheme, settings.host, settings.port)
+    if settings.workers == 1:
+        uvicorn.Server(uvicorn.Config(create_app(predictor, settings), **uvicorn_options(settings))).run()
+        return
+    del predictor  # each worker loads its own copy
+    os.environ[ENV_RUN] = str(Path(run_dir).resolve())
+    os.environ[ENV_SETTINGS] = settings.model_dump_json()
+    with tempfile.TemporaryDirectory(prefix="paretune-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by prometheus_client in each worker
+        uvicorn.run("paretune.serving.server:app_from_environment", factory=True,
+                    workers=settings.workers, **uvicorn_options(settings))
+
+
+def app_from_environment():
+    """The app of one worker process (`--workers N`), from what `serve` put in the environment."""
+    from paretune.cli import setup_logging
+    from paretune.serving.app import create_app
+
+    setup_logging()
+    settings = ServeSettings.model_validate_json(os.environ[ENV_SETTINGS])
+    return create_app(load_predictor(Path(os.environ[ENV_RUN]), settings.device), settings)

@@ -1,0 +1,75 @@
+"""Every knob of `paretune serve`, validated once: the CLI builds this, the app only reads it."""
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from paretune.errors import ParetuneError
+
+
+class ServeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address to bind; loopback unless you mean to expose it.")
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, description="Server processes, each with its own copy of the model.")
+    device: str | None = Field(None, description="torch device for the model (default: cuda if present).")
+
+    # Micro-batching: texts from concurrent requests share one forward pass.
+    max_batch_size: int = Field(32, ge=1, description="Most texts per forward pass; 1 turns batching off.")
+    max_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits for more requests to join.")
+    max_queue: int = Field(1024, ge=1, description="Texts waiting for the model before new requests get 503.")
+
+    # Request limits.
+    max_texts: int = Field(64, ge=1, description="Most texts in one request (422 above).")
+    max_chars: int = Field(10_000, ge=1, description="Most characters in one text (422 above).")
+    max_body_bytes: int = Field(1 << 20, ge=64, description="Largest request body (413 above).")
+    rate_limit: float = Field(100.0, ge=0, description="Requests per second per API key; 0 turns it off.")
+    rate_burst: int | None = Field(None, ge=1, description="Requests one key may send at once (2 x rate).")
+    request_timeout_s: float = Field(30.0, gt=0, description="A prediction not done by then gets 504.")
+    max_connections: int = Field(512, ge=1, description="Open connections before uvicorn answers 503.")
+
+    # Access control: SHA-256 digests only; plain keys never leave auth.load_api_keys.
+    api_key_hashes: tuple[str, ...] = ()
+    allow_no_auth: bool = Field(False, description="Serve a non-loopback address without API keys.")
+
+    # Logging and TLS.
+    log_inputs: bool = Field(False, description="Log request texts (masked unless mask_inputs is off).")
+    mask_inputs: bool = Field(True, description="Mask emails, phone numbers and IDs in logged texts.")
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @property
+    def burst(self) -> int:
+        return self.rate_burst or max(1, round(2 * self.rate_limit))
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ServeSettings":
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ParetuneError("TLS needs both --ssl-certfile and --ssl-keyfile")
+        for name in ("ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ParetuneError(f"--{name.replace('_', '-')} {path}: file not found")
+        if not self.api_key_hashes and not self.loopback and not self.allow_no_auth:
+            raise ParetuneError(
+                f"refusing to serve {self.host} without API keys: anyone who can reach it could use the "
+                "model. Give keys with --api-key-file PATH or PARETUNE_API_KEYS, bind --host 127.0.0.1, "
+                "or pass --allow-no-auth if something in front of the server already checks callers"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
