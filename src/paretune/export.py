@@ -76,10 +76,11 @@ def load_trained_model(model_dir: Path, auto_class, device: torch.device | None 
     if (model_dir / PEFT_CONFIG).is_file():
         import peft
 
+        from paretune.methods.peft_compat import accept_past_key_values
         from paretune.methods.prompt import align_token_logits
 
         base = auto_class.from_pretrained(model_dir / BASE_DIR, use_safetensors=True, **kwargs)
-        model = peft.PeftModel.from_pretrained(base, model_dir)
+        model = accept_past_key_values(peft.PeftModel.from_pretrained(base, model_dir))
         align_token_logits(model)
         return model
     if (model_dir / adapter.CONFIG_FILE).is_file():

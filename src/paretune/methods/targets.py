@@ -180,8 +180,10 @@ def wrap_with_peft(model: torch.nn.Module, peft_config) -> torch.nn.Module:
     """get_peft_model, with peft's complaints about the model turned into user errors."""
     import peft
 
+    from paretune.methods.peft_compat import accept_past_key_values
+
     try:
-        return peft.get_peft_model(model, peft_config)
+        return accept_past_key_values(peft.get_peft_model(model, peft_config))
     except ValueError as err:
         kind = peft_config.peft_type.value
         raise ParetuneError(f"cannot apply {kind} to {type(model).__name__}: {err}") from None
