@@ -60,7 +60,8 @@ class RowChecker:
             self._problem(record, self.text_column, "a word is empty; a token needs at least one character")
         elif not self.word_level and not isinstance(value, str):
             # Not turned into text: a number or list here nearly always means the wrong column.
-            message = f"expected a string, found {type(value).__name__} {_short(value)}; is data.text_column right?"
+            found = f"{type(value).__name__} {_short(value)}"
+            message = f"expected a string, found {found}; is data.text_column right?"
             self._problem(record, self.text_column, message)
         return value
 
