@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from paretune.config.schema import Config
+from paretune.data.class_checks import check_held_out_classes, warn_single_example_classes
 from paretune.data.examples import Example
 from paretune.data.readers import read_examples, warn_duplicates
 from paretune.data.split import stratified_split
@@ -45,6 +46,7 @@ def read_split(config: Config, role: str, path: str, require_labels: bool = True
         require_labels=require_labels,
         encoding=data.encoding,
         split=role,
+        tag_scheme=config.task.tag_scheme,
     )
 
 
@@ -53,9 +55,21 @@ def _split_key(task_cls: type[Task]):
     return None if task_cls.word_level or task_cls.name == "multilabel" else (lambda ex: str(ex.label))
 
 
-def prepare_data(config: Config, tokenizer) -> PreparedData:
-    started = time.perf_counter()
-    task_cls = task_class(config.task.type)
+@dataclass
+class CheckedData:
+    """Every example and target of a run, read and checked, not yet tokenized."""
+
+    task: Task
+    train: list[Example]
+    train_targets: list[Any]
+    validation: list[Example]
+    validation_targets: list[Any]
+    test: list[Example] | None = None
+    test_targets: list[Any] | None = None
+
+
+def _read_splits(config: Config) -> tuple[list[Example], list[Example], str, list[Example] | None]:
+    """Train, validation (a file, or held out from train), the validation's name, and test."""
     data = config.data
     train_examples = read_split(config, "train", data.train)
     if data.max_train_rows:
@@ -65,13 +79,20 @@ def prepare_data(config: Config, tokenizer) -> PreparedData:
         validation_name = data.validation
     else:
         train_examples, validation_examples = stratified_split(
-            train_examples, data.validation_split, data.seed, key=_split_key(task_cls)
+            train_examples, data.validation_split, data.seed, key=_split_key(task_class(config.task.type))
         )
         validation_name = f"{data.train} (held-out {data.validation_split:.0%})"
         log.info("no data.validation: held out %d of %d training rows (stratified)",
                  len(validation_examples), len(train_examples) + len(validation_examples))
     test_examples = read_split(config, "test", data.test) if data.test else None
+    return train_examples, validation_examples, validation_name, test_examples
 
+
+def check_data(config: Config) -> CheckedData:
+    """Read every data file and check every label: all that can fail in the data, before any model."""
+    task_cls = task_class(config.task.type)
+    data = config.data
+    train_examples, validation_examples, validation_name, test_examples = _read_splits(config)
     label_names = task_cls.infer_labels(train_examples, config.task)
     if task_cls.name in ("classification", "ner") and len(label_names) < 2:
         raise DataError(DataProblem(data.train, f"field '{data.label_column}' has a single label "
@@ -79,9 +100,25 @@ def prepare_data(config: Config, tokenizer) -> PreparedData:
     task = task_cls(config.task, label_names)
     field_name = data.label_column
     train_targets = task.parse(train_examples, data.train, field_name)
+    if not data.validation:
+        check_held_out_classes(task, train_examples, validation_examples, data.train, field_name)
+    warn_single_example_classes(task, train_examples, data.train, field_name)
     validation_targets = task.parse(validation_examples, validation_name, field_name)
     test_targets = task.parse(test_examples, data.test, field_name) if test_examples else None
     warn_duplicates(train_examples, data.train)
+    return CheckedData(task, train_examples, train_targets, validation_examples, validation_targets,
+                       test_examples, test_targets)
+
+
+def prepare_data(config: Config, tokenizer) -> PreparedData:
+    started = time.perf_counter()
+    data = config.data
+    checked = check_data(config)
+    task = checked.task
+    train_examples, train_targets = checked.train, checked.train_targets
+    validation_examples, validation_targets = checked.validation, checked.validation_targets
+    test_examples, test_targets = checked.test, checked.test_targets
+    label_names = task.label_names
 
     cache_dir = Path(data.cache_dir) if data.cache_dir else default_cache_dir()
     encode = lambda exs, tg: encode_cached(task, exs, tg, tokenizer, data.max_length, cache_dir)  # noqa: E731

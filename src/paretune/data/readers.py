@@ -1,7 +1,7 @@
 """Read labelled examples from csv, tsv, jsonl, parquet, CoNLL files and saved `datasets` folders.
 
-Each tabular reader turns its file into the same `_Record`s (a dict per row plus where the row came
-from), and one `_RowChecker` turns records into `Example`s, so the rules about empty text, missing
+Each tabular reader turns its file into the same `Record`s (a dict per row plus where the row came
+from), and one `RowChecker` turns records into `Example`s, so the rules about empty text, missing
 labels and word/tag lengths are written once for every format. Problems in rows are collected so a
 user can fix a whole file in one pass; problems with the file itself (missing, undecodable, no text
 column) stop at once because every later message would be noise.
@@ -13,12 +13,12 @@ import csv
 import io
 import json
 import logging
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paretune.data.conll import read_conll
 from paretune.data.examples import Example
+from paretune.data.rows import Record, RowChecker
 from paretune.errors import DataError, DataProblem
 
 log = logging.getLogger("paretune.data")
@@ -37,13 +37,6 @@ _FORMATS_HELP = (
 # save_to_disk writes dataset_info.json and state.json for a Dataset, dataset_dict.json for a DatasetDict.
 _HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 _DUPLICATES_SHOWN = 5
-
-
-@dataclass
-class _Record:
-    row: int
-    line: int | None
-    values: dict[str, Any]
 
 
 def infer_format(path: str | Path) -> str:
@@ -78,6 +71,7 @@ def read_examples(
     require_labels: bool = True,
     encoding: str = "utf-8",
     split: str | None = None,
+    tag_scheme: str = "auto",
 ) -> list[Example]:
     """Read every example of a data file, or raise one DataError listing all problems found.
 
@@ -93,17 +87,18 @@ def read_examples(
     _check_format_fits_path(name, path, fmt)
 
     if fmt == "conll":
-        examples, problems = _read_conll(name, _decode(name, path, encoding), require_labels)
+        examples, problems = read_conll(name, _decode(name, path, encoding), require_labels, tag_scheme)
     else:
         columns, records, problems = _read_table(name, path, fmt, encoding, split)
         if not records:  # nothing to check columns against; say why instead
             raise DataError(problems or DataProblem(name, "holds no examples"))
-        checker = _RowChecker(
+        checker = RowChecker(
             file=name,
             text_column=text_column,
             label_column=_check_columns(name, columns, text_column, label_column, require_labels),
             word_level=word_level,
             require_labels=require_labels,
+            tag_scheme=tag_scheme,
             problems=problems,
         )
         examples = [ex for ex in map(checker.example, records) if ex is not None]
@@ -187,7 +182,7 @@ def _decode(name: str, path: Path, encoding: str) -> str:
 
 def _read_table(
     name: str, path: Path, fmt: str, encoding: str, split: str | None
-) -> tuple[list[str], list[_Record], list[DataProblem]]:
+) -> tuple[list[str], list[Record], list[DataProblem]]:
     """Column names, records and per-row problems of a tabular file."""
     if fmt in ("csv", "tsv"):
         return _read_delimited(name, _decode(name, path, encoding), fmt)
@@ -197,17 +192,17 @@ def _read_table(
         rows, columns = _load_parquet(name, path)
     else:
         rows, columns = _load_hf(name, path, split)
-    return columns, [_Record(row, None, values) for row, values in enumerate(rows, 1)], []
+    return columns, [Record(row, None, values) for row, values in enumerate(rows, 1)], []
 
 
-def _read_delimited(name: str, text: str, fmt: str) -> tuple[list[str], list[_Record], list[DataProblem]]:
+def _read_delimited(name: str, text: str, fmt: str) -> tuple[list[str], list[Record], list[DataProblem]]:
     # GLUE-style TSV never quotes: a '"' in a sentence is just a character.
     options: dict[str, Any] = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
     if fmt == "csv":
         options = {"strict": True}  # so an unclosed quote is an error, not a row swallowing the file
     reader = csv.reader(io.StringIO(text, newline=""), **options)
     header: list[str] | None = None
-    records: list[_Record] = []
+    records: list[Record] = []
     problems: list[DataProblem] = []
     row, start_line = 0, 1
     try:
@@ -227,11 +222,23 @@ def _read_delimited(name: str, text: str, fmt: str) -> tuple[list[str], list[_Re
                     row=row, line=line,
                 ))
                 continue
-            records.append(_Record(row, line, dict(zip(header, fields))))
+            records.append(Record(row, line, dict(zip(header, fields))))
     except csv.Error as err:
-        hint = " (a quote opened here is never closed)" if "end of data" in str(err) else ""
-        raise DataError(DataProblem(name, f"cannot parse as {fmt}: {err}{hint}", line=start_line)) from None
+        raise DataError(_csv_problem(name, fmt, err, row + 1, start_line)) from None
     return header or [], records, problems
+
+
+def _csv_problem(name: str, fmt: str, err: csv.Error, row: int, line: int) -> DataProblem:
+    if "field limit" in str(err):
+        # Python's csv module refuses cells over csv.field_size_limit() (131,072 characters by
+        # default); the cap stays, because in csv an unclosed quote is the usual way to hit it.
+        unclosed = " (or a quote opened here is never closed)" if fmt == "csv" else ""
+        return DataProblem(name, (
+            f"a cell is longer than {csv.field_size_limit():,} characters, the most a {fmt} cell may "
+            f"hold{unclosed}; shorten the text (only data.max_length tokens are used) or store the "
+            "data as JSON lines or Parquet, which have no cell limit"), row=row, line=line)
+    hint = " (a quote opened here is never closed)" if "end of data" in str(err) else ""
+    return DataProblem(name, f"cannot parse as {fmt}: {err}{hint}", line=line)
 
 
 def _check_header(name: str, fields: list[str], line: int) -> list[str]:
@@ -244,7 +251,7 @@ def _check_header(name: str, fields: list[str], line: int) -> list[str]:
     return header
 
 
-def _read_json(name: str, text: str) -> tuple[list[str], list[_Record], list[DataProblem]]:
+def _read_json(name: str, text: str) -> tuple[list[str], list[Record], list[DataProblem]]:
     """JSON lines, or a `.json` file that holds one array of objects."""
     if text.lstrip().startswith("["):
         try:
@@ -257,7 +264,7 @@ def _read_json(name: str, text: str) -> tuple[list[str], list[_Record], list[Dat
         for line, content in enumerate(text.split("\n"), 1):
             if content.strip():
                 numbered.append((len(numbered) + 1, line, content))
-    records: list[_Record] = []
+    records: list[Record] = []
     problems: list[DataProblem] = []
     columns: dict[str, None] = {}  # keys in order of first appearance
     for row, line, item in numbered:
@@ -273,7 +280,7 @@ def _read_json(name: str, text: str) -> tuple[list[str], list[_Record], list[Dat
             ))
             continue
         columns.update(dict.fromkeys(item))
-        records.append(_Record(row, line, item))
+        records.append(Record(row, line, item))
     return list(columns), records, problems
 
 
@@ -323,104 +330,3 @@ def _check_columns(
     if problems:
         raise DataError(problems)
     return label_column if label_column in columns else None
-
-
-@dataclass
-class _RowChecker:
-    """Turns records into Examples, collecting every problem instead of stopping at the first."""
-
-    file: str
-    text_column: str
-    label_column: str | None
-    word_level: bool
-    require_labels: bool
-    problems: list[DataProblem] = field(default_factory=list)
-
-    def example(self, record: _Record) -> Example | None:
-        found_before = len(self.problems)
-        text = self._text(record)
-        label = self._label(record)
-        if len(self.problems) > found_before:
-            return None
-        if self.word_level and label is not None and len(label) != len(text):
-            message = f"{len(text)} words but {len(label)} tags; each word needs one tag"
-            self._problem(record, self.label_column, message)
-            return None
-        return Example(text, label, record.row, record.line)
-
-    def _problem(self, record: _Record, column: str | None, message: str) -> None:
-        self.problems.append(DataProblem(self.file, message, row=record.row, field=column, line=record.line))
-
-    def _text(self, record: _Record) -> Any:
-        value = record.values.get(self.text_column)
-        if self.word_level and isinstance(value, str):
-            value = value.split()
-        if _is_missing(value) or value == []:
-            self._problem(record, self.text_column, "text is empty")
-        elif self.word_level and not _is_list_of(value, str):
-            self._problem(record, self.text_column, "expected a list of words or a space-separated string")
-        elif self.word_level and not all(word.strip() for word in value):
-            self._problem(record, self.text_column, "a word is empty; a token needs at least one character")
-        elif not self.word_level and not isinstance(value, str):
-            self._problem(record, self.text_column, f"expected a string, found {type(value).__name__}")
-        return value
-
-    def _label(self, record: _Record) -> Any:
-        value = None if self.label_column is None else record.values.get(self.label_column)
-        if _is_missing(value):
-            if self.require_labels:
-                self._problem(record, self.label_column, "label is missing")
-            return None
-        if self.word_level:
-            if isinstance(value, str):
-                value = value.split()
-            if not _is_list_of(value, (str, int)):
-                message = "expected a list of tags or a space-separated string"
-                self._problem(record, self.label_column, message)
-        return value
-
-
-def _is_missing(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isnan(value)
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _is_list_of(value: Any, kinds: type | tuple[type, ...]) -> bool:
-    # bool is an int subclass, but True is never a word or a tag
-    return isinstance(value, list) and all(
-        isinstance(item, kinds) and not isinstance(item, bool) for item in value
-    )
-
-
-def _read_conll(name: str, text: str, require_labels: bool) -> tuple[list[Example], list[DataProblem]]:
-    """CoNLL: one `word ... tag` line per token, sentences separated by blank lines."""
-    examples: list[Example] = []
-    problems: list[DataProblem] = []
-    for row, tokens in enumerate(_conll_sentences(text), 1):
-        untagged = [line for line, fields in tokens if len(fields) == 1]
-        # Untagged tokens are fine only for prediction input where no token has a tag.
-        if untagged and (require_labels or len(untagged) < len(tokens)):
-            message = "token line has no tag column (expected 'word ... tag')"
-            problems.extend(DataProblem(name, message, row=row, field="tag", line=line) for line in untagged)
-            continue
-        words = [fields[0] for _, fields in tokens]
-        tags = None if untagged else [fields[-1] for _, fields in tokens]
-        examples.append(Example(words, tags, row, tokens[0][0]))
-    return examples, problems
-
-
-def _conll_sentences(text: str) -> list[list[tuple[int, list[str]]]]:
-    """Sentences as lists of (file line, whitespace-separated fields)."""
-    sentences: list[list[tuple[int, list[str]]]] = []
-    sentence: list[tuple[int, list[str]]] = []
-    for line, content in enumerate(text.split("\n"), 1):
-        fields = content.split()
-        if fields and fields[0] != "-DOCSTART-":
-            sentence.append((line, fields))
-        elif sentence:  # a blank or -DOCSTART- line ends the sentence
-            sentences.append(sentence)
-            sentence = []
-    if sentence:
-        sentences.append(sentence)
-    return sentences

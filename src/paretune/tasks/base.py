@@ -15,6 +15,7 @@ import torch
 from paretune.config.schema import TaskConfig
 from paretune.data.examples import Example
 from paretune.errors import DataError, DataProblem
+from paretune.tasks.raw_labels import marker_problem, scalar_problem, warn_declared_markers
 
 IGNORE_INDEX = -100  # target ignored by the loss (special tokens, later sub-words)
 
@@ -67,16 +68,29 @@ class Task(ABC):
     def parse_label(self, raw: Any) -> Any:
         """Raw label -> model target; raises ValueError with a message naming the bad value."""
 
+    def check_raw(self, raw: Any) -> list[str]:
+        """The stored label's values as text, or ValueError if it is no label this task can take.
+
+        The default suits one label per row: a list is refused and a missing-value marker
+        (`NaN`, `None`, `NA`, ...) is refused unless task.labels declares it.
+        """
+        problem = scalar_problem(raw) or marker_problem(raw, self.config.labels)
+        if problem:
+            raise ValueError(problem)
+        return [label_text(raw)]
+
     def parse(self, examples: list[Example], file: str, field: str) -> list[Any]:
         """Parse every label, collecting all problems with their row before failing."""
-        targets, problems = [], []
+        targets, problems, values = [], [], []
         for ex in examples:
             try:
+                values += [(ex.row, value) for value in self.check_raw(ex.label)]
                 targets.append(self.parse_label(ex.label))
             except ValueError as err:
                 problems.append(DataProblem(file, str(err), row=ex.row, field=field, line=ex.line))
         if problems:
             raise DataError(problems)
+        warn_declared_markers(values, file, field)
         return targets
 
     # --- model --------------------------------------------------------------------------

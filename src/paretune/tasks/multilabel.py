@@ -11,6 +11,7 @@ from paretune.config.schema import TaskConfig
 from paretune.data.examples import Example
 from paretune.evaluation.classification_metrics import multilabel_metrics
 from paretune.tasks.base import Encoded, Task, check_known, label_text, sort_labels, tokenize_texts
+from paretune.tasks.raw_labels import list_item_problem
 
 
 def split_labels(raw: Any, delimiter: str) -> list[str]:
@@ -35,6 +36,21 @@ class MultilabelTask(Task):
         for ex in examples:
             seen.update(split_labels(ex.label, config.label_delimiter))
         return sort_labels(seen)
+
+    def check_raw(self, raw: Any) -> list[str]:
+        """A list of labels or a delimited text; every label in it must be one value."""
+        if isinstance(raw, dict):
+            raise ValueError(f"expected a list of labels or a {self.config.label_delimiter!r}-separated "
+                             f"text, found an object {raw!r}")
+        if isinstance(raw, (list, tuple, np.ndarray)):
+            items = list(raw)
+        else:
+            items = split_labels(raw, self.config.label_delimiter)
+        for item in items:
+            problem = list_item_problem(item, self.config.labels)
+            if problem:
+                raise ValueError(problem)
+        return [label_text(item) for item in items]
 
     def parse_label(self, raw: Any) -> np.ndarray:
         row = np.zeros(len(self.label_names), dtype=np.float32)

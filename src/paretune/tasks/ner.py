@@ -38,6 +38,9 @@ class NerTask(Task):
         # "O" first, then entity tags grouped by type: readable confusion matrices and label maps.
         return sorted(tags, key=lambda t: (t != "O", t[2:], t)) if tags else sort_labels(tags)
 
+    def check_raw(self, raw: Any) -> list[str]:
+        return []  # the reader checks tag lists and each tag's form, where it knows every tag's line
+
     def parse_label(self, raw: Any) -> np.ndarray:
         return np.asarray([check_known(str(tag), self.label_to_id, "tag") for tag in raw], dtype=np.int64)
 

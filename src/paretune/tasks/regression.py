@@ -12,6 +12,7 @@ from paretune.config.schema import TaskConfig
 from paretune.data.examples import Example
 from paretune.evaluation.regression_metrics import regression_metrics
 from paretune.tasks.base import Encoded, Task, tokenize_texts
+from paretune.tasks.raw_labels import is_missing_marker
 
 
 class RegressionTask(Task):
@@ -22,6 +23,14 @@ class RegressionTask(Task):
     @classmethod
     def infer_labels(cls, examples: list[Example], config: TaskConfig) -> list[str]:
         return ["value"]
+
+    def check_raw(self, raw: Any) -> list[str]:
+        # float() would take "NaN" and refuse a list with a message that hides what was found.
+        if is_missing_marker(raw):
+            raise ValueError(f"label {raw!r} marks a missing value; fill in a number or drop the row")
+        if isinstance(raw, (list, tuple, dict, np.ndarray)):
+            raise ValueError(f"expected a number, found a {type(raw).__name__} {raw!r}")
+        return []
 
     def parse_label(self, raw: Any) -> float:
         try:
