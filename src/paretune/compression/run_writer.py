@@ -177,7 +177,7 @@ def own_cost(phases: dict[str, float], parent: Parent) -> dict[str, Any]:
     wall = sum(phases.values())
     hours = wall / 3600
     return {
-        **device.as_dict(), "precision": "no", "phases_s": {k: round(v, 3) for k, v in phases.items()},
+        **device.as_dict(), "precision": "fp32", "phases_s": {k: round(v, 3) for k, v in phases.items()},
         "wall_s": round(wall, 3), "device_hours": round(hours, 6),
         "train_samples": 0, "train_tokens": 0, "train_samples_per_s": 0.0, "padding_fraction": 0.0,
         **PeakMemory().read(),
