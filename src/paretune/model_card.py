@@ -137,7 +137,7 @@ def _run_usage(run: RunFolder, config: Config) -> list[str]:
 
     if (run.model_dir / BASE_DIR).is_dir():
         return lines + [f"`model/` holds the adapter over its frozen base `model/{BASE_DIR}/`: "
-                        "to load it without paretune, see `model/README.md`.", ""]
+                        "to load it with transformers, see `model/README.md`.", ""]
     return lines + [
         "With plain transformers (`model/` is a standard Hugging Face model folder):",
         "",
