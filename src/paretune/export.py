@@ -115,6 +115,10 @@ def export_run(run_dir: str | Path, merge: bool, output: str | Path | None = Non
     if target.exists() and any(target.iterdir()):
         raise ParetuneError(f"{target} already exists and is not empty: choose another --output")
     shutil.copytree(source, target, dirs_exist_ok=True)
+    if not merge:  # peft's README template names the base by this machine's path: a real card instead
+        from paretune.model_card import write_adapter_card
+
+        write_adapter_card(target, run, f"path/to/{target.name}")
     return target
 
 

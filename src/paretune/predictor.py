@@ -20,6 +20,7 @@ from paretune.data.prepare import encode_cached
 from paretune.data.readers import read_examples
 from paretune.engine.loop import EvalSet, predict_outputs
 from paretune.errors import ParetuneError
+from paretune.remote_code import trust_for_run
 from paretune.run_folder import TASK_FILE, RunFolder
 from paretune.tasks import Task, task_class
 
@@ -39,7 +40,9 @@ class Predictor:
         self.max_length, self.device, self.run_dir = max_length, device, run_dir
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str | None = None) -> "Predictor":
+    def load(cls, run_dir: str | Path, device: str | None = None, trust_remote_code: bool = False) -> "Predictor":
+        """Load a finished run. `trust_remote_code=True` lets transformers import `.py` files shipped
+        in the run's model/ folder: pass it only for runs you trust (paretune/remote_code.py)."""
         run = RunFolder.open(run_dir)
         model_dir = run.model_dir
         if not (model_dir / TASK_FILE).is_file():
@@ -47,17 +50,15 @@ class Predictor:
                                 "did the run finish?")
         info = json.loads((model_dir / TASK_FILE).read_text())
         config = run.read_config()
+        trust = trust_for_run(run.path, config, trust_remote_code)  # never from config.yaml alone
         task = task_class(config.task.type)(config.task, info["labels"])
         auto_class = getattr(transformers, task.auto_model)
         from paretune.compression.forms import read_form, serving_device
         from paretune.export import load_trained_model  # any stored form (see the module docstring)
 
         target = serving_device(read_form(model_dir), device)
-        model = load_trained_model(model_dir, auto_class, device=target,
-                                   trust_remote_code=config.model.trust_remote_code)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(
-            model_dir, trust_remote_code=config.model.trust_remote_code
-        )
+        model = load_trained_model(model_dir, auto_class, device=target, trust_remote_code=trust)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust)
         model.to(target).eval()
         return cls(model, tokenizer, task, info["max_length"], target, run.path)
 

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from paretune.remote_code import FLAG_HELP
+
 
 def bench_infer(
     run: Path = typer.Argument(..., help="Finished run folder written by paretune train."),
@@ -17,6 +19,7 @@ def bench_infer(
     ),
     repeats: int = typer.Option(200, "--repeats", help="Timed batch-1 calls for the latency percentiles."),
     max_seconds: float = typer.Option(60.0, "--max-seconds", help="Rough time limit of the measurement."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print inference.json's content on stdout."),
 ) -> None:
     """Measure serving latency, throughput, size, memory and cost per million predictions."""
@@ -27,7 +30,7 @@ def bench_infer(
     setup_logging()
     result = bench_inference(
         run, device=device, price=parse_price_option(price) if price else None, batch_size=batch_size,
-        repeats=repeats, max_seconds=max_seconds,
+        repeats=repeats, max_seconds=max_seconds, trust_remote_code=trust_remote_code,
     )
     if as_json:
         print(json.dumps(result))

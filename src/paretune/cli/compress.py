@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from paretune.errors import ParetuneError
+from paretune.remote_code import FLAG_HELP
 
 METHOD_HELP = ("int8-dynamic, onnx, onnx-int8 (quantize/export), prune-magnitude, prune-heads, "
                "drop-layers (prune), fp16, bf16 (cast for GPUs)")
@@ -36,6 +37,7 @@ def compress(
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Time parent and result (bench-infer)."),
     bench_seconds: float = typer.Option(20.0, help="Rough time limit of each run's timing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the compression entry as JSON on the last line."),
 ) -> None:
     """Make a smaller or faster model from a finished run, written as a new run folder."""
@@ -50,7 +52,8 @@ def compress(
     if set_ and not recover_epochs:
         raise ParetuneError("--set changes the recovery fine-tune: give --recover-epochs too")
     folder = compress_run(run, method, options, output=output, recover_epochs=recover_epochs, overrides=set_,
-                          bench=BenchSettings(enabled=bench, max_seconds=bench_seconds), overwrite=overwrite)
+                          bench=BenchSettings(enabled=bench, max_seconds=bench_seconds), overwrite=overwrite,
+                          trust_remote_code=trust_remote_code)
     metrics = json.loads((folder / "metrics.json").read_text())
     if as_json:
         print(json.dumps({"run": str(folder), **metrics["compression"]}))

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from paretune.remote_code import FLAG_HELP
+
 
 def distill(
     teacher: Path = typer.Option(..., "--teacher", "-t", help="Finished run whose model teaches."),
@@ -23,6 +25,7 @@ def distill(
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Time teacher and student (bench-infer)."),
     bench_seconds: float = typer.Option(20.0, help="Rough time limit of each run's timing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the compression entry as JSON on the last line."),
 ) -> None:
     """Train a smaller student against a finished run's model (knowledge distillation)."""
@@ -42,7 +45,8 @@ def distill(
     except ValidationError as err:
         raise ParetuneError("distill: " + "; ".join(e["msg"] for e in err.errors())) from None
     folder = distill_run(teacher, student, options, output=output, overrides=set_,
-                         bench=BenchSettings(enabled=bench, max_seconds=bench_seconds), overwrite=overwrite)
+                         bench=BenchSettings(enabled=bench, max_seconds=bench_seconds), overwrite=overwrite,
+                         trust_remote_code=trust_remote_code)
     metrics = json.loads((folder / "metrics.json").read_text())
     if as_json:
         print(json.dumps({"run": str(folder), **metrics["compression"]}))

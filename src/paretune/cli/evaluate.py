@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from paretune.remote_code import FLAG_HELP
+
 
 def evaluate(
     run: Path = typer.Argument(..., help="Run folder written by paretune train."),
@@ -13,6 +15,7 @@ def evaluate(
     fmt: Optional[str] = typer.Option(None, "--format", help="Data format if the extension does not say."),
     text_column: Optional[str] = typer.Option(None, help="Defaults to the run's data.text_column."),
     label_column: Optional[str] = typer.Option(None, help="Defaults to the run's data.label_column."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON on the last line."),
 ) -> None:
     """Evaluate a trained run on a labelled file."""
@@ -21,7 +24,7 @@ def evaluate(
     from paretune.predictor import Predictor
 
     setup_logging()
-    predictor = Predictor.load(run)
+    predictor = Predictor.load(run, trust_remote_code=trust_remote_code)
     metrics = predictor.evaluate(data, fmt=fmt, text_column=text_column, label_column=label_column)
     print_metrics(metrics, f"{data}", as_json)
 

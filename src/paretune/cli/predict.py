@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from paretune.remote_code import FLAG_HELP
+
 
 def predict(
     run: Path = typer.Argument(..., help="Run folder written by paretune train."),
@@ -17,6 +19,7 @@ def predict(
     batch_size: int = typer.Option(64, help="Examples per forward pass."),
     chunk_rows: int = typer.Option(512, min=1, help="Rows read, predicted and written at a time."),
     restart: bool = typer.Option(False, "--restart", help="Ignore a partial output left by an earlier run."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
 ) -> None:
     """Label every row of a file with a trained run; one JSON object per input row.
 
@@ -30,7 +33,7 @@ def predict(
 
     setup_logging()
     config = RunFolder.open(run).read_config()
-    predictor = Predictor.load(run)
+    predictor = Predictor.load(run, trust_remote_code=trust_remote_code)
     result = predict_file(
         predictor, input, output, fmt=fmt, text_column=text_column or config.data.text_column,
         encoding=config.data.encoding, all_scores=all_scores, batch_size=batch_size,

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from paretune.errors import ParetuneError
+from paretune.remote_code import FLAG_HELP
 
 # Settings fields whose command-line flag has another name.
 _FLAGS = {"request_timeout_s": "timeout", "api_key_hashes": "api-key-file"}
@@ -34,6 +35,7 @@ def serve(
     ssl_certfile: Optional[Path] = typer.Option(None, help="TLS certificate (PEM); needs --ssl-keyfile."),
     ssl_keyfile: Optional[Path] = typer.Option(None, help="TLS private key (PEM)."),
     device: Optional[str] = typer.Option(None, help="torch device (default: cuda if available, else cpu)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Serve a trained run over HTTP: POST /v1/predict, /healthz, /readyz, /metrics, /docs."""
@@ -47,7 +49,8 @@ def serve(
     setup_logging(verbose)
     try:
         settings = ServeSettings(
-            host=host, port=port, workers=workers, device=device, max_batch_size=max_batch_size,
+            host=host, port=port, workers=workers, device=device, trust_remote_code=trust_remote_code,
+            max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms, max_queue=max_queue, max_texts=max_texts, max_chars=max_chars,
             max_body_bytes=max_body_bytes, rate_limit=rate_limit, rate_burst=rate_burst,
             request_timeout_s=timeout, api_key_hashes=load_api_keys(api_key_file),

@@ -1,6 +1,7 @@
 """README.md of a compressed or distilled run: what was done to which parent, and what it changed."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from paretune.run_folder import RunFolder
@@ -39,7 +40,8 @@ def card_lines(run: RunFolder) -> list[str]:
     return [
         f"# {run.path.name}",
         "",
-        f"**{entry['method']}** of run `{entry['parent']}`" + (f" ({settings})" if settings else "") + ".",
+        # By folder name: the card travels with the run, the parent's absolute path does not.
+        f"**{entry['method']}** of run `{Path(entry['parent']).name}`" + (f" ({settings})" if settings else "") + ".",
         "",
         "| | parent | this run | change |",
         "| --- | --- | --- | --- |",
@@ -61,7 +63,7 @@ def card_lines(run: RunFolder) -> list[str]:
         "",
         "```python",
         "from paretune import Predictor",
-        f"predictor = Predictor.load('{run.path}')",
+        f"predictor = Predictor.load('{run.path.name}')  # from the folder that holds it",
         "predictor.predict(['some text'])",
         "```",
         "",

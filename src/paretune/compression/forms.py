@@ -99,7 +99,9 @@ def load_form(model_dir: Path, auto_class, device: torch.device | None = None, *
     if name in ONNX_FORMS:
         from paretune.compression.ort_model import OrtModel
 
-        return OrtModel(model_dir / ONNX_FILE, transformers.AutoConfig.from_pretrained(model_dir), device)
+        trust = kwargs.get("trust_remote_code", False)  # the caller's, as for every other form
+        return OrtModel(model_dir / ONNX_FILE, transformers.AutoConfig.from_pretrained(
+            model_dir, trust_remote_code=trust), device)
     if name == "int8-dynamic":
         from paretune.compression.int8_dynamic import load_int8
 

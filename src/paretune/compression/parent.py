@@ -14,6 +14,7 @@ from paretune.compression.forms import read_form
 from paretune.config.schema import Config
 from paretune.data.prepare import PreparedData, prepare_data
 from paretune.errors import ParetuneError
+from paretune.remote_code import trust_for_run
 from paretune.run_folder import TASK_FILE, RunFolder
 
 
@@ -22,15 +23,18 @@ class Parent:
     run: RunFolder
     config: Config
     info: dict[str, Any]  # model/paretune.json: task, labels, max_length, method, form
+    trust_remote_code: bool = False  # the caller's choice, never config.yaml's (paretune/remote_code.py)
 
     @classmethod
-    def open(cls, run_dir: str | Path) -> "Parent":
+    def open(cls, run_dir: str | Path, trust_remote_code: bool = False) -> "Parent":
         run = RunFolder.open(run_dir)
         if not run.is_finished() or not (run.model_dir / TASK_FILE).is_file():
             raise ParetuneError(f"{run_dir} has not finished (no metrics.json or model/{TASK_FILE}): "
                                 "compress or distill from a finished run")
         info = json.loads((run.model_dir / TASK_FILE).read_text())
-        return cls(run=run, config=run.read_config(), info=info)
+        config = run.read_config()
+        trust = trust_for_run(run.path, config, trust_remote_code)
+        return cls(run=run, config=config, info=info, trust_remote_code=trust)
 
     @property
     def path(self) -> Path:
@@ -39,7 +43,7 @@ class Parent:
     @cached_property
     def tokenizer(self):
         return transformers.AutoTokenizer.from_pretrained(
-            self.run.model_dir, trust_remote_code=self.config.model.trust_remote_code)
+            self.run.model_dir, trust_remote_code=self.trust_remote_code)
 
     @property
     def pad_id(self) -> int:
@@ -68,8 +72,7 @@ class Parent:
             raise ParetuneError(f"{self.path} trained a {self.info.get('method')} adapter that cannot be "
                                 "folded into the weights; compress a full, freeze, LoRA, AdaLoRA or IA3 run")
         auto_class = getattr(transformers, self.data.task.auto_model)
-        model = load_trained_model(self.run.model_dir, auto_class,
-                                   trust_remote_code=self.config.model.trust_remote_code)
+        model = load_trained_model(self.run.model_dir, auto_class, trust_remote_code=self.trust_remote_code)
         return model.float().eval()
 
     def read_json(self, name: str) -> dict[str, Any]:

@@ -33,8 +33,11 @@ log = logging.getLogger("paretune")
 def compress_run(run_dir: str | Path, method: str, options: dict[str, Any] | None = None, *,
                  output: str | Path | None = None, recover_epochs: float = 0,
                  overrides: list[str] | None = None, bench: BenchSettings | None = None,
-                 overwrite: bool = False) -> Path:
-    """Compress the model of finished run `run_dir` with `method`; returns the new run folder."""
+                 overwrite: bool = False, trust_remote_code: bool = False) -> Path:
+    """Compress the model of finished run `run_dir` with `method`; returns the new run folder.
+
+    `trust_remote_code` as in `Predictor.load`: only the caller can allow code shipped in `run_dir`.
+    """
     chosen = get_method(method)
     try:
         settings = chosen.options(**(options or {}))
@@ -43,7 +46,7 @@ def compress_run(run_dir: str | Path, method: str, options: dict[str, Any] | Non
         raise ParetuneError(f"compress --method {method}: {problems}") from None
     if recover_epochs and not chosen.recoverable:
         raise ParetuneError(f"--recover-epochs applies to pruning and drop-layers, not to {method}")
-    parent = Parent.open(run_dir)
+    parent = Parent.open(run_dir, trust_remote_code)
     phases: dict[str, float] = {}
     started = time.perf_counter()
     model, data = parent.load_model(), parent.data

@@ -53,6 +53,9 @@ def child_config(parent: Parent, output: Path | None, suffix: str, overwrite: bo
     """The parent's config, pointing at the parent's model and at the new folder."""
     config = parent.config.model_copy(deep=True)
     config.model.name_or_path = str(parent.run.model_dir.resolve())
+    # The child trains (recovery, distillation) from the parent's model/: with the trust its loader
+    # gave, not what the parent's config.yaml claims. Its own config then records that choice.
+    config.model.trust_remote_code = parent.trust_remote_code
     config.output.dir = str(output or parent.path.parent / f"{parent.path.name}-{suffix}")
     config.output.overwrite = overwrite
     return config
@@ -74,7 +77,8 @@ def save_model(run: RunFolder, compressed: Compressed, parent: Parent) -> None:
     if compressed.files:
         for name, path in compressed.files.items():
             shutil.copyfile(path, model_dir / name)
-        transformers.AutoConfig.from_pretrained(parent.run.model_dir).save_pretrained(model_dir)
+        transformers.AutoConfig.from_pretrained(
+            parent.run.model_dir, trust_remote_code=parent.trust_remote_code).save_pretrained(model_dir)
     elif compressed.form == "int8-dynamic":
         save_int8(compressed.model, model_dir)
     else:
@@ -88,7 +92,7 @@ def evaluate_run(run_dir: Path, parent: Parent) -> dict[str, Any]:
     """Validation (and test) metrics of a run's saved model, loaded as it will serve."""
     from paretune.predictor import Predictor
 
-    predictor = Predictor.load(run_dir)
+    predictor = Predictor.load(run_dir, trust_remote_code=parent.trust_remote_code)
     data = parent.data
     results = {"validation": predictor.evaluate_set(data.validation)}
     if data.test is not None:
@@ -96,7 +100,8 @@ def evaluate_run(run_dir: Path, parent: Parent) -> dict[str, Any]:
     return results
 
 
-def bench_pair(child: Path, parent: Path, settings: BenchSettings) -> tuple[dict | None, dict | None]:
+def bench_pair(child: Path, parent: Path, settings: BenchSettings,
+               trust_remote_code: bool = False) -> tuple[dict | None, dict | None]:
     """inference.json of child and parent, timed alternately, each its fastest round (see BenchSettings)."""
     if not settings.enabled:
         return None, None
@@ -107,7 +112,7 @@ def bench_pair(child: Path, parent: Path, settings: BenchSettings) -> tuple[dict
         for run_dir in (child, parent):
             result = bench_inference(run_dir, batch_size=settings.batch_size, repeats=settings.repeats,
                                      batches=settings.batches, max_seconds=settings.max_seconds / settings.rounds,
-                                     progress=True)
+                                     progress=True, trust_remote_code=trust_remote_code)
             if run_dir not in best or result["latency_ms"]["p50"] < best[run_dir]["latency_ms"]["p50"]:
                 best[run_dir] = result
     for run_dir, result in best.items():
@@ -172,7 +177,7 @@ def own_cost(phases: dict[str, float], parent: Parent) -> dict[str, Any]:
     wall = sum(phases.values())
     hours = wall / 3600
     return {
-        **device.as_dict(), "precision": "no", "phases_s": {k: round(v, 3) for k, v in phases.items()},
+        **device.as_dict(), "precision": "fp32", "phases_s": {k: round(v, 3) for k, v in phases.items()},
         "wall_s": round(wall, 3), "device_hours": round(hours, 6),
         "train_samples": 0, "train_tokens": 0, "train_samples_per_s": 0.0, "padding_fraction": 0.0,
         **PeakMemory().read(),
@@ -215,7 +220,7 @@ def finish(run: RunFolder, parent: Parent, entry: dict[str, Any], metrics: dict[
     started = time.perf_counter()
     child = evaluate_run(run.path, parent)  # also proves the saved model loads back
     before = evaluate_run(parent.path, parent)
-    child_bench, parent_bench = bench_pair(run.path, parent.path, settings)
+    child_bench, parent_bench = bench_pair(run.path, parent.path, settings, parent.trust_remote_code)
     metric = metrics["metric"]
     entry["change"] = change(metric, side(metric, before["validation"], parent.run.model_dir, parent_bench),
                              side(metric, child["validation"], run.model_dir, child_bench))

@@ -34,12 +34,14 @@ MIN_THROUGHPUT_BATCHES = 3
 
 def bench_inference(run_dir: str | Path, *, device: str | None = None, price: str | float | None = None,
                     batch_size: int = 64, repeats: int = 200, warmup: int = 10, batches: int = 20,
-                    max_seconds: float = 60.0, progress: bool = True) -> dict[str, Any]:
+                    max_seconds: float = 60.0, progress: bool = True,
+                    trust_remote_code: bool = False) -> dict[str, Any]:
     """Measure a run's serving cost on this machine and write RUN/inference.json.
 
     Latency: `repeats` single-text calls after `warmup` untimed ones. Throughput: up to `batches`
     calls of `batch_size` texts. Each phase stops early, after a minimum sample, once it has used
     its half of `max_seconds`. `price` is a table name or dollars per device-hour (docs/cost.md).
+    `trust_remote_code` as in `Predictor.load`.
     """
     if batch_size < 1 or repeats < 1 or max_seconds <= 0:
         raise ParetuneError("bench-infer: --batch-size, --repeats and --max-seconds must be positive")
@@ -47,7 +49,7 @@ def bench_inference(run_dir: str | Path, *, device: str | None = None, price: st
     config = run.read_config()
     reset_peak_host_memory()  # the peak must be this model's, not earlier work in this process
     memory = PeakMemory()
-    predictor = Predictor.load(run.path, device=device)
+    predictor = Predictor.load(run.path, device=device, trust_remote_code=trust_remote_code)
     bench_device = describe_device(getattr(predictor, "device", device or "cpu"))
     chosen = _price(run, config, bench_device, price)
 

@@ -45,7 +45,8 @@ class CostMeter:
         usd = device_hours * self.price.usd_per_hour if self.price else None
         return {
             **self.device.as_dict(),
-            "precision": accelerator.mixed_precision,
+            # accelerate says "no" (mixed precision) for fp32: record the precision itself.
+            "precision": {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision),
             "phases_s": {k: round(v, 3) for k, v in phases.items()},
             "wall_s": round(wall, 3),
             "device_hours": round(device_hours, 6),

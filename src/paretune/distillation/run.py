@@ -40,10 +40,14 @@ def student_config(teacher: Parent, plan: StudentPlan, options: DistillOptions, 
 
 def distill_run(teacher_dir: str | Path, student: str, options: DistillOptions | None = None, *,
                 output: str | Path | None = None, overrides: list[str] | None = None,
-                bench: BenchSettings | None = None, overwrite: bool = False) -> Path:
-    """Distill finished run `teacher_dir` into `student`; returns the new run folder."""
+                bench: BenchSettings | None = None, overwrite: bool = False,
+                trust_remote_code: bool = False) -> Path:
+    """Distill finished run `teacher_dir` into `student`; returns the new run folder.
+
+    `trust_remote_code` as in `Predictor.load`, for the teacher run and a `student` model alike.
+    """
     options = options or DistillOptions()
-    teacher = Parent.open(teacher_dir)
+    teacher = Parent.open(teacher_dir, trust_remote_code)
     teacher_model = teacher.load_model()
     plan = plan_student(student, teacher, teacher_model)
     config = student_config(teacher, plan, options, Path(output) if output else None, overrides, overwrite)
@@ -63,7 +67,7 @@ def distill_run(teacher_dir: str | Path, student: str, options: DistillOptions |
 
     trained = finetune(config, seam=Seam(model=start, wrap=wrap, unwrap=lambda wrapper: wrapper.student))
     run = RunFolder(trained.path)
-    student_model = _reload(run.path)
+    student_model = _reload(run.path, teacher.trust_remote_code)
     checks["kl_to_teacher_after"] = _kl(student_model, teacher_model, teacher, options)
     student_params = count_parameters(student_model)["total_params"]
     teacher_params = count_parameters(teacher_model)["total_params"]
@@ -84,7 +88,7 @@ def _kl(student: torch.nn.Module, teacher_model: torch.nn.Module, teacher: Paren
                          options.temperature)
 
 
-def _reload(run_dir: Path) -> torch.nn.Module:
+def _reload(run_dir: Path, trust_remote_code: bool) -> torch.nn.Module:
     from paretune.predictor import Predictor
 
-    return Predictor.load(run_dir, device="cpu").model
+    return Predictor.load(run_dir, device="cpu", trust_remote_code=trust_remote_code).model

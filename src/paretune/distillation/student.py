@@ -36,7 +36,8 @@ class StudentPlan:
 def plan_student(spec: str, teacher: Parent, teacher_model: torch.nn.Module) -> StudentPlan:
     if spec.startswith(TEACHER_PREFIX):
         return _from_teacher(spec, teacher, teacher_model)
-    model_config = ModelConfig(name_or_path=spec, trust_remote_code=teacher.config.model.trust_remote_code)
+    # Trust as the caller gave it for the teacher run (--trust-remote-code), not the teacher's config.yaml.
+    model_config = ModelConfig(name_or_path=spec, trust_remote_code=teacher.trust_remote_code)
     if load_tokenizer(model_config).get_vocab() != teacher.tokenizer.get_vocab():
         raise ParetuneError(f"student '{spec}' has a different vocabulary from the teacher's tokenizer: "
                             "distillation feeds both the same token ids; choose a student of the same "

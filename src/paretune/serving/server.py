@@ -20,12 +20,12 @@ log = logging.getLogger("paretune.serve")
 ENV_RUN, ENV_SETTINGS = "PARETUNE_SERVE_RUN", "PARETUNE_SERVE_SETTINGS"
 
 
-def load_predictor(run_dir: Path, device: str | None = None):
+def load_predictor(run_dir: Path, device: str | None = None, trust_remote_code: bool = False):
     """Predictor.load with any failure turned into one error that says which run and why."""
     from paretune.predictor import Predictor
 
     try:
-        return Predictor.load(run_dir, device=device)
+        return Predictor.load(run_dir, device=device, trust_remote_code=trust_remote_code)
     except ParetuneError:
         raise
     except Exception as err:  # broken weights, wrong device, missing files: all stop the server
@@ -56,7 +56,7 @@ def serve(run_dir: Path, settings: ServeSettings) -> None:
     if not settings.api_key_hashes:
         log.warning("no API keys given: anyone who can reach %s:%d may use the model",
                     settings.host, settings.port)
-    predictor = load_predictor(run_dir, settings.device)  # also checks the run before workers start
+    predictor = load_predictor(run_dir, settings.device, settings.trust_remote_code)  # also checks the run before workers start
     scheme = "https" if settings.ssl_certfile else "http"
     log.info("serving %s on %s://%s:%d (docs at /docs)", run_dir, scheme, settings.host, settings.port)
     if settings.workers == 1:
@@ -78,4 +78,5 @@ def app_from_environment():
 
     setup_logging()
     settings = ServeSettings.model_validate_json(os.environ[ENV_SETTINGS])
-    return create_app(load_predictor(Path(os.environ[ENV_RUN]), settings.device), settings)
+    return create_app(load_predictor(Path(os.environ[ENV_RUN]), settings.device, settings.trust_remote_code),
+                      settings)

@@ -16,6 +16,7 @@ class ServeSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, description="Server processes, each with its own copy of the model.")
     device: str | None = Field(None, description="torch device for the model (default: cuda if present).")
+    trust_remote_code: bool = Field(False, description="Run code shipped in the run's model/ (only if you trust it).")
 
     # Micro-batching: texts from concurrent requests share one forward pass.
     max_batch_size: int = Field(32, ge=1, description="Most texts per forward pass; 1 turns batching off.")

