@@ -7,9 +7,12 @@
     GET  /metrics      Prometheus metrics
     GET  /docs         OpenAPI docs (schema at /openapi.json)
 
-Order of checks on /v1/predict: body size (413) -> API key (401) -> rate limit (429) -> JSON shape
-and limits (422) -> queue room (503) -> prediction within the timeout (504). Errors answer with a
-JSON `detail`, never a stack trace; unexpected ones are logged here with theirs.
+Order of checks on /v1/predict: framing (400: Content-Length and Transfer-Encoding together) ->
+body size (413) -> failed key attempts from this address (429) -> API key (401) -> rate limit
+(429) -> content type (415) -> JSON shape, types and limits (422) -> queue room within the
+timeout (503) -> prediction within the timeout (504, or 503 if it was dropped before it ran).
+Errors answer with a JSON `detail`, never a stack trace; unexpected ones are logged here with
+theirs.
 """
 from __future__ import annotations
 
@@ -25,9 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from paretune import __version__
 from paretune.errors import ParetuneError
+from paretune.models import portable_model_name
+from paretune.serving.access_log import AccessLog
 from paretune.serving.auth import KeyChecker
 from paretune.serving.batcher import MicroBatcher, Overloaded
-from paretune.serving.limits import BodySizeLimit, RateLimiter, retry_after_header, text_problems
+from paretune.serving.framing import RequestFraming
+from paretune.serving.limits import (BodySizeLimit, FailedAuthLimiter, RateLimiter, retry_after_header,
+                                     text_problems)
 from paretune.serving.masking import preview
 from paretune.serving.metrics import MetricsMiddleware, ServerMetrics
 from paretune.serving.settings import ServeSettings
@@ -38,7 +45,9 @@ ROUTES = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs"
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    # Strict: "yes" is not a boolean and 1 is not a string. A client that sends the wrong type has
+    # a bug, and guessing what it meant would hide it.
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"texts": ["a gripping, funny film", "john met mary in paris"], "all_scores": False}],
     })
 
@@ -67,8 +76,10 @@ class PredictResponse(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid API key (send `Authorization: Bearer <key>`)."},
     413: {"description": "Request body too large."},
-    422: {"description": "Malformed JSON, wrong fields, too many texts or a text too long."},
-    429: {"description": "Rate limit for this key exceeded; see Retry-After."},
+    415: {"description": "The body is not sent as application/json."},
+    422: {"description": "Malformed JSON, wrong fields or types, too many texts or a text too long."},
+    429: {"description": "Rate limit for this key, or failed key attempts from this address, exceeded; "
+                        "see Retry-After."},
     503: {"description": "Too many texts queued, or shutting down; retry later."},
     504: {"description": "Prediction not done within the request timeout."},
 }
@@ -78,9 +89,11 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
     info = model_info(predictor)
     metrics = ServerMetrics({k: str(info[k]) for k in ("run", "task", "method", "base_model")})
     batcher = MicroBatcher(predictor, metrics, max_batch_size=settings.max_batch_size,
-                           max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue)
+                           max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
+                           timeout_s=settings.request_timeout_s)
     keys = KeyChecker(settings.api_key_hashes)
     limiter = RateLimiter(settings.rate_limit, settings.burst)
+    failed_logins = FailedAuthLimiter(settings.max_auth_failures)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -93,19 +106,28 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
         f"Predictions of the fine-tuned run `{info['run']}` ({info['task']}). Send the API key as "
         "`Authorization: Bearer <key>`."))
     app.state.batcher, app.state.metrics = batcher, metrics
+    # The last added runs first: log, count, check framing, check size, then the routes.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)  # added last: outermost
+    app.add_middleware(RequestFraming)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)
+    app.add_middleware(AccessLog)
     _add_error_handlers(app)
 
     async def caller(request: Request) -> str:
         """Who is asking (a key id, or the client address when auth is off); 401 and 429 here."""
+        address = request.client.host if request.client else "unknown"
         if keys.enabled:
+            blocked = failed_logins.retry_after(address)
+            if blocked:
+                raise HTTPException(429, "too many failed API key attempts from this address",
+                                    headers={"Retry-After": retry_after_header(blocked)})
             who = keys.identify(request.headers.get("authorization"))
             if who is None:
+                failed_logins.failed(address)
                 raise HTTPException(401, "missing or invalid API key: send `Authorization: Bearer <key>`",
                                     headers={"WWW-Authenticate": "Bearer"})
         else:
-            who = f"client-{request.client.host if request.client else 'unknown'}"
+            who = f"client-{address}"
         wait = limiter.retry_after(who)
         if wait:
             raise HTTPException(429, f"rate limit of {settings.rate_limit:g} requests/s exceeded",
@@ -123,15 +145,20 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
         except asyncio.TimeoutError:
             message = f"prediction took longer than {settings.request_timeout_s:g} s"
             raise HTTPException(504, message) from None
+        except Overloaded as err:  # dropped from the queue: it could not be done in time
+            raise _busy(err) from None
         return PredictResponse(predictions=predictions, model=info["run"])
 
     async def _submit(request: Request, who: str):
         # The body is parsed here, after the key check, so unauthenticated callers learn nothing.
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+            raise HTTPException(415, f"the body must be JSON sent as `Content-Type: application/json`, "
+                                     f"not {media_type[:100]!r}")
         try:
             payload = PredictRequest.model_validate_json(await request.body())
         except ValidationError as err:
-            raise HTTPException(422, err.errors(include_url=False, include_input=False,
-                                                include_context=False)) from None
+            raise HTTPException(422, validation_problems(err)) from None
         texts = payload.items()
         problems = text_problems(texts, settings.max_texts, settings.max_chars)
         if problems:
@@ -142,7 +169,7 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
         try:
             return batcher.submit(texts, payload.all_scores)
         except Overloaded as err:
-            raise HTTPException(503, f"busy: {err}; retry shortly", headers={"Retry-After": "1"}) from None
+            raise _busy(err) from None
 
     @app.get("/v1/model", responses={401: ERROR_RESPONSES[401]})
     async def model(_: str = Depends(caller)) -> dict[str, Any]:
@@ -172,6 +199,11 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
     return app
 
 
+def _busy(err: Overloaded) -> HTTPException:
+    return HTTPException(503, f"busy: {err}; retry shortly",
+                         headers={"Retry-After": retry_after_header(err.retry_after_s)})
+
+
 def model_info(predictor) -> dict[str, Any]:
     """What /v1/model and the model_info metric say about the run being served."""
     from paretune.run_folder import TASK_FILE, RunFolder
@@ -185,9 +217,22 @@ def model_info(predictor) -> dict[str, Any]:
         "task": predictor.task.name,
         "labels": list(predictor.task.label_names),
         "method": saved.get("method", config.method.name),
-        "base_model": config.model.name_or_path or "packaged all-MiniLM-L6-v2",
+        "base_model": portable_model_name(config.model.name_or_path),
         "max_length": predictor.max_length,
     }
+
+
+_EXPECTED = {"bool_type": "must be true or false (a JSON boolean, not a string or number)",
+             "string_type": "must be a JSON string", "list_type": "must be a JSON array of strings"}
+
+
+def validation_problems(err: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors as 422 details like text_problems': where (under "body") and what is wrong."""
+    problems = []
+    for problem in err.errors(include_url=False, include_input=False, include_context=False):
+        problems.append({"loc": ["body", *problem["loc"]],
+                         "msg": _EXPECTED.get(problem["type"], problem["msg"]), "type": problem["type"]})
+    return problems
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -10,6 +10,14 @@ The wait is only spent when it can pay: handlers announce themselves (`incoming(
 moment a request is let in until its texts are queued, and the worker waits for more jobs only
 while some are on their way. A lone request (light traffic) goes to the model at once instead
 of sitting out `max_wait_s` for company that is not coming.
+
+Under overload, work is shed before it is done, never after. Every job carries its caller's
+deadline. A job is refused at the door (Overloaded, 503) when the texts queued ahead of it would,
+at the measured time per forward pass, keep it waiting past its deadline; and the worker drops a
+queued job whose deadline has passed or cannot be met by one more pass, instead of running it for
+a caller who will have been answered 504. A job whose caller gave up stops counting against the
+queue at once. Without this, a queue longer than the timeout can drain makes every request wait
+out the timeout, the model does work nobody receives, and throughput collapses to almost nothing.
 """
 from __future__ import annotations
 
@@ -31,32 +39,42 @@ WARM_UP_TEXT = "A short sentence to warm the model up before the first request."
 
 
 class Overloaded(Exception):
-    """The queue is full or the batcher is stopping: the caller should retry later (503)."""
+    """No room for this job in time, or the batcher is stopping: retry after `retry_after_s` (503)."""
+
+    def __init__(self, reason: str, retry_after_s: float = 1.0):
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
 
 
 @dataclass
 class Job:
     texts: list[str]
     all_scores: bool
+    enqueued: float
+    deadline: float  # by the batcher's clock; past it the caller has been answered 504
     future: Future = field(default_factory=Future)
-    enqueued: float = field(default_factory=time.monotonic)
+    counted: bool = False  # its texts count against max_queue (guarded by the batcher's lock)
 
 
 _STOP = object()
+_EWMA = 0.3  # weight of the newest forward pass in the running estimate of its duration
 
 
 class MicroBatcher:
     def __init__(self, predictor, metrics: ServerMetrics, *, max_batch_size: int, max_wait_s: float,
-                 max_queue: int):
+                 max_queue: int, timeout_s: float = 30.0, clock=time.monotonic):
         self.predictor, self.metrics = predictor, metrics
         self.max_batch_size, self.max_wait_s, self.max_queue = max_batch_size, max_wait_s, max_queue
+        self.timeout_s, self.clock = timeout_s, clock
         self._queue: queue.Queue = queue.Queue()
         self._queued_texts = 0
-        self._lock = threading.Lock()  # guards _queued_texts and _accepting
+        self._lock = threading.Lock()  # guards _queued_texts, Job.counted and _accepting
         self._accepting = False
         self._carry: Job | None = None  # a job that did not fit the last batch: first in the next
         self._incoming = 0  # requests let in whose texts are not queued yet (event loop writes it)
         self._thread: threading.Thread | None = None
+        self.batch_s = 0.0  # measured seconds per forward pass (0 until the warm-up has run)
+        self._running_since: float | None = None  # clock time the current forward pass began
         self.ready = threading.Event()
         self.warm_up_error: str | None = None
 
@@ -76,15 +94,31 @@ class MicroBatcher:
             self._incoming -= 1
 
     def submit(self, texts: list[str], all_scores: bool) -> Future:
-        job = Job(texts, all_scores)
+        now = self.clock()
+        job = Job(texts, all_scores, enqueued=now, deadline=now + self.timeout_s)
         with self._lock:
             if not self._accepting:
                 raise Overloaded("the server is shutting down")
-            if self._queued_texts + len(texts) > self.max_queue:
-                raise Overloaded(f"{self._queued_texts} texts are already waiting for the model")
-            self._queued_texts += len(texts)
+            queued = self._queued_texts + len(texts)
+            wait_s = self.expected_wait_s(queued, now)
+            if queued > self.max_queue:
+                raise Overloaded(f"{self._queued_texts} texts are already waiting for the model", wait_s)
+            if now + wait_s > job.deadline:
+                raise Overloaded(f"the {self._queued_texts} texts waiting would take {wait_s:.1f} s, more "
+                                 f"than the {self.timeout_s:g} s timeout", wait_s - self.timeout_s)
+            self._queued_texts, job.counted = queued, True
+        # A caller that times out cancels its future: its texts stop holding queue room at once.
+        job.future.add_done_callback(lambda _: self._uncount(job))
         self._queue.put(job)
         return job.future
+
+    def expected_wait_s(self, queued_texts: int, now: float) -> float:
+        """When `queued_texts` (including a new job's) would be done: the pass now running, then
+        one full pass per `max_batch_size` texts, at the measured time per pass."""
+        running = 0.0
+        if self._running_since is not None:
+            running = max(0.0, self._running_since + self.batch_s - now)
+        return running + -(-queued_texts // self.max_batch_size) * self.batch_s
 
     def stop(self, timeout: float | None = None) -> None:
         """Refuse new jobs, finish the queued ones, then end the worker thread."""
@@ -96,14 +130,26 @@ class MicroBatcher:
         self.ready.clear()
         self.metrics.ready.set(0)
 
+    def _uncount(self, job: Job) -> None:
+        with self._lock:
+            if job.counted:
+                job.counted = False
+                self._queued_texts -= len(job.texts)
+
     # --- the worker thread ----------------------------------------------------------------
     def _run(self) -> None:
         self._warm_up()
+        self._serve()
+
+    def _serve(self) -> None:
+        """Run batches until the stop sentinel comes off the queue."""
         while True:
             first = self._carry or self._queue.get()
             self._carry = None
             if first is _STOP:
                 return
+            if not self._take(first):
+                continue
             jobs, stopping = self._gather(first)
             self._predict(jobs)
             if stopping:
@@ -111,26 +157,40 @@ class MicroBatcher:
 
     def _warm_up(self) -> None:
         # The first forward passes are slow (allocation, kernel selection): pay for them before
-        # /readyz says yes, with a single text and with a full batch.
+        # /readyz says yes, with a single text and with a full batch. The full batch's time is the
+        # first estimate of a pass under load.
         try:
             with torch.inference_mode():
                 self.predictor.predict([WARM_UP_TEXT])
+                started = self.clock()
                 self.predictor.predict([WARM_UP_TEXT] * self.max_batch_size,
                                        batch_size=self.max_batch_size)
+                self.batch_s = self.clock() - started
         except Exception as err:  # the server stays up to say why on /readyz and in the log
             log.exception("warm-up prediction failed; the server will not report ready")
             self.warm_up_error = f"{type(err).__name__}: {err}"
             return
         self.ready.set()
         self.metrics.ready.set(1)
-        log.info("model warmed up; ready for requests")
+        log.info("model warmed up (%.1f ms per full batch); ready for requests", self.batch_s * 1000)
+
+    def _take(self, job: Job) -> bool:
+        """Claim a queued job for the next pass; False if its caller gave up or would get it late."""
+        self._uncount(job)
+        if job.future.cancelled():
+            return False
+        if self.clock() + self.batch_s > job.deadline:  # the caller would be answered 504 first
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(Overloaded("it could not be served within the timeout"))
+            return False
+        return job.future.set_running_or_notify_cancel()
 
     def _gather(self, first: Job) -> tuple[list[Job], bool]:
         """Jobs for one batch, and whether the stop sentinel was met while gathering."""
         jobs, size = [first], len(first.texts)
         deadline = first.enqueued + self.max_wait_s  # time already spent queued counts
         while size < self.max_batch_size:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock()
             try:
                 if remaining > 0 and self._incoming > 0:
                     job = self._queue.get(timeout=remaining)
@@ -143,16 +203,13 @@ class MicroBatcher:
             if size + len(job.texts) > self.max_batch_size:
                 self._carry = job
                 break
-            jobs.append(job)
-            size += len(job.texts)
+            if self._take(job):
+                jobs.append(job)
+                size += len(job.texts)
         return jobs, False
 
     def _predict(self, jobs: list[Job]) -> None:
-        with self._lock:
-            self._queued_texts -= sum(len(job.texts) for job in jobs)
-        # A job whose caller gave up (timeout) is dropped here, before any work is spent on it.
-        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
-        now = time.monotonic()
+        now = self._running_since = self.clock()
         for job in jobs:
             self.metrics.queue_wait.observe(now - job.enqueued)
         # all_scores changes what each prediction holds, so each setting gets its own pass.
@@ -160,6 +217,9 @@ class MicroBatcher:
             group = [job for job in jobs if job.all_scores == all_scores]
             if group:
                 self._predict_group(group, all_scores)
+        took = self.clock() - now
+        self.batch_s = took if not self.batch_s else (1 - _EWMA) * self.batch_s + _EWMA * took
+        self._running_since = None
 
     def _predict_group(self, jobs: list[Job], all_scores: bool) -> None:
         texts = [text for job in jobs for text in job.texts]

@@ -1,10 +1,11 @@
 """What one caller may send: body size (413), texts per request and characters per text (422),
-requests per second per key (429)."""
+requests per second per key (429), failed API key attempts per client address (429)."""
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -103,6 +104,42 @@ class RateLimiter:
         full = [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * self.rate >= self.burst]
         for caller in full or list(self._buckets)[: len(self._buckets) // 2]:
             del self._buckets[caller]
+
+
+class FailedAuthLimiter:
+    """At most `max_failures` failed API key attempts per client address in any `window_s`.
+
+    Past that, the address gets 429 until its oldest counted failure ages out, whatever key it
+    sends: a right key must not be told apart from a wrong one while guessing is throttled. Keeps
+    only the last `max_failures` times per address, so memory is bounded by addresses x limit.
+    Runs on the event loop only, so no lock.
+    """
+
+    max_clients = 10_000
+
+    def __init__(self, max_failures: int, window_s: float = 60.0, clock=time.monotonic):
+        self.max_failures, self.window_s, self.clock = max_failures, window_s, clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def retry_after(self, client: str) -> float:
+        """0 if `client` may try a key now, else seconds until it may."""
+        times = self._failures.get(client)
+        if not self.max_failures or times is None or len(times) < self.max_failures:
+            return 0.0
+        return max(0.0, times[0] + self.window_s - self.clock())
+
+    def failed(self, client: str) -> None:
+        if not self.max_failures:
+            return
+        now = self.clock()
+        if client not in self._failures and len(self._failures) >= self.max_clients:
+            self._forget_old(now)
+        self._failures.setdefault(client, deque(maxlen=self.max_failures)).append(now)
+
+    def _forget_old(self, now: float) -> None:
+        old = [c for c, times in self._failures.items() if times[-1] + self.window_s <= now]
+        for client in old or list(self._failures)[: len(self._failures) // 2]:
+            del self._failures[client]
 
 
 def retry_after_header(seconds: float) -> str:

@@ -7,10 +7,13 @@ environment (API keys only as digests), and Prometheus metrics are summed across
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 from pathlib import Path
+
+import uvicorn
 
 from paretune.errors import ParetuneError
 from paretune.serving.settings import ServeSettings
@@ -18,6 +21,21 @@ from paretune.serving.settings import ServeSettings
 log = logging.getLogger("paretune.serve")
 
 ENV_RUN, ENV_SETTINGS = "PARETUNE_SERVE_RUN", "PARETUNE_SERVE_SETTINGS"
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, except that a stop asked for by SIGTERM/SIGINT exits with status 0.
+
+    uvicorn re-raises the signal after its graceful shutdown, so the process dies "killed by
+    SIGTERM" even though every request was answered; supervisors read that as a crash. An
+    orderly stop on request is a clean exit.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        with super().capture_signals():
+            yield
+            getattr(self, "_captured_signals", []).clear()  # handled here: uvicorn need not re-raise
 
 
 def load_predictor(run_dir: Path, device: str | None = None, trust_remote_code: bool = False):
@@ -40,6 +58,7 @@ def uvicorn_options(settings: ServeSettings) -> dict:
         "host": settings.host, "port": settings.port,
         "log_config": None,  # keep paretune's logging set-up; uvicorn's loggers propagate into it
         "server_header": False,  # do not advertise the server software and version
+        "access_log": False,  # it logs query strings; access_log.AccessLog logs requests instead
         "limit_concurrency": settings.max_connections,
         # On SIGTERM/SIGINT uvicorn stops accepting, then waits this long for open requests.
         "timeout_graceful_shutdown": int(settings.request_timeout_s) + 5,
@@ -49,8 +68,6 @@ def uvicorn_options(settings: ServeSettings) -> dict:
 
 def serve(run_dir: Path, settings: ServeSettings) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests finish first."""
-    import uvicorn
-
     from paretune.serving.app import create_app
 
     if not settings.api_key_hashes:
@@ -60,7 +77,7 @@ def serve(run_dir: Path, settings: ServeSettings) -> None:
     scheme = "https" if settings.ssl_certfile else "http"
     log.info("serving %s on %s://%s:%d (docs at /docs)", run_dir, scheme, settings.host, settings.port)
     if settings.workers == 1:
-        uvicorn.Server(uvicorn.Config(create_app(predictor, settings), **uvicorn_options(settings))).run()
+        Server(uvicorn.Config(create_app(predictor, settings), **uvicorn_options(settings))).run()
         return
     del predictor  # each worker loads its own copy
     os.environ[ENV_RUN] = str(Path(run_dir).resolve())

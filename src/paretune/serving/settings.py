@@ -27,10 +27,15 @@ class ServeSettings(BaseModel):
     max_texts: int = Field(64, ge=1, description="Most texts in one request (422 above).")
     max_chars: int = Field(10_000, ge=1, description="Most characters in one text (422 above).")
     max_body_bytes: int = Field(1 << 20, ge=64, description="Largest request body (413 above).")
-    rate_limit: float = Field(100.0, ge=0, description="Requests per second per API key; 0 turns it off.")
+    # Off by default: what protects the server from overload is the queue bound (503), which knows
+    # its capacity; a per-key rate cannot, and 100/s throttled a single backend key under modest
+    # load. Set it to share one server fairly among several callers.
+    rate_limit: float = Field(0.0, ge=0, description="Requests per second per API key; 0 (default): off.")
     rate_burst: int | None = Field(None, ge=1, description="Requests one key may send at once (2 x rate).")
     request_timeout_s: float = Field(30.0, gt=0, description="A prediction not done by then gets 504.")
     max_connections: int = Field(512, ge=1, description="Open connections before uvicorn answers 503.")
+    max_auth_failures: int = Field(20, ge=0, description=(
+        "Failed API key attempts one client address may make per minute before it gets 429; 0: off."))
 
     # Access control: SHA-256 digests only; plain keys never leave auth.load_api_keys.
     api_key_hashes: tuple[str, ...] = ()

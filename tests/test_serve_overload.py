@@ -1,0 +1,154 @@
+"""Overload handling without a server: the micro-batcher's admission and shedding, under a fake clock,
+the failed-login limiter, and the names and log lines that unauthenticated eyes may see."""
+from __future__ import annotations
+
+import pytest
+
+from paretune.serving.access_log import loggable_path
+from paretune.models import portable_model_name
+from paretune.serving.batcher import MicroBatcher, Overloaded
+from paretune.serving.limits import FailedAuthLimiter
+from paretune.serving.metrics import ServerMetrics
+
+PASS_S = 0.125  # what one forward pass costs on the fake clock
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakePredictor:
+    """Every call to predict moves the clock on by PASS_S and records the texts it got."""
+
+    def __init__(self, clock: Clock):
+        self.clock, self.calls = clock, []
+
+    def predict(self, texts, all_scores=False, batch_size=64):
+        self.clock.now += PASS_S
+        self.calls.append(list(texts))
+        return [{"label": "positive", "score": 1.0} for _ in texts]
+
+
+def warmed_batcher(**options) -> tuple[MicroBatcher, Clock, FakePredictor]:
+    """A batcher whose warm-up measured PASS_S per pass, accepting jobs, with no worker thread:
+    tests run the worker loop (`_serve`) themselves, after `stop()` queues its end."""
+    clock = Clock()
+    predictor = FakePredictor(clock)
+    settings = {"max_batch_size": 8, "max_wait_s": 0.0, "max_queue": 256, "timeout_s": 1.0, **options}
+    batcher = MicroBatcher(predictor, ServerMetrics({"run": "r"}), clock=clock, **settings)
+    batcher._warm_up()
+    batcher._accepting = True
+    predictor.calls.clear()
+    return batcher, clock, predictor
+
+
+def test_warm_up_measures_the_time_of_a_full_pass():
+    batcher, _, _ = warmed_batcher()
+    assert batcher.batch_s == pytest.approx(PASS_S)
+
+
+def test_jobs_that_could_not_finish_in_time_are_refused_at_once():
+    # 256 texts of queue room, but 1 s of timeout drains only 8 passes of 8: the 9th job would
+    # wait past its deadline, so it is refused now (503) rather than answered 504 in a second.
+    batcher, _, _ = warmed_batcher()
+    admitted = [batcher.submit(["t"] * 8, False) for _ in range(8)]
+    with pytest.raises(Overloaded, match=r"would take 1\.1 s, more than the 1 s timeout") as refused:
+        batcher.submit(["t"] * 8, False)
+    assert refused.value.retry_after_s > 0
+    assert len(admitted) == 8 and batcher._queued_texts == 64
+
+
+def test_the_queue_bound_still_holds_when_the_model_is_fast():
+    batcher, _, _ = warmed_batcher(max_queue=16, timeout_s=60.0)
+    batcher.submit(["t"] * 16, False)
+    with pytest.raises(Overloaded, match="16 texts are already waiting"):
+        batcher.submit(["t"], False)
+
+
+def test_a_caller_that_gives_up_frees_its_queue_room_at_once():
+    batcher, _, predictor = warmed_batcher(max_queue=16, timeout_s=60.0)
+    first = batcher.submit(["t"] * 16, False)
+    with pytest.raises(Overloaded):
+        batcher.submit(["t"] * 8, False)
+    assert first.cancel()  # what the handler's timeout does
+    second = batcher.submit(["u"] * 8, False)
+    batcher.stop()
+    batcher._serve()
+    assert predictor.calls == [["u"] * 8]  # the cancelled job never reached the model
+    assert len(second.result(0)) == 8 and batcher._queued_texts == 0
+
+
+def test_queued_jobs_past_or_near_their_deadline_are_dropped_before_the_model_runs():
+    batcher, clock, predictor = warmed_batcher()
+    stale = [batcher.submit([f"old {i}"] * 8, False) for i in range(2)]
+    clock.now += 0.95  # one more pass (0.1 s) would end after their 1 s deadline
+    fresh = batcher.submit(["new"] * 8, False)
+    batcher.stop()
+    batcher._serve()
+    assert predictor.calls == [["new"] * 8]
+    for future in stale:
+        with pytest.raises(Overloaded, match="within the timeout"):
+            future.result(0)
+    assert len(fresh.result(0)) == 8 and batcher._queued_texts == 0
+
+
+def test_the_pass_time_estimate_follows_the_model():
+    batcher, clock, predictor = warmed_batcher(timeout_s=60.0)
+    predictor_predict = predictor.predict
+
+    def slower(texts, **kwargs):
+        clock.now += 0.4  # the model became 5x slower (longer texts, a busier machine)
+        return predictor_predict(texts, **kwargs)
+
+    predictor.predict = slower
+    for _ in range(5):
+        batcher.submit(["t"] * 8, False)
+    batcher.stop()
+    batcher._serve()
+    assert 0.3 < batcher.batch_s <= 0.5
+
+
+def test_failed_logins_are_limited_per_address_within_a_window():
+    now = [0.0]
+    limiter = FailedAuthLimiter(max_failures=3, window_s=60, clock=lambda: now[0])
+    for second in (0, 10, 20):
+        now[0] = second
+        assert limiter.retry_after("10.0.0.1") == 0
+        limiter.failed("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") == pytest.approx(40)  # until the failure at 0 ages out
+    assert limiter.retry_after("10.0.0.2") == 0
+    now[0] = 60.0
+    assert limiter.retry_after("10.0.0.1") == 0  # one more guess, then blocked again
+    limiter.failed("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") == pytest.approx(10)
+    assert FailedAuthLimiter(max_failures=0).retry_after("x") == 0
+
+
+def test_failed_login_memory_is_bounded():
+    limiter = FailedAuthLimiter(max_failures=2, window_s=60, clock=lambda: 0.0)
+    limiter.max_clients = 100
+    for i in range(1000):
+        limiter.failed(f"10.0.{i // 256}.{i % 256}")
+    assert len(limiter._failures) <= 100
+
+
+@pytest.mark.parametrize("given, shown", [
+    ("bert-base-uncased", "bert-base-uncased"), ("org/model-name", "org/model-name"),
+    ("/home/alice/models/my-bert/", "my-bert"), ("./models/tiny", "tiny"), ("~/models/tiny", "tiny"),
+    ("/srv/a/b/c", "c"),
+])
+def test_base_model_is_named_never_shown_as_a_path(given, shown):
+    # /metrics is open: the name it shows must not tell the machine's user names or folder layout.
+    name = portable_model_name(given)
+    assert name.startswith(shown) and "/home" not in name and "alice" not in name and "/srv" not in name
+
+
+def test_logged_paths_cannot_forge_log_lines():
+    assert loggable_path("/v1/predict") == "/v1/predict"
+    forged = loggable_path('/x\n10:00:00 INFO 127.0.0.1 "GET /admin" 200')
+    assert "\n" not in forged and '"' not in forged.replace('\\"', "")
+    assert len(loggable_path("/" + "a" * 5000)) <= 203
