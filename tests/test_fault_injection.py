@@ -7,8 +7,8 @@ finished. After each, `paretune train --resume` continues; at the end the run's 
 evaluations (train_loss included) and weights must equal those of an uninterrupted run.
 
 The default is one seed on `paretune train` in forked children (they share this process's imports,
-so a kill costs no start-up). `PARETUNE_SOAK_SEEDS=20 pytest -m slow tests/test_fault_injection.py`
-runs more seeds, then kills real `python -m paretune` processes at random wall-clock moments.
+so a kill costs no start-up). `PARETUNE_SOAK_SEEDS=20 pytest tests/test_fault_injection.py` runs
+20 more seeds, then kills real `python -m paretune` processes at 20 x 3 random wall-clock moments.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-SOAK_SEEDS = int(os.environ.get("PARETUNE_SOAK_SEEDS", "3"))
+SOAK_SEEDS = int(os.environ.get("PARETUNE_SOAK_SEEDS", "0"))  # by hand only: minutes per seed
 STEPS, SAVE_EVERY, EVAL_EVERY = 24, 4, 5  # checkpoints at 4, 8, ..., 20; evaluations cut across them
 
 
@@ -121,6 +121,7 @@ def test_killed_at_random_moments_resumes_to_the_uninterrupted_run(fault_config,
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not SOAK_SEEDS, reason="soak run by hand: PARETUNE_SOAK_SEEDS=N")
 def test_soak_many_seeds_and_wall_clock_kills(fault_config, tmp_path, one_torch_thread):
     straight = reference_run(fault_config, tmp_path / "straight")
     for seed in range(1, SOAK_SEEDS + 1):

@@ -320,3 +320,19 @@ def test_each_tasks_metric_names_are_the_numbers_it_reports():
         reported = task.metrics(*outputs[name])
         numbers = {k for k, v in reported.items() if isinstance(v, (int, float))}
         assert set(task.metric_names) == numbers, name
+
+
+def test_compress_overwrite_replaces_its_output_only_when_done(short, tmp_path):
+    import paretune
+    from paretune.compression.run import compress_run
+    from paretune.compression.run_writer import BenchSettings
+
+    parent = paretune.finetune(short).path
+    out = tmp_path / "small"
+    off = BenchSettings(enabled=False)
+    assert compress_run(parent, "fp16", output=out, bench=off) == out
+    first = (out / "metrics.json").stat().st_mtime_ns
+    assert compress_run(parent, "fp16", output=out, bench=off, overwrite=True) == out
+    assert (out / "metrics.json").stat().st_mtime_ns != first
+    assert not (tmp_path / "small.staging").exists() and not (tmp_path / "small.replaced").exists()
+    assert (parent / "model" / "model.safetensors").is_file()

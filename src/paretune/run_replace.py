@@ -100,7 +100,7 @@ def prepare_target(path: Path, config: Config) -> Path:
         check_replaceable(staging, config)
         log.warning("removing %s, left by an earlier overwrite of %s that did not finish", staging, path)
         shutil.rmtree(staging)
-    log.info("training in %s; it replaces %s only once this run has finished", staging, path)
+    log.info("writing the new run in %s; it replaces %s only once it has finished", staging, path)
     return staging
 
 

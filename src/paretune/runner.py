@@ -210,8 +210,8 @@ def _resume_trainer(trainer: Trainer, run: RunFolder) -> None:
     # Killed before its first checkpoint: the folder holds only what setup wrote (and evaluations,
     # which are redone), so training from step 0 in it loses nothing.
     run.truncate_metrics(0)
-    log.warning("%s has no checkpoint yet (it was stopped before step %s's): training it again from the start",
-                run.path, trainer.config.save_every)
+    log.warning("%s was stopped before its first checkpoint (training.save_every=%s): training it again "
+                "from the start", run.path, trainer.config.save_every)
 
 
 def _write_results(run: RunFolder, config: Config, metrics: dict, cost: dict) -> None:
