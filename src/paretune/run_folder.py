@@ -45,8 +45,8 @@ class RunFolder:
     # --- creation -----------------------------------------------------------------------
     @classmethod
     def create(cls, config: Config, name_hint: str = "run") -> "RunFolder":
-        """A new run folder at output.dir; when that holds a run to replace, its staging folder
-        (run_replace.py), which `finish_replacing` later swaps in."""
+        """A new run folder at output.dir; when that holds a run to replace, its staging folder,
+        which is swapped in once the new run has finished (run_replace.py)."""
         from paretune.run_replace import prepare_target
 
         if config.output.dir:

@@ -83,6 +83,8 @@ def _protected(resolved: Path, config: Config) -> str | None:
 def prepare_target(path: Path, config: Config) -> Path:
     """Where the new run is written: `path` itself, or its staging folder when `path` holds a run
     that must survive until the new one finishes. Checks and clears only what is safe to clear."""
+    if path.exists() and not path.is_dir():
+        raise ParetuneError(f"output.dir {path} is a file, not a folder: choose another output.dir")
     if not (path.exists() and any(path.iterdir())):
         return path
     if not config.output.overwrite:
