@@ -61,6 +61,8 @@ def setup(tiny_model_dir, tmp_path_factory):
         "training": {"epochs": 10, "batch_tokens": 96, "gradient_accumulation_steps": 2, "lr": 2e-3,
                      "seed": 7, "warmup_ratio": 0.0, "eval_every": 20, "save_every": 20,
                      "keep_checkpoints": 2, "eval_batch_size": 16},
+        # The resume test below makes a killed run from a finished one's checkpoints.
+        "output": {"keep_checkpoints_after_run": True},
     }
     path = root / "ddp.yaml"
     path.write_text(yaml.safe_dump(cfg))

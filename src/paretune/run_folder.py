@@ -8,12 +8,17 @@
       metrics.json       final metrics (validation, test), parameters, timing
       cost.json          time per phase, device, tokens, throughput, peak memory
       model/             Hugging Face format: config.json, model.safetensors, tokenizer, paretune.json
-      checkpoints/       resumable checkpoints and the best weights
+      checkpoints/       resumable checkpoints and the best weights, while the run trains;
+                         removed once it has finished unless output.keep_checkpoints_after_run
       README.md          model card with the numbers
+
+Replacing an existing folder (output.overwrite) is run_replace.py's job.
 """
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import platform
 import shutil
@@ -27,6 +32,8 @@ import yaml
 from paretune.config.schema import Config
 from paretune.errors import ParetuneError
 
+log = logging.getLogger("paretune")
+
 MODEL_DIR = "model"
 TASK_FILE = "paretune.json"  # inside model/: what the Predictor needs beyond config.json
 
@@ -38,22 +45,23 @@ class RunFolder:
     # --- creation -----------------------------------------------------------------------
     @classmethod
     def create(cls, config: Config, name_hint: str = "run") -> "RunFolder":
+        """A new run folder at output.dir; when that holds a run to replace, its staging folder,
+        which is swapped in once the new run has finished (run_replace.py)."""
+        from paretune.run_replace import prepare_target
+
         if config.output.dir:
-            path = Path(config.output.dir)
+            target = Path(config.output.dir)
         else:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            path = Path("runs") / f"{name_hint}-{stamp}"
-        if path.exists() and any(path.iterdir()):
-            if not config.output.overwrite:
-                raise ParetuneError(
-                    f"run folder {path} already exists and is not empty: continue it with "
-                    f"`paretune train --resume {path}`, choose another output.dir, "
-                    "or set output.overwrite=true to replace it"
-                )
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
+            target = Path("runs") / f"{name_hint}-{stamp}"
+        path = prepare_target(target, config)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise unwritable(path, err) from None
+        check_writable(path)
         run = cls(path)
-        config.output.dir = str(path)
+        config.output.dir = str(target)
         run.write_config(config)
         run.write_json("environment.json", environment())
         return run
@@ -91,10 +99,25 @@ class RunFolder:
             f.write(json.dumps(record, default=_json_default) + "\n")
 
     def metrics_history(self) -> list[dict]:
+        """Logged evaluations. A torn last line (the process was killed while appending it) is
+        dropped; a bad line before it means the file was damaged some other way: an error."""
         path = self.path / "metrics.jsonl"
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        records = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                if number == len(lines):
+                    log.warning("%s: dropping line %d, cut short when the run was killed", path, number)
+                    break
+                raise ParetuneError(f"{path}, line {number}: not valid JSON ({err.msg}): the file was "
+                                    "damaged; fix or delete that line and resume again") from None
+        return records
 
     def truncate_metrics(self, after_step: int) -> None:
         """On resume: drop evaluations logged after the checkpoint, they will be redone."""
@@ -104,11 +127,49 @@ class RunFolder:
     def is_finished(self) -> bool:
         return (self.path / "metrics.json").is_file()
 
+    def remove_checkpoints(self) -> None:
+        """After a finished run: step checkpoints, optimizer state and best weights are only for
+        resuming and load_best (already done), and are most of the folder's size."""
+        shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any training when the run folder cannot be written (read-only folder or disk)."""
+    probe = path / f".paretune-write-test{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.unlink(probe)
+    except OSError as err:
+        raise unwritable(path, err) from None
+
+
+def unwritable(path: Path, err: OSError) -> ParetuneError:
+    reason = {errno.EROFS: "it is on a read-only file system", errno.EACCES: "permission denied",
+              errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full"}.get(err.errno, err.strerror)
+    return ParetuneError(f"cannot write the run folder {path}: {reason}. Make it writable (e.g. chmod -R u+w "
+                         f"{path}), or copy it somewhere writable and use that copy")
+
+
+def human_size(n_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} GiB"
+
 
 def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
+            raise
+        raise unwritable(path.parent, err) from None
 
 
 def _json_default(value: Any) -> Any:

@@ -21,14 +21,16 @@ from paretune.data.prepare import PreparedData, prepare_data
 from paretune.distributed.launch import launch_resume, launch_training, should_launch
 from paretune.distributed.state import sharding, whole_model
 from paretune.distributed.strategy import build_accelerator
-from paretune.engine.loop import Trainer, evaluate, planned_steps, train_plan
+from paretune.engine.faults import fault_point
+from paretune.engine.loop import Trainer, check_metric, evaluate, planned_steps, train_plan
 from paretune.engine.rng import seed_everything
 from paretune.errors import ConfigError, ParetuneError
 from paretune.methods import get_method
 from paretune.methods.base import MethodContext
 from paretune.model_card import write_model_card
 from paretune.models import count_parameters, load_model, load_tokenizer, model_source
-from paretune.run_folder import RunFolder
+from paretune.run_folder import RunFolder, check_writable
+from paretune.run_replace import discard_staging, staged_target, swap_in
 from paretune.tasks.base import Task
 
 log = logging.getLogger("paretune")
@@ -87,13 +89,22 @@ def resume(run_dir: str | Path, nproc: int | None = None) -> Run:
     """Continue a killed run from its newest checkpoint, with its saved config (and its number
     of processes unless `nproc` says otherwise)."""
     run = RunFolder.open(run_dir)
-    if run.is_finished():
-        raise ParetuneError(f"{run_dir} already finished (metrics.json exists); nothing to resume")
     config = run.read_config()
+    target = staged_target(run.path, config)
+    if run.is_finished():
+        if target is not None:  # an overwriting run killed after finishing, before its swap
+            swap_in(run.path, target, config)
+            return _finished_run(target)
+        raise ParetuneError(
+            f"{run_dir} already finished (metrics.json exists); nothing to resume. Its checkpoints are "
+            "removed after a run unless output.keep_checkpoints_after_run=true; to train it further, "
+            f"start a new run from its model (--set model.name_or_path={Path(run_dir) / 'model'})"
+        )
+    check_writable(run.path)
     nproc = nproc or config.distributed.nproc
     if should_launch(nproc):
         launch_resume(run.path, nproc)
-        return _finished_run(run.path)
+        return _finished_run(target or run.path)
     return _train(config, run=run)
 
 
@@ -113,6 +124,7 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
     started = time.perf_counter()
     tokenizer = load_tokenizer(config.model)
     data = prepare_data(config, tokenizer)  # every data check happens here, before any training
+    check_metric(config.training, data.task)  # else only the first evaluation would notice
     timings["data_prep_s"] = time.perf_counter() - started
     seed_everything(config.training.seed)  # model head init does not depend on data reading
     model = seam.model(data.task) if seam else load_model(config.model, data.task)
@@ -128,6 +140,23 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
     # error leaves nothing behind that would block the corrected rerun.
     resuming = run is not None
     run = run or _create_run_folder(config, name_hint, accelerator)
+    target = staged_target(run.path, config)  # the run this one replaces when it finishes
+    try:
+        finished = _fit_and_save(config, data, tokenizer, run, resuming, accelerator, meter, method,
+                                 context, params, timings, seam, (train_model, train_task))
+    except BaseException as err:
+        if target is not None and accelerator.is_main_process and not resuming:
+            discard_staging(run.path, target, failed=isinstance(err, Exception))
+        raise
+    if target is not None and accelerator.is_main_process:
+        swap_in(run.path, target, config)
+    return finished if target is None else Run(target, finished.metrics, config, finished.cost)
+
+
+def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder, resuming: bool,
+                  accelerator: Accelerator, meter: CostMeter, method, context: MethodContext,
+                  params: dict, timings: dict[str, float], seam: Seam | None, training: tuple) -> Run:
+    train_model, train_task = training
     if accelerator.is_main_process:
         run.write_config(config)  # now with settled values (e.g. the NER tag scheme)
         run.write_json("data.json", data.stats)
@@ -138,9 +167,7 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
         extra_loss=method.extra_loss, lr_scale=method.lr_scale,
     )
     if resuming:
-        state = trainer.resume()
-        run.truncate_metrics(state.step)
-        log.info("resuming %s at step %d (epoch %d)", run.path, state.step, state.epoch)
+        _resume_trainer(trainer, run)
     _announce(config, data, params, trainer, accelerator)
     state = trainer.fit()
     timings["train_s"] = state.train_seconds - state.extra.get("eval_seconds", 0.0)
@@ -169,30 +196,57 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
                               lambda: method.apply(load_model(config.model, data.task), config.method, context))
     if accelerator.is_main_process:
         _save_model(trained, tokenizer, data, config, run)
-        run.write_json("cost.json", cost)
-        run.write_json("metrics.json", metrics)  # written last: its presence marks a finished run
-        write_model_card(run, config, metrics, cost, model_source(config.model))
+        fault_point("final-model")
+        _write_results(run, config, metrics, cost)
     return Run(path=run.path, metrics=metrics, config=config, cost=cost)
 
 
+def _resume_trainer(trainer: Trainer, run: RunFolder) -> None:
+    if trainer.has_checkpoint():
+        state = trainer.resume()
+        run.truncate_metrics(state.step)
+        log.info("resuming %s at step %d (epoch %d)", run.path, state.step, state.epoch)
+        return
+    # Killed before its first checkpoint: the folder holds only what setup wrote (and evaluations,
+    # which are redone), so training from step 0 in it loses nothing.
+    run.truncate_metrics(0)
+    log.warning("%s was stopped before its first checkpoint (training.save_every=%s): training it again "
+                "from the start", run.path, trainer.config.save_every)
+
+
+def _write_results(run: RunFolder, config: Config, metrics: dict, cost: dict) -> None:
+    """Results, metrics.json last (its presence marks a finished run), then the folder slimmed
+    and its final size recorded."""
+    run.write_json("cost.json", cost)
+    run.write_json("metrics.json", metrics)
+    fault_point("finished")
+    if not config.output.keep_checkpoints_after_run:
+        run.remove_checkpoints()
+    metrics["run_folder_bytes"] = cost["run_folder_bytes"] = run.size_bytes()
+    run.write_json("cost.json", cost)
+    run.write_json("metrics.json", metrics)
+    write_model_card(run, config, metrics, cost, model_source(config.model))
+
+
 def _create_run_folder(config: Config, name_hint: str, accelerator: Accelerator) -> RunFolder:
-    """The main process creates the folder (settling output.dir) and tells the others its path,
-    or its error: under torchrun each process picked its own timestamp, and a process that
-    stopped here would leave the others waiting forever."""
+    """The main process creates the folder (settling output.dir) and tells the others its path
+    (a staging folder when it replaces a run) and output.dir, or its error: under torchrun each
+    process picked its own timestamp, and a process that stopped here would leave the others
+    waiting forever."""
     outcome: list = [None]
     if accelerator.is_main_process:
         try:
-            outcome = [str(RunFolder.create(config, name_hint).path)]
+            outcome = [(str(RunFolder.create(config, name_hint).path), config.output.dir)]
         except Exception as err:
             if accelerator.num_processes > 1:
                 broadcast_object_list([("error", f"the main process could not create the run folder: {err}")])
             raise
     if accelerator.num_processes > 1:
         outcome = broadcast_object_list(outcome)
-    if isinstance(outcome[0], tuple):
+    if outcome[0][0] == "error":
         raise ParetuneError(outcome[0][1])
-    config.output.dir = outcome[0]
-    return RunFolder(Path(outcome[0]))
+    path, config.output.dir = outcome[0]
+    return RunFolder(Path(path))
 
 
 def _check_sharding(config: Config, method, seam: Seam | None, accelerator: Accelerator) -> None:

@@ -51,7 +51,10 @@ def train(
     for split in ("validation", "test"):
         if split in metrics:
             print_metrics(metrics[split], f"{split} ({run_path})", as_json=False)
-    print(f"run folder: {run_path}")
+    from paretune.run_folder import human_size
+
+    size = metrics.get("run_folder_bytes")
+    print(f"run folder: {run_path}" + (f" ({human_size(size)})" if size is not None else ""))
 
 
 def _train_here(config: Path | None, overrides: list[str], resume: Path | None, nproc: int | None):

@@ -31,6 +31,7 @@ from paretune.compression.forms import PYTORCH
 from paretune.compression.parent import Parent
 from paretune.config.schema import Config
 from paretune.run_folder import TASK_FILE, RunFolder
+from paretune.run_replace import staged_target, swap_in
 
 log = logging.getLogger("paretune")
 
@@ -232,6 +233,11 @@ def finish(run: RunFolder, parent: Parent, entry: dict[str, Any], metrics: dict[
     metrics = {**metrics, "compression": entry}
     run.write_json("metrics.json", metrics)  # written last: its presence marks a finished run
     write_compression_card(run)
+    config = run.read_config()
+    target = staged_target(run.path, config)
+    if target is not None:  # output.overwrite of a finished run: it is replaced only now
+        swap_in(run.path, target, config)
+        run.path = target
     return metrics
 
 

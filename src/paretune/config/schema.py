@@ -112,7 +112,12 @@ class TrainingConfig(Section):
 
 class OutputConfig(Section):
     dir: str | None = Field(None, description="Run folder; default runs/<config name>-<time>.")
-    overwrite: bool = Field(False, description="Replace an existing run folder.")
+    overwrite: bool = Field(
+        False, description="Replace an existing run folder (only a paretune run, and only once the new run finished)."
+    )
+    keep_checkpoints_after_run: bool = Field(
+        False, description="Keep checkpoints/ (step checkpoints, optimizer state, best weights) after the run finished."
+    )
 
 
 class CostConfig(Section):

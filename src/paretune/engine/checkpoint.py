@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from paretune.engine.faults import fault_point
 from paretune.engine.rng import restore_rng
 from paretune.errors import TrainingError
 
@@ -88,6 +89,7 @@ def save_checkpoint(
     save_file(rng_files, str(tmp / "rng.safetensors"))
     payload = {"loop": asdict(state), "world_size": len(random_states), "rng": [j for _, j in random_states]}
     (tmp / "state.json").write_text(json.dumps(payload, indent=1))
+    fault_point("checkpoint", state.step)  # a kill here must leave the previous checkpoint in use
     if final.exists():  # same step saved again (e.g. epoch end coinciding with save_every)
         shutil.rmtree(final)
     os.replace(tmp, final)

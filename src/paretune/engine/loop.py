@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -50,15 +49,14 @@ from paretune.engine.checkpoint import (
     save_checkpoint,
     staging_dir,
 )
+from paretune.engine.faults import fault_point
 from paretune.engine.optim import build_optimizer, default_lr
 from paretune.engine.progress import Progress
 from paretune.engine.rng import seed_everything
 from paretune.engine.schedules import build_scheduler
-from paretune.errors import TrainingError
+from paretune.errors import ConfigError, TrainingError
 from paretune.tasks.base import IGNORE_INDEX, Encoded, Task
 
-# Test hook: SIGKILL ourselves right after this optimizer step (after its checkpoint, if any).
-FAULT_ENV = "PARETUNE_FAULT_AT_STEP"
 MODEL_INPUTS = ("input_ids", "attention_mask")
 
 
@@ -115,6 +113,9 @@ class Trainer:
         return self.checkpoints_dir / "best.safetensors"
 
     # --- the loop -----------------------------------------------------------------------
+    def has_checkpoint(self) -> bool:
+        return bool(list_checkpoints(self.checkpoints_dir))
+
     def resume(self) -> LoopState:
         checkpoints = list_checkpoints(self.checkpoints_dir)
         if not checkpoints:
@@ -126,6 +127,9 @@ class Trainer:
         load_optimizer_state(acc, self.model, self.optimizer, path)
         self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         self.state = read_loop_state(path, acc.num_processes, acc.process_index)  # and the RNG
+        losses = self.state.extra.get("train_loss_sums")  # absent in checkpoints before them
+        if losses is not None:
+            self.progress.restore_loss(*losses[acc.process_index])
         return self.state
 
     @property
@@ -134,7 +138,6 @@ class Trainer:
 
     def fit(self) -> LoopState:
         state, cfg = self.state, self.config
-        fault_step = int(os.environ.get(FAULT_ENV, "0") or 0)
         self.progress.start(state.step)
         started = time.perf_counter() - state.train_seconds
         while state.step < self.total_steps and not state.stopped_early:
@@ -150,8 +153,7 @@ class Trainer:
                     self._evaluate_and_track()
                 if self._due(cfg.save_every, epoch_done) and not last:
                     self._checkpoint()
-                if state.step == fault_step:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                fault_point("step", state.step)
                 if last or state.stopped_early or epoch_done:
                     break
         if not self._evaluated_at_step():
@@ -339,10 +341,22 @@ class Trainer:
         weights = trainable_weights(acc, self.model, self.trainable_names)
         optimizer = optimizer_state(acc, self.model, self.optimizer)
         rng = random_states(acc)
+        # Each process's training loss summed since the last evaluation, so the first train_loss
+        # logged after a resume is the one an uninterrupted run logs.
+        losses = self.progress.loss_state()
+        self.state.extra["train_loss_sums"] = gather_object([losses]) if acc.num_processes > 1 else [losses]
         if acc.is_main_process:
             save_checkpoint(self.checkpoints_dir, self.state, weights, optimizer, self.scheduler, rng,
                             keep=self.config.keep_checkpoints)
         acc.wait_for_everyone()
+
+
+def check_metric(config: TrainingConfig, task: Task) -> None:
+    """training.metric must be one the task reports: checked before anything is trained or written."""
+    known = ("loss", *task.metric_names)
+    if config.metric is not None and config.metric not in known:
+        raise ConfigError(f"training.metric: '{config.metric}' is not a metric of the {task.name} task; "
+                          f"choose one of {', '.join(known)}")
 
 
 def train_plan(train: Encoded, config: TrainingConfig, accelerator: Accelerator) -> BatchPlan:

@@ -44,6 +44,17 @@ class Progress:
         self._loss_sum, self._loss_n = None, 0
         return value
 
+    def loss_state(self) -> tuple[float, int, str]:
+        """The loss summed since the last `take_mean_loss` as plain numbers (for a checkpoint):
+        (sum, count, dtype). A float32 sum read as a Python float and back is exact."""
+        if not self._loss_n:
+            return 0.0, 0, "float32"
+        return float(self._loss_sum), self._loss_n, str(self._loss_sum.dtype).removeprefix("torch.")
+
+    def restore_loss(self, total: float, count: int, dtype: str) -> None:
+        if count:
+            self._loss_sum, self._loss_n = torch.tensor(total, dtype=getattr(torch, dtype)), count
+
     def step(self, state, lr: float) -> None:
         if not self.enabled:
             return

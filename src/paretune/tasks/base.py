@@ -48,6 +48,9 @@ class Task(ABC):
     name: ClassVar[str]
     auto_model: ClassVar[str]  # transformers Auto class holding the right head
     default_metric: ClassVar[str]
+    # The numbers `metrics` returns (besides "loss"): training.metric is checked against them
+    # before training starts. tests/test_run_folder.py checks them against a real evaluation.
+    metric_names: ClassVar[tuple[str, ...]]
     word_level: ClassVar[bool] = False  # examples are word lists (token classification)
     lower_is_better: ClassVar[frozenset[str]] = frozenset(
         {"loss", "mse", "rmse", "mae", "hamming_loss"}

@@ -17,6 +17,8 @@ class ClassificationTask(Task):
     name = "classification"
     auto_model = "AutoModelForSequenceClassification"
     default_metric = "accuracy"
+    metric_names = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro", "recall_micro",
+                    "f1_micro", "precision_weighted", "recall_weighted", "f1_weighted", "support")
 
     @classmethod
     def infer_labels(cls, examples: list[Example], config: TaskConfig) -> list[str]:

@@ -27,6 +27,7 @@ class MultilabelTask(Task):
     name = "multilabel"
     auto_model = "AutoModelForSequenceClassification"
     default_metric = "f1_micro"
+    metric_names = ("exact_match", "f1_micro", "f1_macro", "precision_micro", "recall_micro", "hamming_loss")
 
     @classmethod
     def infer_labels(cls, examples: list[Example], config: TaskConfig) -> list[str]:

@@ -25,6 +25,7 @@ class NerTask(Task):
     name = "ner"
     auto_model = "AutoModelForTokenClassification"
     default_metric = "f1"
+    metric_names = ("precision", "recall", "f1", "f1_macro", "accuracy")
     word_level = True
 
     @classmethod

@@ -19,6 +19,7 @@ class RegressionTask(Task):
     name = "regression"
     auto_model = "AutoModelForSequenceClassification"
     default_metric = "mse"
+    metric_names = ("mse", "rmse", "mae", "r2", "pearson", "spearman")
 
     @classmethod
     def infer_labels(cls, examples: list[Example], config: TaskConfig) -> list[str]:
