@@ -32,7 +32,9 @@ def compress(
         None, help="onnx, onnx-int8: torch.onnx exporter, dynamo (default) or torchscript (faster)."),
     recover_epochs: float = typer.Option(
         0, help="Pruning and drop-layers: fine-tune this many epochs afterwards on the parent's data."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Recovery training override, e.g. --set training.lr=5e-5"),
+    set_: list[str] = typer.Option(
+        [], "--set", "-s", metavar="KEY=VALUE", help="Recovery training override, e.g. --set training.lr=5e-5"
+    ),
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Time parent and result (bench-infer)."),
     bench_seconds: float = typer.Option(20.0, help="Rough time limit of each run's timing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),

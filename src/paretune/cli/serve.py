@@ -34,7 +34,7 @@ def serve(
     ssl_certfile: Optional[Path] = typer.Option(None, help="TLS certificate (PEM); needs --ssl-keyfile."),
     ssl_keyfile: Optional[Path] = typer.Option(None, help="TLS private key (PEM)."),
     device: Optional[str] = typer.Option(None, help="torch device (default: cuda if available, else cpu)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
 ) -> None:
     """Serve a trained run over HTTP: POST /v1/predict, /healthz, /readyz, /metrics, /docs."""
     from pydantic import ValidationError
