@@ -149,6 +149,8 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
     started = time.perf_counter()
     final = {"validation": _evaluate(trainer, data.validation), "test": _evaluate(trainer, data.test)}
     timings["final_eval_s"] = time.perf_counter() - started
+    if final["validation"] is not None and accelerator.is_main_process:  # a run that ended at chance
+        _warn_if_no_better_than_baseline(final["validation"], data.task.label_names, trainer.lr)
     metrics = {
         **{k: v for k, v in final.items() if v is not None},
         "metric": trainer.metric,
@@ -173,6 +175,14 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
         run.write_json("metrics.json", metrics)  # written last: its presence marks a finished run
         write_model_card(run, config, metrics, cost, model_source(config.model))
     return Run(path=run.path, metrics=metrics, config=config, cost=cost)
+
+
+def _warn_if_no_better_than_baseline(validation: dict, labels: list[str], lr: float) -> None:
+    from paretune.evaluation.baseline import no_better_than_baseline
+
+    warning = no_better_than_baseline(validation, labels, lr)
+    if warning:
+        log.warning(warning)
 
 
 def _create_run_folder(config: Config, name_hint: str, accelerator: Accelerator) -> RunFolder:
