@@ -51,13 +51,13 @@ def test_method_option_without_method_name_says_which_name_to_set(tmp_path):
         load_config(path, ["method.trainable_layers=2"])
     text = str(err.value)
     assert "discriminator" not in text
-    assert "set method.name (one of: full, freeze, lora," in text
+    assert "set method.name (one of: 'full', 'freeze', 'lora'," in text
     assert "trainable_layers is an option of: freeze" in text
 
 
 def test_unknown_method_name_lists_the_methods(tmp_path):
     path = _write(tmp_path, "data:\n  train: x.csv\nmethod:\n  name: lorra\n")
-    with pytest.raises(ConfigError, match=r"method.name: unknown name 'lorra'; one of: full, freeze, lora"):
+    with pytest.raises(ConfigError, match=r"method.name: unknown name 'lorra'; one of: 'full', 'freeze', 'lora'"):
         load_config(path)
 
 

@@ -3,7 +3,7 @@
 pydantic reports a section without its tag as "Unable to extract tag using discriminator 'name'",
 which does not say what to do. Here we look the section up in the schema, so the message names
 the tag key, the allowed values, and which variants have the options the user did write:
-`method: set method.name (one of: full, freeze, ...); trainable_layers is an option of: freeze`.
+`method: set method.name (one of: 'full', 'freeze', ...); trainable_layers is an option of: freeze`.
 Works for any section declared as `Annotated[Union[...], Field(discriminator=...)]`.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def describe_union_problem(root: type[BaseModel], problem: dict) -> tuple[str, s
             return None
         tag_key, variants = found
         section = ".".join(map(str, loc))
-        choices = ", ".join(variants)
+        choices = ", ".join(f"{tag!r}" for tag in variants)
         given = problem.get("input") if isinstance(problem.get("input"), dict) else {}
         if problem["type"] == "union_tag_invalid":
             return f"{section}.{tag_key}", f"unknown {tag_key} {given.get(tag_key)!r}; one of: {choices}"
