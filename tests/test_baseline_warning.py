@@ -15,18 +15,23 @@ def metrics(accuracy: float, matrix: list[list[int]]) -> dict:
 
 def test_baseline_is_the_commonest_true_label():
     # rows are true labels: 45 negative, 55 positive
-    assert majority_baseline(metrics(0.5, [[20, 25], [25, 30]])) == (1, 0.55)
+    assert majority_baseline(metrics(0.5, [[20, 25], [25, 30]])) == (1, 0.55, 100)
 
 
 def test_run_at_chance_is_warned_with_what_to_try():
-    warning = no_better_than_baseline(metrics(0.547, [[0, 45], [0, 55]]), LABELS, lr=3e-5)
+    # the README's old example: 0.547 on 300 balanced validation rows
+    warning = no_better_than_baseline(metrics(0.547, [[80, 70], [66, 84]]), LABELS, lr=3e-5)
     assert warning is not None
-    assert "0.547 is no better than always predicting 'positive' (0.550)" in warning
+    assert "0.547 is no better than always predicting 'negative' (0.500, within the noise of 300 rows)" in warning
     assert "training.lr (this run: 3e-05)" in warning and "training.epochs" in warning
 
 
-def test_within_one_point_of_the_baseline_still_counts_as_no_better():
-    assert no_better_than_baseline(metrics(0.555, [[5, 40], [0, 55]]), LABELS) is not None
+def test_the_margin_is_two_standard_errors_of_the_baseline():
+    # 300 balanced rows: 0.5 + 2 * sqrt(0.25 / 300) = 0.5577
+    assert no_better_than_baseline(metrics(0.557, [[150, 0], [133, 17]]), LABELS) is not None
+    assert no_better_than_baseline(metrics(0.560, [[150, 0], [132, 18]]), LABELS) is None
+    # 10,000 rows: the margin is one point
+    assert no_better_than_baseline(metrics(0.515, [[5000, 0], [4850, 150]]), LABELS) is None
 
 
 def test_a_run_that_learned_is_not_warned():
