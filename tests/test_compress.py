@@ -88,6 +88,7 @@ def test_onnx_int8_loads_and_stays_close(parent, tmp_path):
     assert found["form"]["name"] == "onnx-int8" and found["checks"]["max_abs_logit_diff"] < 0.5
     assert torch.allclose(scores(out), scores(parent), atol=0.1)
     assert json.loads((out / "metrics.json").read_text())["validation"]["accuracy"] >= 0.85
+    assert found["change"]["label_agreement"] >= 0.9  # int8 rounding flips few of the 40 answers
 
 
 def body_sparsity(run_dir: Path) -> float:
@@ -176,3 +177,30 @@ def test_compress_command_and_frontier_see_an_ordinary_run(parent, tmp_path):
     assert printed["method"] == "drop-layers" and printed["run"] == str(out)
     points, metric = collect([parent, out])
     assert metric == "accuracy" and all(p.finished for p in points)
+
+
+def test_compress_summary_says_what_agreement_and_logit_difference_mean():
+    from paretune.cli.compress import summary
+
+    change = {"metric": "accuracy", "label_agreement": 0.987, "metric_delta": -0.003, "size_ratio": 0.3,
+              "speedup": None, "parent": {"accuracy": 0.815, "size_mib": 87.0},
+              "value": {"accuracy": 0.812, "size_mib": 26.1}}
+    metrics = {"compression": {"method": "onnx-int8", "change": change, "checks": {"max_abs_logit_diff": 1.09}}}
+    text = summary(Path("runs/x-onnx-int8"), metrics)
+    assert "label agreement with the parent: 98.7% of validation predictions" in text
+    assert "validation accuracy: 0.812 vs parent 0.815 (-0.3 points)" in text
+    assert "max_abs_logit_diff: 1.09 (largest change of any raw score; it matters only where it flips" in text
+    assert text.count("max_abs_logit_diff") == 1
+
+
+def test_label_agreement_counts_classes_and_ner_tokens():
+    import numpy as np
+
+    from paretune.compression.agreement import label_agreement, predicted_labels
+
+    parent = predicted_labels("classification", [np.array([0.9, 0.1]), np.array([0.2, 0.8])])
+    child = predicted_labels("classification", [np.array([0.6, 0.4]), np.array([0.7, 0.3])])
+    assert label_agreement(child, parent) == 0.5
+    tokens = [np.array([[0.9, 0.1], [0.1, 0.9], [0.8, 0.2]])]
+    assert label_agreement(predicted_labels("ner", tokens), predicted_labels("ner", tokens)) == 1.0
+    assert predicted_labels("regression", [np.array([1.5])]) is None

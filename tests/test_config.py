@@ -43,3 +43,48 @@ def test_bad_yaml_is_a_config_error(tmp_path, text):
 def test_missing_train_file_key(tmp_path):
     with pytest.raises(ConfigError, match="data.train is required"):
         load_config(_write(tmp_path, "training:\n  epochs: 1\n"))
+
+
+def test_method_option_without_method_name_says_which_name_to_set(tmp_path):
+    path = _write(tmp_path, "data:\n  train: x.csv\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["method.trainable_layers=2"])
+    text = str(err.value)
+    assert "discriminator" not in text
+    assert "set method.name (one of: 'full', 'freeze', 'lora'," in text
+    assert "trainable_layers is an option of: freeze" in text
+
+
+def test_unknown_method_name_lists_the_methods(tmp_path):
+    path = _write(tmp_path, "data:\n  train: x.csv\nmethod:\n  name: lorra\n")
+    with pytest.raises(ConfigError, match=r"method.name: unknown name 'lorra'; one of: 'full', 'freeze', 'lora'"):
+        load_config(path)
+
+
+def test_option_of_another_method_names_its_owner(tmp_path):
+    path = _write(tmp_path, "data:\n  train: x.csv\nmethod:\n  name: lora\n  trainable_layers: 2\n  bogus: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert "method.trainable_layers: unknown key for method.name=lora; trainable_layers is an option of: freeze" in text
+    assert "method.bogus: unknown key for method.name=lora\n" in text + "\n"
+
+
+def test_union_sections_are_found_from_the_schema_not_by_name():
+    from pydantic import BaseModel, Field
+    from typing import Annotated, Literal, Union
+
+    from paretune.config.union_errors import union_variants
+
+    class A(BaseModel):
+        kind: Literal["a"] = "a"
+
+    class B(BaseModel):
+        kind: Literal["b"] = "b"
+        depth: int = 1
+
+    class Root(BaseModel):
+        part: Annotated[Union[A, B], Field(discriminator="kind")] = A()
+
+    assert union_variants(Root, ("part",)) == ("kind", {"a": A, "b": B})
+    assert union_variants(Root, ("other",)) is None

@@ -194,3 +194,28 @@ def test_cli_prints_the_table_and_json(sweep_dir, tmp_path):
     assert done.exit_code == 0, done.output
     data = json.loads(done.output.strip().splitlines()[-1])
     assert data["metric"] == "accuracy" and len(data["points"]) == 6
+
+
+def test_serving_costs_within_five_percent_do_not_split_the_frontier(sweep_dir):
+    runs = sweep_dir / "runs"
+    (runs / "lora" / "inference.json").write_text(json.dumps({"latency_ms": {"p50": 12.0}, "usd_per_million": 0.103}))
+    (runs / "freeze" / "inference.json").write_text(json.dumps({"latency_ms": {"p50": 8.0}, "usd_per_million": 0.099}))
+    frontier = build([sweep_dir])
+    assert "freeze" not in marks(frontier, "pareto_serve")  # 4% cheaper is noise; lora is better
+    assert {"lora", "full"} <= marks(frontier, "pareto_serve")
+    assert "within 5% of each other count as equal" in to_markdown(frontier)
+
+
+def test_min_metric_is_drawn_as_a_labelled_line_and_saved(sweep_dir):
+    from paretune.frontier.plot import render
+    from paretune.frontier.projection import train_cost
+
+    frontier = build([sweep_dir], questions=Questions(min_metric=0.92))
+    figure = render(frontier.points, greater=True, train_cost=lambda p: train_cost(p, frontier.scale),
+                    train_label="training $", title="t", threshold=frontier.min_metric)
+    lines = [line for axes in figure.axes for line in axes.get_lines() if line.get_gid() == "min-metric"]
+    assert len(lines) == 2 and all(list(line.get_ydata()) == [0.92, 0.92] for line in lines)  # both panels
+    assert "--min-metric 0.92" in [t.get_text() for t in figure.legends[0].get_texts()]
+    assert not any(axes.get_legend() for axes in figure.axes)  # one legend, outside the panels
+    data = json.loads(write(frontier, sweep_dir)["json"].read_text())
+    assert data["min_metric"] == 0.92 and data["cost_tie_tolerance"] == 0.05

@@ -133,3 +133,22 @@ def test_config_rejects_unknown_method_listing_the_known_ones():
     message = str(caught.value)
     assert "method" in message and "lora-typo" in message
     assert all(f"'{name}'" in message for name in METHODS)
+
+
+def test_peft_wrapping_does_not_repeat_transformers_checkpointing_deprecation(tiny_model_dir):
+    """peft reads a deprecated transformers property; the FutureWarning is silenced there only."""
+    import warnings
+
+    import peft
+    from transformers import AutoModelForSequenceClassification
+
+    from paretune.methods.targets import wrap_with_peft
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    lora = peft.LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query", "value"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wrap_with_peft(model, lora)
+        warnings.warn("is_gradient_checkpointing stays visible elsewhere", FutureWarning)
+    messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert messages == ["is_gradient_checkpointing stays visible elsewhere"]

@@ -72,3 +72,28 @@ def test_staircase_steps_from_cheapest_to_dearest():
     costs = [c for c, _ in line]
     assert costs == sorted(costs)
     assert all(b >= a for (_, a), (_, b) in itertools.pairwise(line))
+
+
+def test_costs_within_the_tolerance_are_ties():
+    # serving $/1M from two benchmarks: 0.099 vs 0.103 is noise, so the better model wins outright
+    points = [(0.93, 0.103), (0.90, 0.099)]
+    assert pareto_optimal(points, QUALITY_UP_COST_DOWN) == [True, True]
+    assert pareto_optimal(points, QUALITY_UP_COST_DOWN, rel_tol=(0.0, 0.05)) == [True, False]
+
+
+def test_a_real_cost_difference_still_counts_under_the_tolerance():
+    points = [(0.93, 0.20), (0.90, 0.10)]  # half the price: both stay on the frontier
+    assert pareto_optimal(points, QUALITY_UP_COST_DOWN, rel_tol=(0.0, 0.05)) == [True, True]
+
+
+def test_tied_on_every_axis_within_tolerance_neither_dominates():
+    points = [(0.90, 0.100), (0.90, 0.102)]
+    assert pareto_optimal(points, QUALITY_UP_COST_DOWN, rel_tol=(0.0, 0.05)) == [True, True]
+
+
+def test_zero_tolerance_is_the_exact_rule():
+    rng = random.Random(1)
+    for _ in range(30):
+        points = [(rng.random(), rng.random()) for _ in range(8)]
+        assert pareto_optimal(points, QUALITY_UP_COST_DOWN, rel_tol=(0.0, 0.0)) == \
+            pareto_optimal(points, QUALITY_UP_COST_DOWN)

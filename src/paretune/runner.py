@@ -176,6 +176,8 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     started = time.perf_counter()
     final = {"validation": _evaluate(trainer, data.validation), "test": _evaluate(trainer, data.test)}
     timings["final_eval_s"] = time.perf_counter() - started
+    if final["validation"] is not None and accelerator.is_main_process:  # a run that ended at chance
+        _warn_if_no_better_than_baseline(final["validation"], data.task.label_names, trainer.lr)
     metrics = {
         **{k: v for k, v in final.items() if v is not None},
         "metric": trainer.metric,
@@ -226,6 +228,14 @@ def _write_results(run: RunFolder, config: Config, metrics: dict, cost: dict) ->
     run.write_json("cost.json", cost)
     run.write_json("metrics.json", metrics)
     write_model_card(run, config, metrics, cost, model_source(config.model))
+
+
+def _warn_if_no_better_than_baseline(validation: dict, labels: list[str], lr: float) -> None:
+    from paretune.evaluation.baseline import no_better_than_baseline
+
+    warning = no_better_than_baseline(validation, labels, lr)
+    if warning:
+        log.warning(warning)
 
 
 def _create_run_folder(config: Config, name_hint: str, accelerator: Accelerator) -> RunFolder:

@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from paretune.cli.help_format import PlainHelpGroup
 from paretune.errors import ParetuneError
 
 app = typer.Typer(
@@ -14,14 +15,17 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=PlainHelpGroup,
 )
 
 
 def _register() -> None:
     from paretune.cli import bench_infer, compress, distill, evaluate, export, frontier, predict, serve, sweep, train
+    from paretune.cli.help_format import use_plain_help
 
     for module in (train, evaluate, predict, export, serve, bench_infer, sweep, frontier, compress, distill):
         module.register(app)
+    use_plain_help(app)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -33,7 +33,9 @@ def compress(
         None, help="onnx, onnx-int8: torch.onnx exporter, dynamo (default) or torchscript (faster)."),
     recover_epochs: float = typer.Option(
         0, help="Pruning and drop-layers: fine-tune this many epochs afterwards on the parent's data."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Recovery training override, e.g. --set training.lr=5e-5"),
+    set_: list[str] = typer.Option(
+        [], "--set", "-s", metavar="KEY=VALUE", help="Recovery training override, e.g. --set training.lr=5e-5"
+    ),
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Time parent and result (bench-infer)."),
     bench_seconds: float = typer.Option(20.0, help="Rough time limit of each run's timing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
@@ -75,18 +77,17 @@ def _options_for(method: str, given: dict) -> dict:
 
 
 def summary(folder: Path, metrics: dict) -> str:
-    change = metrics["compression"]["change"]
+    from paretune.compression.agreement import agreement_lines
+
+    change, checks = metrics["compression"]["change"], metrics["compression"].get("checks", {})
     before, after = change["parent"], change["value"]
-    lines = [f"{metrics['compression']['method']}: {folder}"]
-    name = change["metric"]
-    if change.get("metric_delta") is not None:
-        lines.append(f"  validation {name}: {before[name]:.4f} -> {after[name]:.4f} ({change['metric_delta']:+.4f})")
+    lines = [f"{metrics['compression']['method']}: {folder}", *agreement_lines(change, checks)]
     lines.append(f"  size: {before['size_mib']:.1f} -> {after['size_mib']:.1f} MiB (x{change['size_ratio']})")
     if change.get("speedup"):
         lines.append(f"  latency p50 (batch 1): {before['latency_p50_ms']:.2f} -> {after['latency_p50_ms']:.2f} ms "
                      f"({change['speedup']}x faster)")
-    for key, value in metrics["compression"].get("checks", {}).items():
-        if not isinstance(value, (dict, list)):
+    for key, value in checks.items():
+        if key != "max_abs_logit_diff" and not isinstance(value, (dict, list)):  # that one: agreement_lines
             lines.append(f"  {key}: {value}")
     return "\n".join(lines)
 

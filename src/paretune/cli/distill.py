@@ -21,7 +21,9 @@ def distill(
     hard_weight: float = typer.Option(0.5, help="Weight of the ordinary loss against the labels."),
     hidden_weight: float = typer.Option(0.0, help="Weight of hidden-state matching (0 = off)."),
     epochs: float = typer.Option(3.0, help="Training epochs of the student."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Training override, e.g. --set training.lr=1e-4"),
+    set_: list[str] = typer.Option(
+        [], "--set", "-s", metavar="KEY=VALUE", help="Training override, e.g. --set training.lr=1e-4"
+    ),
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Time teacher and student (bench-infer)."),
     bench_seconds: float = typer.Option(20.0, help="Rough time limit of each run's timing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),

@@ -38,7 +38,7 @@ def serve(
     ssl_keyfile: Optional[Path] = typer.Option(None, help="TLS private key (PEM)."),
     device: Optional[str] = typer.Option(None, help="torch device (default: cuda if available, else cpu)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
 ) -> None:
     """Serve a trained run over HTTP: POST /v1/predict, /healthz, /readyz, /metrics, /docs."""
     from pydantic import ValidationError

@@ -17,7 +17,7 @@ def sweep(
     reclaim: bool = typer.Option(False, "--reclaim", help="Take over variants marked running by "
                                  "workers on other machines (when those workers are gone)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check every variant's config and list them."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
 ) -> None:
     """Train every variant of a sweep file as its own run folder; resumable, failures recorded."""
     from paretune.cli import setup_logging

@@ -12,7 +12,9 @@ from paretune.errors import ParetuneError
 
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML config file."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Override a key, e.g. --set training.lr=3e-5"),
+    set_: list[str] = typer.Option(
+        [], "--set", "-s", metavar="KEY=VALUE", help="Override a key, e.g. --set training.lr=3e-5"
+    ),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this killed run folder."),
     price: Optional[str] = typer.Option(
         None, "--price", help="Price table row (e.g. lambda-h100-sxm) or dollars per device-hour (e.g. 2.5)."
@@ -21,7 +23,7 @@ def train(
         None, "--nproc", min=1, help="Train on N processes on this machine, one per GPU (docs/distributed.md)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print final metrics as JSON on the last line."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
 ) -> None:
     """Fine-tune a model as the config says and write a run folder."""
     from paretune.cli import setup_logging

@@ -89,16 +89,21 @@ def save_model(run: RunFolder, compressed: Compressed, parent: Parent) -> None:
     (model_dir / TASK_FILE).write_text(json.dumps(info, indent=2) + "\n")
 
 
-def evaluate_run(run_dir: Path, parent: Parent) -> dict[str, Any]:
-    """Validation (and test) metrics of a run's saved model, loaded as it will serve."""
+def evaluate_run(run_dir: Path, parent: Parent) -> tuple[dict[str, Any], list | None]:
+    """Validation (and test) metrics of a run's saved model, loaded as it will serve, and its
+    validation predictions (label ids) for comparing child with parent."""
+    from paretune.compression.agreement import predicted_labels
+    from paretune.engine.loop import predict_outputs
     from paretune.predictor import Predictor
 
     predictor = Predictor.load(run_dir, trust_remote_code=parent.trust_remote_code)
     data = parent.data
-    results = {"validation": predictor.evaluate_set(data.validation)}
+    outputs, loss = predict_outputs(predictor.model, predictor.task, data.validation.encoded, 128,
+                                    predictor.pad_id, predictor.device)
+    results = {"validation": {"loss": loss, **predictor.task.metrics(outputs, data.validation.targets)}}
     if data.test is not None:
         results["test"] = predictor.evaluate_set(data.test)
-    return results
+    return results, predicted_labels(predictor.task.name, outputs)
 
 
 def bench_pair(child: Path, parent: Path, settings: BenchSettings,
@@ -216,15 +221,17 @@ def lineage_cost(step: dict[str, Any], parent: Parent) -> dict[str, Any]:
 def finish(run: RunFolder, parent: Parent, entry: dict[str, Any], metrics: dict[str, Any],
            cost: dict[str, Any], settings: BenchSettings) -> dict[str, Any]:
     """Evaluate and time child and parent, then write metrics.json (last), cost.json and README."""
+    from paretune.compression.agreement import label_agreement
     from paretune.compression.card import write_compression_card
 
     started = time.perf_counter()
-    child = evaluate_run(run.path, parent)  # also proves the saved model loads back
-    before = evaluate_run(parent.path, parent)
+    child, child_labels = evaluate_run(run.path, parent)  # also proves the saved model loads back
+    before, parent_labels = evaluate_run(parent.path, parent)
     child_bench, parent_bench = bench_pair(run.path, parent.path, settings, parent.trust_remote_code)
     metric = metrics["metric"]
     entry["change"] = change(metric, side(metric, before["validation"], parent.run.model_dir, parent_bench),
                              side(metric, child["validation"], run.model_dir, child_bench))
+    entry["change"]["label_agreement"] = label_agreement(child_labels, parent_labels)
     entry["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     entry["measure_s"] = round(time.perf_counter() - started, 3)  # comparing, not part of the cost
     if "validation" not in metrics:  # trained runs keep the metrics their final evaluation wrote

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from paretune.config.schema import Config
+from paretune.config.union_errors import describe_union_problem, is_union_tag
 from paretune.errors import ConfigError
 
 DATA_KEYS = ("train", "validation", "test")
@@ -51,10 +52,14 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
 def format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for problem in err.errors():
+        union_message = describe_union_problem(Config, problem)
+        if union_message is not None:
+            lines.append(f"  - {union_message[0]}: {union_message[1]}")
+            continue
         # Discriminated unions put the tag name in the location ('method.freeze.trainable_layers'):
         # drop it so the key reads as the user wrote it.
-        loc = [str(p) for p in problem["loc"] if not _is_union_tag(problem["loc"], p)]
-        key = ".".join(loc) or "<top level>"
+        loc = problem["loc"]
+        key = ".".join(str(p) for i, p in enumerate(loc) if not is_union_tag(Config, loc, i)) or "<top level>"
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":
             message = "unknown key"
@@ -63,12 +68,6 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         lines.append(f"  - {key}: {message}")
     noun = "error" if len(lines) == 1 else "errors"
     return f"{source}: {len(lines)} config {noun}:\n" + "\n".join(lines)
-
-
-def _is_union_tag(loc: tuple, part: Any) -> bool:
-    from paretune.methods import METHODS
-
-    return len(loc) > 1 and loc[0] == "method" and part in METHODS and loc.index(part) == 1
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

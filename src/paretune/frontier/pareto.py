@@ -6,6 +6,11 @@ Ties therefore never dominate: two variants with the same quality and the same c
 optimal, and a cheaper variant of equal quality dominates a dearer one. Points with a missing
 value on any axis take no part (they are neither optimal nor dominating). Quadratic in the
 number of points, which is fine for the tens to hundreds of variants a sweep has.
+
+An axis may be given a relative tolerance: values that close count as equal there. Costs measured
+by timing (serving $ per million predictions from a latency benchmark, training $ from wall time)
+move by a few percent from one measurement to the next; without a tolerance 0.099 vs 0.103 $/1M
+would keep a worse variant on the frontier only because its benchmark ran a little faster.
 """
 from __future__ import annotations
 
@@ -15,17 +20,28 @@ from typing import Sequence
 Value = float | None
 
 
-def pareto_optimal(points: Sequence[Sequence[Value]], maximize: Sequence[bool]) -> list[bool]:
-    """For each point, whether it is Pareto-optimal; `maximize[i]` says which way axis i is better."""
+# Cost differences within 5% are ties: about the spread of repeated latency benchmarks and
+# training timings of the same variant on a shared CPU (docs/sweeps.md).
+COST_TIE_TOLERANCE = 0.05
+
+
+def pareto_optimal(points: Sequence[Sequence[Value]], maximize: Sequence[bool],
+                   rel_tol: Sequence[float] | None = None) -> list[bool]:
+    """For each point, whether it is Pareto-optimal; `maximize[i]` says which way axis i is better,
+    `rel_tol[i]` within what relative difference two values on axis i are a tie (default exact)."""
     usable = [_complete(p, len(maximize)) for p in points]
     keys = [[v if up else -v for v, up in zip(p, maximize)] if ok else None for p, ok in zip(points, usable)]
-    return [key is not None and not any(other is not None and dominates(other, key) for other in keys)
+    return [key is not None and not any(other is not None and dominates(other, key, rel_tol) for other in keys)
             for key in keys]
 
 
-def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """a dominates b (larger is better on every axis of these keys)."""
-    return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+def dominates(a: Sequence[float], b: Sequence[float], rel_tol: Sequence[float] | None = None) -> bool:
+    """a dominates b (larger is better on every axis of these keys): nowhere worse, somewhere better,
+    where differences within an axis's relative tolerance count as neither."""
+    tol = rel_tol or [0.0] * len(a)
+    ties = [x == y or abs(x - y) <= t * max(abs(x), abs(y)) for x, y, t in zip(a, b, tol)]
+    triples = list(zip(a, b, ties))
+    return all(x >= y or tie for x, y, tie in triples) and any(x > y and not tie for x, y, tie in triples)
 
 
 def _complete(point: Sequence[Value], axes: int) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from paretune.errors import ParetuneError
 from paretune.frontier import plot, projection
-from paretune.frontier.pareto import pareto_optimal
+from paretune.frontier.pareto import COST_TIE_TOLERANCE, pareto_optimal
 from paretune.frontier.points import Point, Price, collect
 from paretune.frontier.projection import Scale, train_cost
 from paretune.frontier.recommend import NO_BENCH, NO_PRICE, Answer, Questions, answer
@@ -29,6 +29,7 @@ class Frontier:
     answers: list[Answer]
     price: Price | None = None
     notes: list[str] = field(default_factory=list)
+    min_metric: float | None = None  # --min-metric, drawn as a line on the picture
 
     def optimal(self, flag: str) -> list[str]:
         return [p.name for p in self.points if p.extra.get(flag)]
@@ -49,7 +50,7 @@ def build(paths: list[Path], *, metric: str | None = None, split: str = "validat
     mark_pareto(points, greater, scale)
     title = " + ".join(dict.fromkeys(Path(p).resolve().name for p in paths))
     frontier = Frontier(title, sort_points(points, greater), metric, split, greater, scale,
-                        answer(points, questions, scale, greater), chosen_price)
+                        answer(points, questions, scale, greater), chosen_price, min_metric=questions.min_metric)
     frontier.notes = _notes(frontier)
     return frontier
 
@@ -58,7 +59,8 @@ def mark_pareto(points: list[Point], greater: bool, scale: Scale) -> None:
     finished = [p for p in points if p.finished]
     for flag, cost in (("pareto_train", lambda p: train_cost(p, scale)),
                        ("pareto_serve", lambda p: p.serve_usd_per_million)):
-        marks = pareto_optimal([(p.quality, cost(p)) for p in finished], maximize=(greater, False))
+        marks = pareto_optimal([(p.quality, cost(p)) for p in finished], maximize=(greater, False),
+                               rel_tol=(0.0, COST_TIE_TOLERANCE))  # costs are timings: see pareto.py
         for point, optimal in zip(finished, marks):
             point.extra[flag] = optimal
 
@@ -126,7 +128,8 @@ def to_markdown(frontier: Frontier, image: str | None = "frontier.png") -> str:
              f"{frontier.metric} ({'higher' if frontier.greater else 'lower'} is better) on the {frontier.split} split. "
              "pareto: T = Pareto-optimal for quality vs training dollars"
              + (" (projected)" if frontier.scale.train_rows is not None else "")
-             + ", S = vs serving dollars per million predictions; p50 latency at batch 1.", ""]
+             + ", S = vs serving dollars per million predictions; p50 latency at batch 1. Costs within "
+             f"{COST_TIE_TOLERANCE:.0%} of each other count as equal (timing noise).", ""]
     if frontier.scale.any:
         lines += [f"Projected to {frontier.scale.describe()}.", ""]
     by_train = ", ".join(frontier.optimal("pareto_train")) or "none (no training dollars)"
@@ -148,7 +151,8 @@ def to_json(frontier: Frontier) -> dict[str, Any]:
         entry["run_dir"] = str(p.run_dir)
         points.append({**entry, **p.extra})
     return {"title": frontier.title, "metric": frontier.metric, "split": frontier.split,
-            "greater_is_better": frontier.greater,
+            "greater_is_better": frontier.greater, "min_metric": frontier.min_metric,
+            "cost_tie_tolerance": COST_TIE_TOLERANCE,
             "scale": asdict(frontier.scale), "price": asdict(frontier.price) if frontier.price else None,
             "points": points, "answers": [asdict(a) for a in frontier.answers], "notes": frontier.notes}
 
@@ -160,7 +164,7 @@ def write(frontier: Frontier, folder: Path) -> dict[str, Path]:
                    else "training $") + (f" at {frontier.price.name}" if frontier.price else "")
     png = plot.draw(frontier.points, folder / "frontier.png", greater=frontier.greater,
                     train_cost=lambda p: train_cost(p, frontier.scale), train_label=train_label,
-                    title=f"{frontier.title}: {frontier.metric} vs cost")
+                    title=f"{frontier.title}: {frontier.metric} vs cost", threshold=frontier.min_metric)
     md = folder / "frontier.md"
     md.write_text(to_markdown(frontier), encoding="utf-8")
     js = folder / "frontier.json"

@@ -14,6 +14,7 @@ Pfeiffer adapters.
 from __future__ import annotations
 
 import re
+import warnings
 
 import torch
 
@@ -183,7 +184,11 @@ def wrap_with_peft(model: torch.nn.Module, peft_config) -> torch.nn.Module:
     from paretune.methods.peft_compat import accept_past_key_values
 
     try:
-        return accept_past_key_values(peft.get_peft_model(model, peft_config))
+        with warnings.catch_warnings():
+            # peft's PeftModel.__init__ reads transformers' deprecated `is_gradient_checkpointing`
+            # (transformers 5.x FutureWarning): nothing the user can act on, once per PEFT run.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return accept_past_key_values(peft.get_peft_model(model, peft_config))
     except ValueError as err:
         kind = peft_config.peft_type.value
         raise ParetuneError(f"cannot apply {kind} to {type(model).__name__}: {err}") from None
