@@ -151,3 +151,21 @@ def test_jsonl_parquet_and_conll_inputs_give_the_same_predictions(predictor, tex
         output = tmp_path / f"{path.suffix[1:]}.jsonl"
         predict_file(predictor, path, output, chunk_rows=CHUNK)
         assert [line["label"] for line in read_lines(output)] == expected, path
+
+
+def test_output_never_replaces_the_input_or_a_file_of_the_user(predictor, input_csv, tmp_path):
+    before = input_csv.read_bytes()
+    with pytest.raises(ParetuneError, match="is the input file"):
+        predict_file(predictor, input_csv, input_csv, overwrite=True)
+    assert input_csv.read_bytes() == before
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"mine": 1}\n', encoding="utf-8")
+    with pytest.raises(ParetuneError, match="--overwrite"):
+        predict_file(predictor, input_csv, notes)
+    assert notes.read_text(encoding="utf-8") == '{"mine": 1}\n'
+    with pytest.raises(ParetuneError, match="is a folder"):
+        predict_file(predictor, input_csv, tmp_path)
+    predict_file(predictor, input_csv, notes, overwrite=True)  # said so: replaced
+    assert len(read_lines(notes)) == ROWS
+    predict_file(predictor, input_csv, notes)  # our own earlier predictions: a rerun replaces them
+    assert len(read_lines(notes)) == ROWS

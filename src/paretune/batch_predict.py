@@ -48,9 +48,10 @@ class BatchResult:
 
 def predict_file(predictor, input: Path, output: Path, *, fmt: str | None = None, text_column: str = "text",
                  encoding: str = "utf-8", all_scores: bool = False, batch_size: int = 64,
-                 chunk_rows: int = CHUNK_ROWS, restart: bool = False) -> BatchResult:
+                 chunk_rows: int = CHUNK_ROWS, restart: bool = False, overwrite: bool = False) -> BatchResult:
     """Write one JSON line per input row to `output`: {"row", "text", **prediction}."""
     input, output = Path(input), Path(output)
+    check_output(input, output, overwrite)
     fmt = fmt or infer_format(input)
     source = RowSource(input, fmt, text_column, predictor.task.word_level, encoding)
     total = source.check()
@@ -71,6 +72,34 @@ def predict_file(predictor, input: Path, output: Path, *, fmt: str | None = None
         os.replace(partial, output)  # still under the lock: no second job can start on it meanwhile
         state_file.unlink(missing_ok=True)
     return BatchResult(output, total, done)
+
+
+def check_output(input: Path, output: Path, overwrite: bool) -> None:
+    """Refuse an output that would replace something the user had, before any work is done.
+
+    The finished file replaces `output` atomically, so a mistyped `--output train.csv` would lose
+    that file. Replacing is allowed for earlier predictions of ours (a rerun), or with --overwrite.
+    """
+    if output.is_dir():
+        raise ParetuneError(f"--output {output} is a folder: name a file, e.g. {output / 'predictions.jsonl'}")
+    if not output.exists():
+        return
+    if output.resolve() == input.resolve():
+        raise ParetuneError(f"--output {output} is the input file: predictions would replace it; "
+                            "choose another --output")
+    if not overwrite and not _is_predictions_file(output):
+        raise ParetuneError(f"--output {output} already exists and does not hold paretune predictions: "
+                            "choose another --output, or pass --overwrite to replace it")
+
+
+def _is_predictions_file(path: Path) -> bool:
+    """Whether `path` looks like our own output: empty, or JSON lines whose first has a "row"."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+        return not first.strip() or "row" in json.loads(first)
+    except (OSError, UnicodeDecodeError, ValueError, TypeError):
+        return False
 
 
 def _predict_rows(predictor, rows: Iterator[InputRow], out, total: int, done: int, all_scores: bool,

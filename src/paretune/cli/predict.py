@@ -19,6 +19,8 @@ def predict(
     batch_size: int = typer.Option(64, help="Examples per forward pass."),
     chunk_rows: int = typer.Option(512, min=1, help="Rows read, predicted and written at a time."),
     restart: bool = typer.Option(False, "--restart", help="Ignore a partial output left by an earlier run."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace OUTPUT even if it exists and is not an earlier prediction file."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
 ) -> None:
     """Label every row of a file with a trained run; one JSON object per input row.
@@ -37,7 +39,7 @@ def predict(
     result = predict_file(
         predictor, input, output, fmt=fmt, text_column=text_column or config.data.text_column,
         encoding=config.data.encoding, all_scores=all_scores, batch_size=batch_size,
-        chunk_rows=chunk_rows, restart=restart,
+        chunk_rows=chunk_rows, restart=restart, overwrite=overwrite,
     )
     resumed = f" ({result.resumed_after} were already done)" if result.resumed_after else ""
     print(f"wrote {result.rows} predictions to {result.output}{resumed}")
