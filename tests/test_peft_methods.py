@@ -368,7 +368,7 @@ def test_lora_killed_and_resumed_matches_uninterrupted(tiny_model_dir, tmp_path)
 
 def test_adalora_saves_the_ranks_its_weights_use(tiny_model_dir, tmp_path):
     """After load_best, the weights can come from before the final rank pattern: save what they use."""
-    from paretune.export import save_trained_model
+    from paretune.stored.trained import save_trained_model
 
     model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
     adalora = get_method("adalora")

@@ -58,11 +58,12 @@ def write_model_card(run: RunFolder, config: Config, metrics: dict, cost: dict, 
         "",
     ]
     (run.path / "README.md").write_text("\n".join(lines), encoding="utf-8")
-    from paretune.export import ADAPTER_DIR, BASE_DIR
+    from paretune.stored import BASE_DIR, form_of
+    from paretune.stored.trained import ADAPTER_DIR
 
     if (run.path / ADAPTER_DIR).is_dir():
         write_adapter_card(run.path / ADAPTER_DIR, run, f"{run.path.name}/{ADAPTER_DIR}")
-    if (run.model_dir / BASE_DIR).is_dir():  # model/ is the adapter beside its frozen base
+    if form_of(run.model_dir).over_base:  # model/ is the adapter beside its frozen base
         write_adapter_card(run.model_dir, run, f"{run.path.name}/model", base=f"{run.path.name}/model/{BASE_DIR}")
 
 
@@ -133,9 +134,9 @@ def _run_usage(run: RunFolder, config: Config) -> list[str]:
         "```",
         "",
     ]
-    from paretune.export import BASE_DIR
+    from paretune.stored import BASE_DIR, form_of
 
-    if (run.model_dir / BASE_DIR).is_dir():
+    if form_of(run.model_dir).over_base:
         return lines + [f"`model/` holds the adapter over its frozen base `model/{BASE_DIR}/`: "
                         "to load it with transformers, see `model/README.md`.", ""]
     return lines + [
@@ -155,13 +156,13 @@ def write_adapter_card(folder: Path, run: RunFolder, location: str, base: str | 
     """README.md of an adapter folder (a run's adapter/, an export): what it is, how well it does,
     and how to load it over its base model (`base`: default, the run's base model by portable id).
     `location` is how the usage snippet names `folder`."""
-    from paretune.export import PEFT_CONFIG
+    from paretune.stored.peft_adapter import is_peft_folder
 
     config = run.read_config()
     metrics = run.read_json("metrics.json") if (run.path / "metrics.json").is_file() else {}
     base_name = portable_model_name(config.model.name_or_path)
     hub_base = None if _local_base(config) else portable_model_id(config.model.name_or_path)
-    is_peft = (folder / PEFT_CONFIG).is_file()
+    is_peft = is_peft_folder(folder)
     front = ["---", *(["library_name: peft"] if is_peft else []), *([f"base_model: {hub_base}"] if hub_base else []),
              f"tags: [paretune, {config.method.name}, {config.task.type}]", "---", ""]
     params = (f"- trainable parameters: {metrics['trainable_params']:,} of {metrics['total_params']:,} "

@@ -1,7 +1,7 @@
 """Load a finished run and predict or evaluate: the object the CLI (and the server) use.
 
-Any stored form of model/ loads here (compression/forms.py): plain transformers weights, an
-adapter over its base, int8-dynamic (CPU), fp16/bf16, and ONNX run by ONNX Runtime. Each comes
+Any stored form of model/ loads here (paretune.stored): plain transformers weights, an adapter
+over its base, pruned heads, int8-dynamic (CPU), fp16/bf16, and ONNX run by ONNX Runtime. Each comes
 back as a module answering `model(input_ids=..., attention_mask=...).logits`, so prediction and
 evaluation below never branch on the form.
 """
@@ -22,6 +22,7 @@ from paretune.engine.loop import EvalSet, predict_outputs
 from paretune.errors import ParetuneError
 from paretune.remote_code import trust_for_run
 from paretune.run_folder import TASK_FILE, RunFolder
+from paretune.stored import form_of, load_model, serving_device
 from paretune.tasks import Task, task_class
 
 # Words for NER on raw text: runs of word characters (keeping inner hyphens/apostrophes) or
@@ -53,11 +54,8 @@ class Predictor:
         trust = trust_for_run(run.path, config, trust_remote_code)  # never from config.yaml alone
         task = task_class(config.task.type)(config.task, info["labels"])
         auto_class = getattr(transformers, task.auto_model)
-        from paretune.compression.forms import read_form, serving_device
-        from paretune.export import load_trained_model  # any stored form (see the module docstring)
-
-        target = serving_device(read_form(model_dir), device)
-        model = load_trained_model(model_dir, auto_class, device=target, trust_remote_code=trust)
+        target = serving_device(form_of(model_dir), device)
+        model = load_model(model_dir, auto_class, device=target, trust_remote_code=trust)
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust)
         model.to(target).eval()
         return cls(model, tokenizer, task, info["max_length"], target, run.path)

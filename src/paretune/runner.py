@@ -301,7 +301,7 @@ def _announce(config, data: PreparedData, params, trainer: Trainer, accelerator)
 
 
 def _save_model(model: torch.nn.Module, tokenizer, data: PreparedData, config: Config, run: RunFolder) -> None:
-    from paretune.export import ADAPTER_DIR, save_trained_model
+    from paretune.stored.trained import ADAPTER_DIR, save_trained_model
 
     task_info = {
         "task": config.task.model_dump(mode="json"),

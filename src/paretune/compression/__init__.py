@@ -2,7 +2,8 @@
 
 One module per method, registered here by one line. The shared steps (load the parent, save the
 result in its stored form, evaluate, time, write the run folder) live in `run.py` and
-`run_writer.py`; how each stored form loads back lives in `forms.py`.
+`run_writer.py`; how each stored form saves and loads lives in `paretune.stored`, which methods
+name in their result and never import back.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """What every compression method provides, and what it hands back.
 
 A method is a pydantic options model and one function that turns the parent's model into a
-`Compressed` result: a PyTorch model to save in some stored form, or files (ONNX) written to a
-work folder. The shared code in `run.py` and `run_writer.py` does everything else: loading the
+`Compressed` result: the model in memory and the stored form (paretune.stored) it is saved in.
+Methods transform; saving and loading each form is the stored form's business. The shared code in `run.py` and `run_writer.py` does everything else: loading the
 parent, saving, evaluating, timing, and writing the new run folder.
 """
 from __future__ import annotations
@@ -41,16 +41,16 @@ class CompressContext:
 class Compressed:
     """A method's result.
 
-    `model` is the compressed PyTorch model (None for ONNX); `files` are finished files that go
-    into the new model/ folder as they are; `form` names how model/ stores it (forms.py);
-    `settings` are the resolved settings and `checks` what the method verified (ONNX parity,
-    sparsity reached), both recorded in metrics.json.
+    `model` is the compressed model in memory, in the shape its stored form saves (a PyTorch
+    module; for ONNX an `OrtModel` over the exported file); `form` names that form in the
+    `paretune.stored` registry, `form_settings` what loading it needs; `settings` are the
+    resolved settings and `checks` what the method verified (ONNX parity, sparsity reached),
+    both recorded in metrics.json.
     """
 
     form: str
-    model: torch.nn.Module | None = None
+    model: torch.nn.Module
     form_settings: dict[str, Any] = field(default_factory=dict)  # what loading needs (model/paretune.json)
-    files: dict[str, Path] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
     # For magnitude pruning: which weights a recovery fine-tune must keep at zero.

@@ -5,14 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from paretune.run_folder import RunFolder
+from paretune.stored import FORMS
 
-USE = {
-    "int8-dynamic": "int8 weights in safetensors: load with paretune's Predictor (CPU), not plain transformers",
-    "onnx": "`model/model.onnx` also runs with onnxruntime alone: inputs input_ids, attention_mask; output logits",
-    "onnx-int8": "`model/model.onnx` also runs with onnxruntime alone: inputs input_ids, attention_mask; output logits",
-    "fp16": "plain transformers (float16 weights), best served on a GPU",
-    "bf16": "plain transformers (bfloat16 weights), best served on a GPU",
-}
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -54,7 +48,7 @@ def card_lines(run: RunFolder) -> list[str]:
         "machine through `Predictor` (see `inference.json` for the device).",
         *([f"Checks: {checks}."] if checks else []),
         "",
-        f"- stored form: {form}; " + USE.get(form, "plain transformers weights"),
+        f"- stored form: {form}; " + (FORMS[form].use if form in FORMS else "plain transformers weights"),
         f"- cost to make, parent included: {cost.get('device_hours', 0):.4f} device-hours"
         + (f", ${usd:.4g}" if isinstance(usd, (int, float)) else "")
         + f" (this step {(cost.get('step') or {}).get('wall_s', 0):.1f} s)",

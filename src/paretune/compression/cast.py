@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from paretune.compression.base import CompressContext, Compressed, CompressionMethod, CompressOptions
-from paretune.compression.forms import CAST_DTYPES
+from paretune.stored.cast import DTYPES
 
 
 class CastOptions(CompressOptions):
@@ -19,7 +19,7 @@ class CastOptions(CompressOptions):
 
 def _cast(form: str):
     def apply(model: torch.nn.Module, options: CastOptions, context: CompressContext) -> Compressed:
-        dtype = CAST_DTYPES[form]
+        dtype = DTYPES[form]
         limit = torch.finfo(dtype).max
         # fp16 turns any weight above 65504 into inf: refuse rather than save a broken model.
         too_large = [n for n, p in model.named_parameters() if p.detach().abs().max() > limit]

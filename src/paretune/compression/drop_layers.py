@@ -16,9 +16,10 @@ import torch
 from pydantic import Field, field_validator
 
 from paretune.compression.base import CompressContext, Compressed, CompressionMethod, CompressOptions
-from paretune.compression.forms import HEADS_KEY, head_counts
 from paretune.errors import ParetuneError
 from paretune.methods.layers import transformer_blocks
+from paretune.stored import weights_form
+from paretune.stored.pruned_heads import HEADS_KEY, head_counts
 
 
 def parse_layers(spec: str, n_layers: int) -> list[int]:
@@ -81,7 +82,7 @@ def apply(model: torch.nn.Module, options: DropLayersOptions, context: CompressC
     n_layers = len(transformer_blocks(model))
     kept = parse_layers(options.keep_layers, n_layers)
     keep_layers(model, kept)
-    return Compressed(form="pytorch", model=model,
+    return Compressed(form=weights_form(model), model=model,
                       settings={"keep_layers": options.keep_layers, "kept": kept, "layers_before": n_layers})
 
 

@@ -20,10 +20,10 @@ import torch
 from pydantic import Field
 
 from paretune.compression.base import CompressContext, Compressed, CompressionMethod, CompressOptions
-from paretune.compression.forms import ONNX_FILE
-from paretune.compression.ort_model import make_session
 from paretune.data.batching import BatchPlan, make_loader
 from paretune.errors import ParetuneError
+from paretune.stored.onnx import ONNX_FILE
+from paretune.stored.ort_model import OrtModel, make_session
 
 log = logging.getLogger("paretune")
 
@@ -139,16 +139,9 @@ def apply(model: torch.nn.Module, options: OnnxOptions, context: CompressContext
     if difference > PARITY_LIMIT:
         raise ParetuneError(f"the ONNX export disagrees with PyTorch by {difference:.2e} in the logits "
                             f"(limit {PARITY_LIMIT:g}); try another --opset or exporter, or report the model type")
-    return Compressed(form="onnx", files=_files(path), settings={"opset": opset_of(path), "exporter": options.exporter},
+    return Compressed(form="onnx", model=OrtModel(path, model.config),
+                      settings={"opset": opset_of(path), "exporter": options.exporter},
                       checks={"max_abs_logit_diff": difference})
-
-
-def _files(path: Path) -> dict[str, Path]:
-    files = {path.name: path}
-    data = path.with_name(path.name + ".data")  # external weights, for models over 2 GB
-    if data.is_file():
-        files[data.name] = data
-    return files
 
 
 METHOD = CompressionMethod(

@@ -16,8 +16,9 @@ from pydantic import Field
 
 from paretune.compression import onnx
 from paretune.compression.base import CompressContext, Compressed, CompressionMethod, CompressOptions
-from paretune.compression.forms import ONNX_FILE
 from paretune.errors import ParetuneError
+from paretune.stored.onnx import ONNX_FILE
+from paretune.stored.ort_model import OrtModel
 
 
 class OnnxInt8Options(CompressOptions):
@@ -47,7 +48,7 @@ def apply(model: torch.nn.Module, options: OnnxInt8Options, context: CompressCon
                          per_channel=options.per_channel, reduce_range=options.reduce_range)
     difference = onnx.max_logit_difference(model, target, context)
     return Compressed(
-        form="onnx-int8", files={ONNX_FILE: target},
+        form="onnx-int8", model=OrtModel(target, model.config),
         settings={**options.model_dump(), "opset": onnx.opset_of(target)},
         checks={"max_abs_logit_diff": difference},
     )

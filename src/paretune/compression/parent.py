@@ -10,12 +10,12 @@ from typing import Any
 import torch
 import transformers
 
-from paretune.compression.forms import read_form
 from paretune.config.schema import Config
 from paretune.data.prepare import PreparedData, prepare_data
 from paretune.errors import ParetuneError
 from paretune.remote_code import trust_for_run
 from paretune.run_folder import TASK_FILE, RunFolder
+from paretune.stored import form_of, load_model
 
 
 @dataclass
@@ -62,17 +62,15 @@ class Parent:
 
     def load_model(self) -> torch.nn.Module:
         """A fresh fp32 PyTorch copy of the parent's model (each call loads again)."""
-        from paretune.export import BASE_DIR, load_trained_model
-
-        form = read_form(self.run.model_dir)["name"]
-        if form != "pytorch":
-            raise ParetuneError(f"{self.path} holds a {form} model; compress its parent (or another "
-                                "fp32 run) instead: int8, ONNX and 16-bit forms do not compress further")
-        if (self.run.model_dir / BASE_DIR).is_dir():
+        form = form_of(self.run.model_dir)
+        if form.over_base:
             raise ParetuneError(f"{self.path} trained a {self.info.get('method')} adapter that cannot be "
                                 "folded into the weights; compress a full, freeze, LoRA, AdaLoRA or IA3 run")
+        if not form.compressible:
+            raise ParetuneError(f"{self.path} holds a {form.name} model; compress its parent (or another "
+                                "fp32 run) instead: int8, ONNX and 16-bit forms do not compress further")
         auto_class = getattr(transformers, self.data.task.auto_model)
-        model = load_trained_model(self.run.model_dir, auto_class, trust_remote_code=self.trust_remote_code)
+        model = load_model(self.run.model_dir, auto_class, trust_remote_code=self.trust_remote_code)
         return model.float().eval()
 
     def read_json(self, name: str) -> dict[str, Any]:

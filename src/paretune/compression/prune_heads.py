@@ -8,7 +8,8 @@ and value projections and their columns out of the output projection: smaller ma
 compute, same results for the heads that stay.
 
 Transformers 5 no longer re-prunes heads on load, so config.json records each layer's head count
-(forms.HEADS_KEY) and paretune cuts the empty model to those widths before loading weights.
+and the result is stored in the pruned-heads form (stored/pruned_heads.py, which also holds the
+cutting itself, as loading cuts the empty model to those widths before its weights go in).
 Supported: BERT-style attention (query/key/value + output.dense): BERT, RoBERTa, ELECTRA,
 XLM-R, MiniLM.
 """
@@ -21,12 +22,11 @@ from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from paretune.compression.base import CompressContext, Compressed, CompressionMethod, CompressOptions
-from paretune.compression.forms import HEADS_KEY
 from paretune.data.batching import make_loader
 from paretune.errors import ParetuneError
 from paretune.methods.layers import transformer_blocks
-
-HEAD_COUNT_ATTRS = ("num_attention_heads", "num_heads", "n_heads")
+from paretune.stored import pruned_heads
+from paretune.stored.pruned_heads import HEADS_KEY, attention_parts, head_count, keep_heads
 
 
 class PruneHeadsOptions(CompressOptions):
@@ -43,53 +43,6 @@ class PruneHeadsOptions(CompressOptions):
         if self.heads >= 1 and not float(self.heads).is_integer():
             raise ValueError(f"--heads {self.heads}: a count must be whole, a fraction below 1")
         return self
-
-
-def attention_parts(block: torch.nn.Module) -> tuple[torch.nn.Module, list[torch.nn.Linear], torch.nn.Linear]:
-    """(module holding the head count, [query, key, value], output projection) of one block."""
-    try:
-        attention = block.attention.self
-        return attention, [attention.query, attention.key, attention.value], block.attention.output.dense
-    except AttributeError:
-        raise ParetuneError(f"prune-heads supports BERT-style attention (query/key/value and output.dense), "
-                            f"not {type(block).__name__}; use drop-layers or distillation instead") from None
-
-
-def head_count(attention: torch.nn.Module) -> int:
-    return next(getattr(attention, a) for a in HEAD_COUNT_ATTRS if hasattr(attention, a))
-
-
-def keep_heads(block: torch.nn.Module, kept: list[int]) -> None:
-    """Cut one block's attention down to heads `kept` (indices in its current numbering)."""
-    attention, qkv, output = attention_parts(block)
-    size = qkv[0].out_features // head_count(attention)
-    index = torch.cat([torch.arange(h * size, (h + 1) * size) for h in kept]).to(qkv[0].weight.device)
-    for linear in qkv:
-        _cut(linear, index, dim=0)
-    _cut(output, index, dim=1)
-    for attr in HEAD_COUNT_ATTRS:
-        if hasattr(attention, attr):
-            setattr(attention, attr, len(kept))
-    if hasattr(attention, "all_head_size"):
-        attention.all_head_size = len(kept) * size
-
-
-@torch.no_grad()
-def _cut(linear: torch.nn.Linear, index: torch.Tensor, dim: int) -> None:
-    linear.weight = torch.nn.Parameter(linear.weight.index_select(dim, index).clone())
-    if dim == 0:
-        if linear.bias is not None:
-            linear.bias = torch.nn.Parameter(linear.bias[index].clone())
-        linear.out_features = len(index)
-    else:
-        linear.in_features = len(index)
-
-
-def apply_head_counts(model: torch.nn.Module, counts: list[int]) -> None:
-    """Give an empty model the stored per-layer head counts (weights are loaded afterwards)."""
-    for block, count in zip(transformer_blocks(model), counts):
-        if head_count(attention_parts(block)[0]) != count:
-            keep_heads(block, list(range(count)))
 
 
 @contextmanager
@@ -166,7 +119,7 @@ def apply(model: torch.nn.Module, options: PruneHeadsOptions, context: CompressC
     setattr(model.config, HEADS_KEY, after)
     n_removed = sum(counts) - sum(after)
     return Compressed(
-        form="pytorch", model=model,
+        form=pruned_heads.NAME, model=model,
         settings={**options.model_dump(), "removed": {str(k): v for k, v in removed.items()},
                   "heads_before": sum(counts), "heads_after": sum(after), "heads_per_layer": after},
         checks={"heads_removed": n_removed, "fraction_removed": round(n_removed / sum(counts), 4),

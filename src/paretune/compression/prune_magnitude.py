@@ -18,6 +18,7 @@ from torch.nn.utils import prune
 
 from paretune.compression.base import CompressContext, Compressed, CompressionMethod, CompressOptions
 from paretune.methods.layers import base_model
+from paretune.stored import weights_form
 
 
 class PruneMagnitudeOptions(CompressOptions):
@@ -42,7 +43,7 @@ def apply(model: torch.nn.Module, options: PruneMagnitudeOptions, context: Compr
     reached = sparsity(targets)
     pruned = sum(getattr(m, n).numel() for m, n in targets)
     return Compressed(
-        form="pytorch", model=model, keep_zero=targets,
+        form=weights_form(model), model=model, keep_zero=targets,
         settings={**options.model_dump(), "scope": "Linear weights of the model body", "weights": pruned},
         checks={"sparsity": round(reached, 6), "zero_weights": round(reached * pruned)},
     )

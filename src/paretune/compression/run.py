@@ -26,6 +26,7 @@ from paretune.compression.run_writer import (
 from paretune.errors import ParetuneError
 from paretune.models import count_parameters
 from paretune.run_folder import RunFolder
+from paretune.stored import get_form
 
 log = logging.getLogger("paretune")
 
@@ -75,7 +76,7 @@ def compress_run(run_dir: str | Path, method: str, options: dict[str, Any] | Non
             save_model(run, compressed, parent)
             phases["save_s"] = time.perf_counter() - started
             # int8 packs its weights out of sight of .parameters(), ONNX has no module: same count as before
-            counted = compressed.model is not None and compressed.form != "int8-dynamic"
+            counted = get_form(compressed.form).counts_parameters
             params = count_parameters(compressed.model)["total_params"] if counted else \
                 parent.read_json("metrics.json").get("total_params", 0)
             metrics, step = untrained_metrics(parent, params), own_cost(phases, parent)

@@ -15,7 +15,6 @@ parent's plus this step's (the model needed both); "step" holds this step alone.
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -24,14 +23,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import transformers
-
 from paretune.compression.base import Compressed
-from paretune.compression.forms import PYTORCH
 from paretune.compression.parent import Parent
 from paretune.config.schema import Config
-from paretune.run_folder import TASK_FILE, RunFolder
+from paretune.run_folder import RunFolder
 from paretune.run_replace import staged_target, swap_in
+from paretune.stored import save_model as save_stored
 
 log = logging.getLogger("paretune")
 
@@ -71,22 +68,8 @@ def create_run(config: Config, parent: Parent) -> RunFolder:
 
 def save_model(run: RunFolder, compressed: Compressed, parent: Parent) -> None:
     """model/ in the result's stored form, with the tokenizer and paretune.json."""
-    from paretune.compression.int8_dynamic import save_int8
-
-    model_dir = run.model_dir
-    model_dir.mkdir(parents=True, exist_ok=True)
-    if compressed.files:
-        for name, path in compressed.files.items():
-            shutil.copyfile(path, model_dir / name)
-        transformers.AutoConfig.from_pretrained(
-            parent.run.model_dir, trust_remote_code=parent.trust_remote_code).save_pretrained(model_dir)
-    elif compressed.form == "int8-dynamic":
-        save_int8(compressed.model, model_dir)
-    else:
-        compressed.model.save_pretrained(model_dir)
-    parent.tokenizer.save_pretrained(model_dir)
-    info = {**parent.info, "form": {"name": compressed.form, **compressed.form_settings}}
-    (model_dir / TASK_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    save_stored(compressed.model, parent.tokenizer, run.model_dir, parent.info, compressed.form,
+                compressed.form_settings)
 
 
 def evaluate_run(run_dir: Path, parent: Parent) -> tuple[dict[str, Any], list | None]:
@@ -246,7 +229,3 @@ def finish(run: RunFolder, parent: Parent, entry: dict[str, Any], metrics: dict[
         swap_in(run.path, target, config)
         run.path = target
     return metrics
-
-
-def is_plain(compressed: Compressed) -> bool:
-    return compressed.form == PYTORCH

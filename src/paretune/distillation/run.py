@@ -23,6 +23,7 @@ from paretune.errors import ParetuneError
 from paretune.models import count_parameters
 from paretune.run_folder import RunFolder
 from paretune.runner import Seam, finetune
+from paretune.stored import form_of
 
 log = logging.getLogger("paretune")
 
@@ -74,7 +75,8 @@ def distill_run(teacher_dir: str | Path, student: str, options: DistillOptions |
     checks.update({"student_params": student_params, "teacher_params": teacher_params,
                    "param_ratio": round(student_params / teacher_params, 4)})
     entry = {"parent": str(teacher.path), "method": "distill",
-             "settings": {**plan.settings, **options.model_dump()}, "checks": checks, "form": {"name": "pytorch"}}
+             "settings": {**plan.settings, **options.model_dump()}, "checks": checks,
+             "form": {"name": form_of(run.model_dir).name}}
     finish(run, teacher, entry, trained.metrics, lineage_cost(trained.cost, teacher), bench or BenchSettings())
     log.info("wrote %s", run.path)
     return run.path

@@ -91,7 +91,7 @@ def apply(model: torch.nn.Module, options: AdapterOptions, context: MethodContex
     return model
 
 
-# --- saving and loading: the adapter form, as export.py and the Predictor use it ---------
+# --- saving and loading: the adapter form, as stored/bottleneck.py and adapter/ use it --
 def bottlenecks(model: torch.nn.Module) -> dict[str, Bottleneck]:
     """The adapters in a model, by the name of the projection each follows."""
     return {name: module.bottleneck for name, module in model.named_modules()

@@ -26,7 +26,10 @@ class OrtOutput:
 
 
 def cuda_available() -> bool:
-    import onnxruntime
+    try:
+        import onnxruntime
+    except ImportError:  # loading then says how to install it
+        return False
 
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
