@@ -221,3 +221,19 @@ def test_stored_imports_nothing_from_the_layers_above_it():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             bad = [n for n in names if n.startswith(above)]
             assert not bad, f"{path.name} imports {bad} from a layer above paretune.stored"
+
+
+def test_a_pickled_adapter_is_refused_and_never_unpickled(parent, tmp_path, monkeypatch):
+    """peft would fall back to adapter_model.bin (a pickle) when the safetensors file is missing."""
+    reference = Predictor.load(parent, device="cpu")
+    info = json.loads((parent / "model" / TASK_FILE).read_text())
+    run = copy_without_model(parent, tmp_path / "pickled")
+    save_trained_model(trained(parent, "prompt"), reference.tokenizer, run / "model", run / "adapter", info)
+    weights = run / "model" / "adapter_model.safetensors"
+    torch.save(load_file(str(weights)), run / "model" / "adapter_model.bin")
+    weights.unlink()
+    unpickled = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: unpickled.append(a) or {})
+    with pytest.raises(ParetuneError, match="only from safetensors"):
+        Predictor.load(run, device="cpu")
+    assert not unpickled

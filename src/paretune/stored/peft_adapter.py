@@ -12,10 +12,12 @@ from typing import Any
 
 import torch
 
+from paretune.errors import ParetuneError
 from paretune.stored.base import BASE_DIR, StoredForm
 
 NAME = "peft-adapter"
 PEFT_CONFIG = "adapter_config.json"  # what peft's save_pretrained writes
+WEIGHTS = "adapter_model.safetensors"
 
 
 def save(model: torch.nn.Module, model_dir: Path, settings: dict[str, Any]) -> None:
@@ -29,10 +31,20 @@ def load(model_dir: Path, auto_class, device=None, recorded=None, **kwargs) -> t
     from paretune.methods.peft_compat import accept_past_key_values
     from paretune.methods.prompt import align_token_logits
 
+    require_safetensors(model_dir)
     base = auto_class.from_pretrained(Path(model_dir) / BASE_DIR, use_safetensors=True, **kwargs)
     model = accept_past_key_values(peft.PeftModel.from_pretrained(base, model_dir))
     align_token_logits(model)
     return model
+
+
+def require_safetensors(folder: Path) -> None:
+    """peft falls back to adapter_model.bin, a pickle that can run code when loaded: refuse it."""
+    folder = Path(folder)
+    if not (folder / WEIGHTS).is_file():
+        found = ", ".join(sorted(p.name for p in folder.glob("adapter_model.*"))) or "none"
+        raise ParetuneError(f"{folder} has no {WEIGHTS} (adapter weight files found: {found}): paretune "
+                            "loads weights only from safetensors, never from pickled .bin/.pt files")
 
 
 def is_peft_folder(folder: Path) -> bool:
