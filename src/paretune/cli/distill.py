@@ -33,12 +33,12 @@ def distill(
     """Train a smaller student against a finished run's model (knowledge distillation)."""
     from pydantic import ValidationError
 
-    from paretune.cli import setup_logging
     from paretune.cli.compress import summary
     from paretune.compression.run_writer import BenchSettings
     from paretune.distillation import DistillOptions
     from paretune.distillation.run import distill_run
     from paretune.errors import ParetuneError
+    from paretune.logs import setup_logging
 
     setup_logging()
     try:

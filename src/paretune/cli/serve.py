@@ -43,7 +43,7 @@ def serve(
     """Serve a trained run over HTTP: POST /v1/predict, /healthz, /readyz, /metrics, /docs."""
     from pydantic import ValidationError
 
-    from paretune.cli import setup_logging
+    from paretune.logs import setup_logging
     from paretune.serving.auth import load_api_keys
     from paretune.serving.server import serve as run_server
     from paretune.serving.settings import ServeSettings

@@ -26,8 +26,8 @@ def train(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
 ) -> None:
     """Fine-tune a model as the config says and write a run folder."""
-    from paretune.cli import setup_logging
     from paretune.cli.output import print_metrics
+    from paretune.logs import setup_logging
 
     setup_logging(verbose)
     if price is not None:

@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     what.add_argument("--resume")
     args = parser.parse_args(argv)
 
-    from paretune.cli import setup_logging
     from paretune.distributed.launch import USER_ERROR_EXIT, record_user_error
+    from paretune.logs import setup_logging
 
     rank = int(os.environ.get("RANK", "0"))
     setup_logging()
