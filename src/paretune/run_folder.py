@@ -186,7 +186,7 @@ def environment() -> dict[str, Any]:
     import torch
     import transformers
 
-    from paretune import __version__
+    from paretune.version import __version__
 
     env: dict[str, Any] = {
         "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
