@@ -19,8 +19,8 @@ from paretune.config import Config, config_from_dict, load_config
 from paretune.cost.meter import CostMeter
 from paretune.data.prepare import PreparedData, prepare_data
 from paretune.distributed.launch import launch_resume, launch_training, should_launch
-from paretune.distributed.state import sharding, whole_model
-from paretune.distributed.strategy import build_accelerator
+from paretune.engine.sharding import sharding, whole_model
+from paretune.engine.strategy import build_accelerator
 from paretune.engine.faults import fault_point
 from paretune.engine.loop import Trainer, check_metric, evaluate, planned_steps, train_plan
 from paretune.engine.rng import seed_everything
