@@ -31,6 +31,7 @@ import yaml
 
 from paretune.config.schema import Config
 from paretune.errors import ParetuneError
+from paretune.yaml_file import read_yaml_mapping
 
 log = logging.getLogger("paretune")
 
@@ -85,8 +86,8 @@ class RunFolder:
     def read_config(self) -> Config:
         from paretune.config.loading import config_from_dict
 
-        raw = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
-        return config_from_dict(raw, str(self.path / "config.yaml"))
+        path = self.path / "config.yaml"
+        return config_from_dict(read_yaml_mapping(path), str(path))
 
     def write_json(self, name: str, payload: Any) -> None:
         atomic_write(self.path / name, json.dumps(payload, indent=2, default=_json_default) + "\n")
