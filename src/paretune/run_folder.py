@@ -45,24 +45,21 @@ class RunFolder:
 
     # --- creation -----------------------------------------------------------------------
     @classmethod
-    def create(cls, config: Config, name_hint: str = "run") -> "RunFolder":
+    def create(cls, config: Config) -> "RunFolder":
         """A new run folder at output.dir; when that holds a run to replace, its staging folder,
         which is swapped in once the new run has finished (run_replace.py)."""
         from paretune.run_replace import prepare_target
 
-        if config.output.dir:
-            target = Path(config.output.dir)
-        else:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            target = Path("runs") / f"{name_hint}-{stamp}"
-        path = prepare_target(target, config)
+        if not config.output.dir:  # a bug, not a user error: loading the config names the run
+            raise ValueError("output.dir must be settled before the run folder is created "
+                             "(config.loading.settle_output_dir)")
+        path = prepare_target(Path(config.output.dir), config)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise unwritable(path, err) from None
         check_writable(path)
         run = cls(path)
-        config.output.dir = str(target)
         run.write_config(config)
         run.write_json("environment.json", environment())
         return run

@@ -38,18 +38,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    import yaml
-
     from paretune.config import config_from_dict
     from paretune.runner import finetune, resume
+    from paretune.yaml_file import read_yaml_mapping
 
     if args.resume:
         resume(args.resume)
         return
-    raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
-    finetune(config_from_dict(raw, args.config))
+    finetune(config_from_dict(read_yaml_mapping(args.config), args.config))
 
 
 if __name__ == "__main__":
