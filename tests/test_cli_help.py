@@ -37,3 +37,23 @@ def test_arguments_show_as_capitals_in_usage():
     assert "eval [OPTIONS] RUN " in render_help("eval")
     assert "[OPTIONS] [CONFIG]" in render_help("train")
     assert "--set      -s      KEY=VALUE" in render_help("train")
+
+
+@pytest.mark.parametrize("command, model_path", [
+    ("serve", "paretune.serving.settings:ServeSettings"),
+    ("distill", "paretune.distillation.options:DistillOptions"),
+])
+def test_settings_fields_are_the_commands_options(command, model_path):
+    """Declared once: every field of the settings model is an option, its description the help."""
+    import importlib
+
+    from paretune.cli.settings_options import cli_fields, flag_name
+
+    module, name = model_path.split(":")
+    model = getattr(importlib.import_module(module), name)
+    options = {opt: param for param in COMMAND_GROUP.commands[command].params for opt in param.opts}
+    for field_name, field in cli_fields(model).items():
+        param = options[flag_name(model, field_name)]
+        assert param.help == field.description and param.default == field.default, field_name
+    if command == "serve":  # a field whose flag is named in json_schema_extra
+        assert "--timeout" in options and "--request-timeout-s" not in options

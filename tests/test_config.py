@@ -88,3 +88,39 @@ def test_union_sections_are_found_from_the_schema_not_by_name():
 
     assert union_variants(Root, ("part",)) == ("kind", {"a": A, "b": B})
     assert union_variants(Root, ("other",)) is None
+
+
+def test_output_dir_is_settled_before_validation_and_kept(tmp_path):
+    import re
+
+    config = load_config(_write(tmp_path, "data:\n  train: t.csv\n"))
+    assert re.fullmatch(r"runs/c-\d{8}-\d{6}", config.output.dir)  # runs/<config name>-<time>
+    chosen = load_config(_write(tmp_path, "data:\n  train: t.csv\n"), [f"output.dir={tmp_path / 'mine'}"])
+    assert chosen.output.dir == str(tmp_path / "mine")
+
+
+def test_one_yaml_reader_words_both_mistakes(tmp_path):
+    from paretune.yaml_file import read_yaml_mapping
+
+    with pytest.raises(ConfigError, match=r"c.yaml: not valid YAML"):
+        read_yaml_mapping(_write(tmp_path, "model: [unclosed\n"))
+    with pytest.raises(ConfigError, match=r"c.yaml: the top level must be a list of things"):
+        read_yaml_mapping(_write(tmp_path, "- a\n"), "a list of things")
+    assert read_yaml_mapping(_write(tmp_path, "")) == {}
+
+
+def test_validation_problems_name_the_key_and_can_show_the_value():
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    from paretune.validation import validation_problems
+
+    class Section(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        lr: float
+
+    with pytest.raises(ValidationError) as caught:
+        Section.model_validate({"lr": "fast", "typo": 1})
+    assert validation_problems(caught.value, readable=True) == [
+        ("lr", "Input should be a valid number, unable to parse string as a number (got 'fast')"),
+        ("typo", "unknown key"),
+    ]

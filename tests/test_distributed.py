@@ -220,8 +220,8 @@ def test_strategy_options_become_accelerate_plugins():
     from accelerate.utils import DistributedType
 
     from paretune.config import config_from_dict
-    from paretune.distributed.settings import DistributedConfig
-    from paretune.distributed.strategy import deepspeed_plugin, fsdp_plugin, resolve_strategy
+    from paretune.config.distributed import DistributedConfig
+    from paretune.engine.strategy import deepspeed_plugin, fsdp_plugin, resolve_strategy
     from paretune.errors import ConfigError
 
     dist = DistributedConfig(strategy="fsdp", fsdp={"version": 1, "sharding": "shard_grad_op", "auto_wrap": "size"})

@@ -1,7 +1,7 @@
 """paretune: fine-tune pretrained transformers at the best balance of price and capability."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from paretune.version import __version__
 
 __all__ = ["Predictor", "Run", "finetune", "resume", "__version__"]
 

@@ -17,6 +17,14 @@ class ConfigError(ParetuneError):
     """The YAML config or a --set override is invalid."""
 
 
+class UnknownNameError(ConfigError, KeyError):
+    """A name looked up in a registry (a method, ...) that is not registered. Still a KeyError
+    for code that looks names up, but worded for the user: str() without KeyError's quotes."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass(frozen=True)
 class DataProblem:
     """One problem in one place of a data file."""

@@ -31,6 +31,7 @@ import yaml
 
 from paretune.config.schema import Config
 from paretune.errors import ParetuneError
+from paretune.yaml_file import read_yaml_mapping
 
 log = logging.getLogger("paretune")
 
@@ -44,24 +45,21 @@ class RunFolder:
 
     # --- creation -----------------------------------------------------------------------
     @classmethod
-    def create(cls, config: Config, name_hint: str = "run") -> "RunFolder":
+    def create(cls, config: Config) -> "RunFolder":
         """A new run folder at output.dir; when that holds a run to replace, its staging folder,
         which is swapped in once the new run has finished (run_replace.py)."""
         from paretune.run_replace import prepare_target
 
-        if config.output.dir:
-            target = Path(config.output.dir)
-        else:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            target = Path("runs") / f"{name_hint}-{stamp}"
-        path = prepare_target(target, config)
+        if not config.output.dir:  # a bug, not a user error: loading the config names the run
+            raise ValueError("output.dir must be settled before the run folder is created "
+                             "(config.loading.settle_output_dir)")
+        path = prepare_target(Path(config.output.dir), config)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise unwritable(path, err) from None
         check_writable(path)
         run = cls(path)
-        config.output.dir = str(target)
         run.write_config(config)
         run.write_json("environment.json", environment())
         return run
@@ -85,8 +83,8 @@ class RunFolder:
     def read_config(self) -> Config:
         from paretune.config.loading import config_from_dict
 
-        raw = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
-        return config_from_dict(raw, str(self.path / "config.yaml"))
+        path = self.path / "config.yaml"
+        return config_from_dict(read_yaml_mapping(path), str(path))
 
     def write_json(self, name: str, payload: Any) -> None:
         atomic_write(self.path / name, json.dumps(payload, indent=2, default=_json_default) + "\n")
@@ -186,7 +184,7 @@ def environment() -> dict[str, Any]:
     import torch
     import transformers
 
-    from paretune import __version__
+    from paretune.version import __version__
 
     env: dict[str, Any] = {
         "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -15,12 +15,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
-from paretune.config import Config, config_from_dict, load_config
+from paretune.config import Config, apply_overrides, config_from_dict, load_config, settle_output_dir
 from paretune.cost.meter import CostMeter
 from paretune.data.prepare import PreparedData, prepare_data
 from paretune.distributed.launch import launch_resume, launch_training, should_launch
-from paretune.distributed.state import sharding, whole_model
-from paretune.distributed.strategy import build_accelerator
+from paretune.engine.sharding import sharding, whole_model
+from paretune.engine.strategy import build_accelerator
 from paretune.engine.faults import fault_point
 from paretune.engine.loop import Trainer, check_metric, evaluate, planned_steps, train_plan
 from paretune.engine.rng import seed_everything
@@ -66,23 +66,27 @@ class Seam:
 
 def finetune(config: Config | dict | str | Path, overrides: list[str] | None = None, *,
              seam: Seam | None = None) -> Run:
-    """Train from a Config, a dict of sections, or a YAML path; returns the finished Run."""
-    if isinstance(config, (str, Path)):
-        name_hint = Path(config).stem
-        config = load_config(config, overrides)
-    else:
-        name_hint = "run"
-        if isinstance(config, dict):
-            config = config_from_dict(config)
-        if overrides:
-            from paretune.config.loading import apply_overrides
+    """Train from a Config, a dict of sections, or a YAML path; returns the finished Run.
 
-            config = config_from_dict(apply_overrides(config.model_dump(mode="json"), overrides))
-    if should_launch(config.distributed.nproc):  # start the processes, each comes back in here
+    The one place a fresh run decides whether to start several processes (each comes back in
+    here, already launched, and trains)."""
+    config = settled_config(config, overrides)
+    if should_launch(config.distributed.nproc):
         if seam is not None:
             raise ConfigError("distributed.nproc > 1 is for `paretune train`; this command trains in one process")
-        return _finished_run(launch_training(config, name_hint))
-    return _train(config, name_hint=name_hint, seam=seam)
+        return _finished_run(launch_training(config))
+    return _train(config, seam=seam)
+
+
+def settled_config(config: Config | dict | str | Path, overrides: list[str] | None = None) -> Config:
+    """The run's config, read and validated once, with output.dir settled before validation."""
+    if isinstance(config, (str, Path)):
+        return load_config(config, overrides)
+    if isinstance(config, Config):
+        if not overrides and config.output.dir:
+            return config
+        config = config.model_dump(mode="json")
+    return config_from_dict(settle_output_dir(apply_overrides(config, overrides or []), "run"))
 
 
 def resume(run_dir: str | Path, nproc: int | None = None) -> Run:
@@ -115,8 +119,7 @@ def _finished_run(path: Path) -> Run:
                cost=run.read_json("cost.json"))
 
 
-def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = None,
-           seam: Seam | None = None) -> Run:
+def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = None) -> Run:
     timings: dict[str, float] = {}
     accelerator = build_accelerator(config)  # distributed: section (docs/distributed.md)
     meter = CostMeter(config.cost, accelerator)  # an unknown price fails here, before any work
@@ -139,7 +142,8 @@ def _train(config: Config, *, name_hint: str = "run", run: RunFolder | None = No
     # The run folder is made only once data, model and method are known good, so a setup
     # error leaves nothing behind that would block the corrected rerun.
     resuming = run is not None
-    run = run or _create_run_folder(config, name_hint, accelerator)
+    if run is None:
+        run, config = _create_run_folder(config, accelerator)
     target = staged_target(run.path, config)  # the run this one replaces when it finishes
     try:
         finished = _fit_and_save(config, data, tokenizer, run, resuming, accelerator, meter, method,
@@ -238,15 +242,15 @@ def _warn_if_no_better_than_baseline(validation: dict, labels: list[str], lr: fl
         log.warning(warning)
 
 
-def _create_run_folder(config: Config, name_hint: str, accelerator: Accelerator) -> RunFolder:
-    """The main process creates the folder (settling output.dir) and tells the others its path
-    (a staging folder when it replaces a run) and output.dir, or its error: under torchrun each
-    process picked its own timestamp, and a process that stopped here would leave the others
-    waiting forever."""
+def _create_run_folder(config: Config, accelerator: Accelerator) -> tuple[RunFolder, Config]:
+    """The main process creates the folder and tells the others its path (a staging folder when
+    it replaces a run) and output.dir, or its error: under torchrun each process named the run
+    with its own timestamp, so they take the main process's config (a copy; none is changed).
+    A process that stopped here would leave the others waiting forever."""
     outcome: list = [None]
     if accelerator.is_main_process:
         try:
-            outcome = [(str(RunFolder.create(config, name_hint).path), config.output.dir)]
+            outcome = [(str(RunFolder.create(config).path), config.output.dir)]
         except Exception as err:
             if accelerator.num_processes > 1:
                 broadcast_object_list([("error", f"the main process could not create the run folder: {err}")])
@@ -255,8 +259,10 @@ def _create_run_folder(config: Config, name_hint: str, accelerator: Accelerator)
         outcome = broadcast_object_list(outcome)
     if outcome[0][0] == "error":
         raise ParetuneError(outcome[0][1])
-    path, config.output.dir = outcome[0]
-    return RunFolder(Path(path))
+    path, output_dir = outcome[0]
+    if output_dir != config.output.dir:
+        config = config.model_copy(update={"output": config.output.model_copy(update={"dir": output_dir})})
+    return RunFolder(Path(path)), config
 
 
 def _check_sharding(config: Config, method, seam: Seam | None, accelerator: Accelerator) -> None:

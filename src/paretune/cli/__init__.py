@@ -1,7 +1,6 @@
 """The `paretune` command: one module per subcommand, registered here."""
 from __future__ import annotations
 
-import logging
 import sys
 
 import typer
@@ -26,18 +25,6 @@ def _register() -> None:
     for module in (train, evaluate, predict, export, serve, bench_infer, sweep, frontier, compress, distill):
         module.register(app)
     use_plain_help(app)
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
-    for noisy in ("accelerate", "transformers", "datasets", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main() -> None:

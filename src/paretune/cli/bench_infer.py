@@ -23,9 +23,9 @@ def bench_infer(
     as_json: bool = typer.Option(False, "--json", help="Print inference.json's content on stdout."),
 ) -> None:
     """Measure serving latency, throughput, size, memory and cost per million predictions."""
-    from paretune.cli import setup_logging
     from paretune.cost.inference import bench_inference
     from paretune.cost.prices import parse_price_option
+    from paretune.logs import setup_logging
 
     setup_logging()
     result = bench_inference(

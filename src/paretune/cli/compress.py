@@ -43,9 +43,9 @@ def compress(
     as_json: bool = typer.Option(False, "--json", help="Print the compression entry as JSON on the last line."),
 ) -> None:
     """Make a smaller or faster model from a finished run, written as a new run folder."""
-    from paretune.cli import setup_logging
     from paretune.compression.run import compress_run
     from paretune.compression.run_writer import BenchSettings
+    from paretune.logs import setup_logging
 
     setup_logging()
     given = {"sparsity": sparsity, "heads": heads, "importance_split": importance_split,

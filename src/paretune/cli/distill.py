@@ -7,20 +7,18 @@ from typing import Optional
 
 import typer
 
+from paretune.cli.settings_options import settings_options
+from paretune.distillation.options import DistillOptions
 from paretune.remote_code import FLAG_HELP
 
 
+@settings_options(DistillOptions)
 def distill(
     teacher: Path = typer.Option(..., "--teacher", "-t", help="Finished run whose model teaches."),
     student: str = typer.Option(
         ..., "--student", help="A model folder or hub id with the teacher's vocabulary, or "
         "teacher:layers=0,2,4 (also first:N, every:K) for a copy of some of the teacher's blocks."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="New run folder; default TEACHER-distilled."),
-    temperature: float = typer.Option(2.0, help="Softmax temperature of the KL term."),
-    soft_weight: float = typer.Option(0.5, help="Weight of T^2 * KL(teacher || student)."),
-    hard_weight: float = typer.Option(0.5, help="Weight of the ordinary loss against the labels."),
-    hidden_weight: float = typer.Option(0.0, help="Weight of hidden-state matching (0 = off)."),
-    epochs: float = typer.Option(3.0, help="Training epochs of the student."),
     set_: list[str] = typer.Option(
         [], "--set", "-s", metavar="KEY=VALUE", help="Training override, e.g. --set training.lr=1e-4"
     ),
@@ -29,23 +27,23 @@ def distill(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the compression entry as JSON on the last line."),
+    settings: dict = None,
 ) -> None:
     """Train a smaller student against a finished run's model (knowledge distillation)."""
     from pydantic import ValidationError
 
-    from paretune.cli import setup_logging
     from paretune.cli.compress import summary
     from paretune.compression.run_writer import BenchSettings
-    from paretune.distillation import DistillOptions
     from paretune.distillation.run import distill_run
     from paretune.errors import ParetuneError
+    from paretune.logs import setup_logging
+    from paretune.validation import validation_problems
 
     setup_logging()
     try:
-        options = DistillOptions(temperature=temperature, soft_weight=soft_weight, hard_weight=hard_weight,
-                                 hidden_weight=hidden_weight, epochs=epochs)
+        options = DistillOptions(**settings)
     except ValidationError as err:
-        raise ParetuneError("distill: " + "; ".join(e["msg"] for e in err.errors())) from None
+        raise ParetuneError("distill: " + "; ".join(message for _, message in validation_problems(err))) from None
     folder = distill_run(teacher, student, options, output=output, overrides=set_,
                          bench=BenchSettings(enabled=bench, max_seconds=bench_seconds), overwrite=overwrite,
                          trust_remote_code=trust_remote_code)

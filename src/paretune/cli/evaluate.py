@@ -19,8 +19,8 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON on the last line."),
 ) -> None:
     """Evaluate a trained run on a labelled file."""
-    from paretune.cli import setup_logging
     from paretune.cli.output import print_metrics
+    from paretune.logs import setup_logging
     from paretune.predictor import Predictor
 
     setup_logging()

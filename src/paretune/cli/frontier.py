@@ -27,8 +27,8 @@ def frontier(
     as_json: bool = typer.Option(False, "--json", help="Print the frontier as JSON on stdout."),
 ) -> None:
     """Compare runs on quality, training cost and serving cost; mark the Pareto-optimal ones."""
-    from paretune.cli import setup_logging
     from paretune.frontier import Questions, Scale, build, to_markdown, write
+    from paretune.logs import setup_logging
 
     setup_logging()
     result = build(

@@ -29,7 +29,7 @@ def predict(
     stopped when run again with the same arguments; OUTPUT appears only once every row is done.
     """
     from paretune.batch_predict import predict_file
-    from paretune.cli import setup_logging
+    from paretune.logs import setup_logging
     from paretune.predictor import Predictor
     from paretune.run_folder import RunFolder
 

@@ -20,7 +20,7 @@ def sweep(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
 ) -> None:
     """Train every variant of a sweep file as its own run folder; resumable, failures recorded."""
-    from paretune.cli import setup_logging
+    from paretune.logs import setup_logging
     from paretune.sweep import load_sweep, run_sweep
 
     setup_logging(verbose)

@@ -1,7 +1,6 @@
 """`paretune train CONFIG [--set key=value ...] [--resume RUN] [--nproc N] [--json]`."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -26,8 +25,8 @@ def train(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
 ) -> None:
     """Fine-tune a model as the config says and write a run folder."""
-    from paretune.cli import setup_logging
     from paretune.cli.output import print_metrics
+    from paretune.logs import setup_logging
 
     setup_logging(verbose)
     if price is not None:
@@ -39,14 +38,8 @@ def train(
     if resume is None and config is None and not set_:
         raise ParetuneError("give a config file (paretune train examples/sentiment.yaml) or --resume RUN")
     overrides = [*set_, *([] if nproc is None else [f"distributed.nproc={nproc}"])]
-    from paretune.distributed.launch import launch_if_asked
-
-    launched_run = launch_if_asked(config, overrides, resume, nproc)  # several processes: started here
-    if launched_run is not None:
-        run_path, metrics = launched_run, json.loads((launched_run / "metrics.json").read_text())
-    else:
-        run = _train_here(config, overrides, resume, nproc)
-        run_path, metrics = run.path, run.metrics
+    run = _run(config, overrides, resume, nproc)  # on several processes when the run asks for them
+    run_path, metrics = run.path, run.metrics
     if as_json:
         print_metrics({"run": str(run_path), **metrics}, f"final metrics ({run_path})", as_json=True)
         return
@@ -59,7 +52,7 @@ def train(
     print(f"run folder: {run_path}" + (f" ({human_size(size)})" if size is not None else ""))
 
 
-def _train_here(config: Path | None, overrides: list[str], resume: Path | None, nproc: int | None):
+def _run(config: Path | None, overrides: list[str], resume: Path | None, nproc: int | None):
     import paretune
 
     if resume is not None:
@@ -68,7 +61,7 @@ def _train_here(config: Path | None, overrides: list[str], resume: Path | None, 
         from paretune.config import load_config
 
         return paretune.finetune(load_config(None, overrides))
-    return paretune.finetune(config, overrides=overrides)
+    return paretune.finetune(config, overrides=overrides)  # the YAML is read once, in there
 
 
 def _check_not_launched() -> None:

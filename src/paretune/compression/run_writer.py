@@ -60,7 +60,7 @@ def child_config(parent: Parent, output: Path | None, suffix: str, overwrite: bo
 
 
 def create_run(config: Config, parent: Parent) -> RunFolder:
-    run = RunFolder.create(config, "compressed")
+    run = RunFolder.create(config)
     if (parent.path / "data.json").is_file():  # same data as the parent's training
         shutil.copyfile(parent.path / "data.json", run.path / "data.json")
     return run

@@ -6,6 +6,7 @@ stays relative to where the user runs the command.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,16 @@ from pydantic import ValidationError
 from paretune.config.schema import Config
 from paretune.config.union_errors import describe_union_problem, is_union_tag
 from paretune.errors import ConfigError
+from paretune.validation import validation_problems
+from paretune.yaml_file import read_yaml_mapping
 
 DATA_KEYS = ("train", "validation", "test")
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Load and validate a config file (or only overrides when `path` is None)."""
+def load_config(path: str | Path | None, overrides: list[str] | None = None, *,
+                name_hint: str | None = None) -> Config:
+    """Load and validate a config file (or only overrides when `path` is None). output.dir is
+    settled before validation (default: runs/<config name>-<time>), so it never changes after."""
     raw: dict[str, Any] = {}
     source = "<overrides>"
     base_dir = Path.cwd()
@@ -29,17 +34,25 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         source = str(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, ...)")
-        raw = loaded or {}
+        raw = read_yaml_mapping(path, "a mapping of sections (model, data, ...)")
         base_dir = path.resolve().parent
     raw = apply_overrides(raw, overrides or [])
     resolve_paths(raw, base_dir)
+    settle_output_dir(raw, name_hint or (path.stem if path is not None else "run"))
     return config_from_dict(raw, source)
+
+
+def default_output_dir(name_hint: str) -> str:
+    """The run folder of a config without output.dir: runs/<name>-<time>. Computed only here."""
+    return str(Path("runs") / f"{name_hint}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+
+
+def settle_output_dir(raw: dict[str, Any], name_hint: str) -> dict[str, Any]:
+    """Fill in output.dir in raw sections (before validation) when the user left it out."""
+    output = raw.setdefault("output", {})
+    if isinstance(output, dict) and not output.get("dir"):
+        output["dir"] = default_output_dir(name_hint)
+    return raw
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
@@ -50,24 +63,17 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = []
-    for problem in err.errors():
-        union_message = describe_union_problem(Config, problem)
-        if union_message is not None:
-            lines.append(f"  - {union_message[0]}: {union_message[1]}")
-            continue
-        # Discriminated unions put the tag name in the location ('method.freeze.trainable_layers'):
-        # drop it so the key reads as the user wrote it.
-        loc = problem["loc"]
-        key = ".".join(str(p) for i, p in enumerate(loc) if not is_union_tag(Config, loc, i)) or "<top level>"
-        message = problem["msg"]
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif "input" in problem and problem["type"] not in ("missing",):
-            message += f" (got {problem['input']!r})"
-        lines.append(f"  - {key}: {message}")
+    lines = [f"  - {key}: {message}"
+             for key, message in validation_problems(err, key=_config_key, readable=True,
+                                                     special=lambda problem: describe_union_problem(Config, problem))]
     noun = "error" if len(lines) == 1 else "errors"
     return f"{source}: {len(lines)} config {noun}:\n" + "\n".join(lines)
+
+
+def _config_key(loc: tuple) -> str:
+    # Discriminated unions put the tag name in the location ('method.freeze.trainable_layers'):
+    # drop it so the key reads as the user wrote it.
+    return ".".join(str(p) for i, p in enumerate(loc) if not is_union_tag(Config, loc, i)) or "<top level>"
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from paretune.distributed.settings import DistributedConfig
+from paretune.config.distributed import DistributedConfig
 from paretune.methods import method_options_types
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from paretune.config.schema import CostConfig
 from paretune.cost.device import Device
 from paretune.errors import ParetuneError
+from paretune.validation import dotted_key, validation_problems
 
 log = logging.getLogger("paretune")
 
@@ -79,7 +80,8 @@ def _read_table(path: Path) -> list[Price]:
         try:
             rows.append(Price.model_validate(row))
         except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in err.errors())
+            problems = "; ".join(f"{key}: {message}" for key, message in
+                                 validation_problems(err, key=lambda loc: dotted_key(loc, empty="row")))
             label = row.get("name", f"#{i + 1}") if isinstance(row, dict) else f"#{i + 1}"
             raise ParetuneError(f"price table {path}, row {label}: {problems}") from None
     return rows

@@ -14,9 +14,11 @@ class DistillOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    temperature: float = Field(2.0, gt=0, description="Softens both distributions; higher shares more "
-                               "of the teacher's view of the wrong classes.")
-    soft_weight: float = Field(0.5, ge=0, description="Weight of the KL term against the teacher.")
+    # Each field is a `paretune distill` option too (cli/settings_options.py), its description the help.
+    # A higher temperature softens both distributions: the student sees more of the teacher's view
+    # of the wrong classes.
+    temperature: float = Field(2.0, gt=0, description="Softmax temperature of the KL term.")
+    soft_weight: float = Field(0.5, ge=0, description="Weight of T^2 * KL(teacher || student).")
     hard_weight: float = Field(0.5, ge=0, description="Weight of the ordinary loss against the labels.")
     hidden_weight: float = Field(0.0, ge=0, description="Weight of hidden-state matching (0 = off).")
     epochs: float = Field(3.0, gt=0, description="Training epochs of the student.")

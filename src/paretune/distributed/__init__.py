@@ -1,6 +1,7 @@
-"""Training on several processes, GPUs or machines, on accelerate and torch.distributed.
+"""The launcher: `paretune train --nproc N` starts N local training processes and waits for them.
 
-`settings` is the config section, `launch` starts the processes (`paretune train --nproc N`),
-`strategy` turns the section into an accelerate setup, `state` moves weights, optimizer state and
-random state between processes and disk, whether the model is replicated or sharded.
+`launch` starts the processes (torch's own launcher) and reports their errors once; `worker` is
+what each of them runs. The rest of multi-process training lives with its layer: the config
+section in `config/distributed.py`, the accelerate set-up in `engine/strategy.py`, moving weights,
+optimizer and random state between processes in `engine/sharding.py` (docs/architecture.md).
 """

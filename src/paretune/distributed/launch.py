@@ -2,9 +2,10 @@
 
 The processes are started by torch's own launcher (torch.distributed.run, what `torchrun` runs),
 from this process, with a rendezvous on a free local port. Each runs `paretune.distributed.worker`,
-which trains exactly as `paretune train` does under torchrun or accelerate launch. Before they
-start, this process has validated the config and settled the run folder's name, so every process
-knows the folder, and a config error shows once instead of N times.
+which trains exactly as `paretune train` does under torchrun or accelerate launch. Whether to
+launch is decided once, by runner.finetune / runner.resume (`should_launch`); by then the config
+is validated and its run folder named, so every process knows the folder, and a config error
+shows once instead of N times.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import json
 import logging
 import os
 import tempfile
-from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -34,17 +34,9 @@ def should_launch(nproc: int) -> bool:
     return nproc > 1 and not launched()
 
 
-def settle_output_dir(config: Config, name_hint: str) -> None:
-    """Give output.dir its final value now (RunFolder.create's default name), so that all
-    processes open the same folder instead of each stamping its own."""
-    if not config.output.dir:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        config.output.dir = str(Path("runs") / f"{name_hint}-{stamp}")
-
-
-def launch_training(config: Config, name_hint: str) -> Path:
-    """Train `config` on config.distributed.nproc local processes; returns the run folder."""
-    settle_output_dir(config, name_hint)
+def launch_training(config: Config) -> Path:
+    """Train `config` on config.distributed.nproc local processes; returns the run folder.
+    output.dir was settled when the config was loaded, so every process opens the same folder."""
     with tempfile.TemporaryDirectory(prefix="paretune-launch-") as tmp:
         # The validated config, paths already resolved: workers read it without re-resolving.
         path = Path(tmp) / "config.yaml"
@@ -60,30 +52,6 @@ def launch_resume(run_dir: Path, nproc: int) -> None:
         check_world_size(checkpoints[-1], nproc)
     with tempfile.TemporaryDirectory(prefix="paretune-launch-") as tmp:
         _run_workers(nproc, ["--resume", str(run_dir)], Path(tmp))
-
-
-def launch_if_asked(config_path: Path | None, overrides: list[str], resume_dir: Path | None,
-                    nproc: int | None) -> Path | None:
-    """The CLI's way in: when the run wants several processes, start them and return the run
-    folder; else None (train here). Only the config is read first, not the training stack, so
-    the processes start without waiting for this one to import what it will not use."""
-    if launched():
-        return None
-    if resume_dir is not None:
-        from paretune.run_folder import RunFolder
-
-        run = RunFolder.open(resume_dir)
-        nproc = nproc or run.read_config().distributed.nproc
-        if run.is_finished() or not should_launch(nproc):
-            return None  # the one-process path trains or reports the finished run
-        launch_resume(run.path, nproc)
-        return run.path
-    from paretune.config import load_config
-
-    config = load_config(config_path, overrides)
-    if not should_launch(config.distributed.nproc):
-        return None
-    return launch_training(config, Path(config_path).stem if config_path else "run")
 
 
 def _run_workers(nproc: int, worker_args: list[str], scratch: Path) -> None:

@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     what.add_argument("--resume")
     args = parser.parse_args(argv)
 
-    from paretune.cli import setup_logging
     from paretune.distributed.launch import USER_ERROR_EXIT, record_user_error
+    from paretune.logs import setup_logging
 
     rank = int(os.environ.get("RANK", "0"))
     setup_logging()
@@ -38,18 +38,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    import yaml
-
     from paretune.config import config_from_dict
     from paretune.runner import finetune, resume
+    from paretune.yaml_file import read_yaml_mapping
 
     if args.resume:
         resume(args.resume)
         return
-    raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
-    finetune(config_from_dict(raw, args.config))
+    finetune(config_from_dict(read_yaml_mapping(args.config), args.config))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ A checkpoint folder holds the trainable weights (safetensors), optimizer and sch
 (torch tensors and numbers only, loaded with weights_only=True), each process's RNG state, the
 number of processes and the loop's position (epoch, batch within the epoch, step). It is written
 to a staging folder and renamed into place, so a run killed mid-write leaves the previous
-checkpoint intact. Gathering what it holds from the processes is paretune.distributed.state's job.
+checkpoint intact. Gathering what it holds from the processes is paretune.engine.sharding's job.
 """
 from __future__ import annotations
 

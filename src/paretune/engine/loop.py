@@ -31,7 +31,7 @@ from accelerate.utils import gather_object
 
 from paretune.config.schema import TrainingConfig
 from paretune.data.batching import BatchPlan, make_loader, resolve_batching
-from paretune.distributed.state import (
+from paretune.engine.sharding import (
     load_optimizer_state,
     load_trainable_weights,
     optimizer_state,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from paretune.config.schema import TrainingConfig
+from paretune.errors import ConfigError
 
 # Learning rate used when none is set, for a batch of REFERENCE_BATCH examples. Larger batches
 # get a larger default by the square-root rule (docs/training.md), capped at MAX_DEFAULT_LR.
@@ -36,7 +37,7 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: torch.nn.Module, config: TrainingConfig, lr: float, device: torch.device):
     groups = parameter_groups(model, config.weight_decay)
     if not groups:
-        raise ValueError("the model has no trainable parameters: check the method settings")
+        raise ConfigError("the model has no trainable parameters: check the method settings")
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=config.momentum)
     if device.type in FUSED_ADAMW_DEVICES:

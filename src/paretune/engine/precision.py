@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import torch
 
+from paretune.errors import ConfigError
+
 ACCELERATE_NAMES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 def resolve_precision(requested: str, device_type: str) -> str:
     if requested != "auto":
         if requested == "fp16" and device_type == "cpu":
-            raise ValueError("training.precision=fp16 needs a GPU; use fp32 (or bf16) on a CPU")
+            raise ConfigError("training.precision=fp16 needs a GPU; use fp32 (or bf16) on a CPU")
         return requested
     if device_type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

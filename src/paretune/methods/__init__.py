@@ -6,6 +6,7 @@ the training loop.
 """
 from __future__ import annotations
 
+from paretune.errors import UnknownNameError
 from paretune.methods import adalora, adapter, freeze, full, ia3, lora, p_tuning, prefix, prompt, qlora
 from paretune.methods.base import Method
 
@@ -20,7 +21,7 @@ def get_method(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        raise KeyError(f"unknown method '{name}'; available: {', '.join(METHODS)}") from None
+        raise UnknownNameError(f"unknown method '{name}'; available: {', '.join(METHODS)}") from None
 
 
 def method_options_types() -> tuple[type, ...]:

@@ -26,7 +26,6 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from paretune import __version__
 from paretune.errors import ParetuneError
 from paretune.models import portable_model_name
 from paretune.serving.access_log import AccessLog
@@ -38,6 +37,7 @@ from paretune.serving.limits import (BodySizeLimit, FailedAuthLimiter, RateLimit
 from paretune.serving.masking import preview
 from paretune.serving.metrics import MetricsMiddleware, ServerMetrics
 from paretune.serving.settings import ServeSettings
+from paretune.version import __version__
 
 log = logging.getLogger("paretune.serve")
 

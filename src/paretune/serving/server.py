@@ -90,7 +90,7 @@ def serve(run_dir: Path, settings: ServeSettings) -> None:
 
 def app_from_environment():
     """The app of one worker process (`--workers N`), from what `serve` put in the environment."""
-    from paretune.cli import setup_logging
+    from paretune.logs import setup_logging
     from paretune.serving.app import create_app
 
     setup_logging()

@@ -1,4 +1,7 @@
-"""Every knob of `paretune serve`, validated once: the CLI builds this, the app only reads it."""
+"""Every knob of `paretune serve`, validated once: the CLI builds this, the app only reads it.
+
+Each field is also a `paretune serve` option (cli/settings_options.py): its description is the
+flag's help, `json_schema_extra` names a flag that differs from the field."""
 from __future__ import annotations
 
 import ipaddress
@@ -7,45 +10,47 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from paretune.errors import ParetuneError
+from paretune.remote_code import FLAG_HELP
 
 
 class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    host: str = Field("127.0.0.1", description="Address to bind; loopback unless you mean to expose it.")
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1, description="Server processes, each with its own copy of the model.")
-    device: str | None = Field(None, description="torch device for the model (default: cuda if present).")
-    trust_remote_code: bool = Field(False, description="Run code shipped in the run's model/ (only if you trust it).")
+    host: str = Field("127.0.0.1", description="Address to bind. Loopback by default; others need API keys.")
+    port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
+    workers: int = Field(1, ge=1, description="Server processes, each loading its own copy of the model.")
+    device: str | None = Field(None, description="torch device (default: cuda if available, else cpu).")
+    trust_remote_code: bool = Field(False, description=FLAG_HELP)
 
     # Micro-batching: texts from concurrent requests share one forward pass.
-    max_batch_size: int = Field(32, ge=1, description="Most texts per forward pass; 1 turns batching off.")
+    max_batch_size: int = Field(32, ge=1, description="Most texts per forward pass; 1 turns micro-batching off.")
     max_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits for more requests to join.")
-    max_queue: int = Field(1024, ge=1, description="Texts waiting for the model before new requests get 503.")
+    max_queue: int = Field(1024, ge=1, description="Texts waiting for the model before requests get 503.")
 
     # Request limits.
     max_texts: int = Field(64, ge=1, description="Most texts in one request (422 above).")
     max_chars: int = Field(10_000, ge=1, description="Most characters in one text (422 above).")
-    max_body_bytes: int = Field(1 << 20, ge=64, description="Largest request body (413 above).")
+    max_body_bytes: int = Field(1 << 20, ge=64, description="Largest request body in bytes (413 above).")
     # Off by default: what protects the server from overload is the queue bound (503), which knows
     # its capacity; a per-key rate cannot, and 100/s throttled a single backend key under modest
     # load. Set it to share one server fairly among several callers.
-    rate_limit: float = Field(0.0, ge=0, description="Requests per second per API key; 0 (default): off.")
-    rate_burst: int | None = Field(None, ge=1, description="Requests one key may send at once (2 x rate).")
-    request_timeout_s: float = Field(30.0, gt=0, description="A prediction not done by then gets 504.")
+    rate_limit: float = Field(0.0, ge=0, description="Requests per second per API key (429 above); 0 (default): off.")
+    rate_burst: int | None = Field(None, ge=1, description="Requests one key may send at once (2x rate).")
+    request_timeout_s: float = Field(30.0, gt=0, description="Seconds before a prediction gets 504.",
+                                     json_schema_extra={"flag": "timeout"})
     max_connections: int = Field(512, ge=1, description="Open connections before uvicorn answers 503.")
     max_auth_failures: int = Field(20, ge=0, description=(
-        "Failed API key attempts one client address may make per minute before it gets 429; 0: off."))
+        "Failed API key attempts per client address per minute before 429; 0: off."))
 
     # Access control: SHA-256 digests only; plain keys never leave auth.load_api_keys.
-    api_key_hashes: tuple[str, ...] = ()
+    api_key_hashes: tuple[str, ...] = Field((), json_schema_extra={"cli": False})  # from --api-key-file
     allow_no_auth: bool = Field(False, description="Serve a non-loopback address without API keys.")
 
     # Logging and TLS.
-    log_inputs: bool = Field(False, description="Log request texts (masked unless mask_inputs is off).")
+    log_inputs: bool = Field(False, description="Log request texts (masked, cut to 200 characters).")
     mask_inputs: bool = Field(True, description="Mask emails, phone numbers and IDs in logged texts.")
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    ssl_certfile: Path | None = Field(None, description="TLS certificate (PEM); needs --ssl-keyfile.")
+    ssl_keyfile: Path | None = Field(None, description="TLS private key (PEM).")
 
     @property
     def burst(self) -> int:

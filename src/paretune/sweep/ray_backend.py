@@ -131,7 +131,7 @@ def _trial(config: dict[str, Any], jobs: dict[str, dict[str, Any]]) -> None:
     """Runs on a Ray worker: the variant's job, its outcome reported back to the driver."""
     from ray import tune
 
-    from paretune.cli import setup_logging
+    from paretune.logs import setup_logging
     from paretune.sweep.job import run_job
 
     setup_logging()

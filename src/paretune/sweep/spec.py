@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from paretune.config.loading import apply_overrides, config_from_dict, format_validation_error, resolve_paths
 from paretune.config.schema import Config
 from paretune.errors import ConfigError
+from paretune.yaml_file import read_yaml_mapping
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 DOTTED = re.compile(r"^[a-z_]+(\.[A-Za-z0-9_]+)+$")
@@ -196,12 +196,7 @@ def load_sweep(path: str | Path, folder: str | Path | None = None) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping (base, variants, grid, search, ...)")
+    raw = read_yaml_mapping(path, "a mapping (base, variants, grid, search, ...)", allow_empty=False)
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as err:
@@ -220,12 +215,7 @@ def _load_base(base: str | dict, sweep_file: Path) -> dict[str, Any]:
             base_path = sweep_file.resolve().parent / base_path
         if not base_path.is_file():
             raise ConfigError(f"{sweep_file}: base config not found: {base} (looked at {base_path})")
-        try:
-            raw = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{base_path}: not valid YAML: {err}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{base_path}: the top level must be a mapping of sections")
+        raw = read_yaml_mapping(base_path)
         base_dir = base_path.resolve().parent
     resolve_paths(raw, base_dir)
     return raw

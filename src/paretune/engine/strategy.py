@@ -16,7 +16,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
 from paretune.config.schema import Config, TrainingConfig
-from paretune.distributed.settings import DeepSpeedOptions, DistributedConfig, FsdpOptions
+from paretune.config.distributed import DeepSpeedOptions, DistributedConfig, FsdpOptions
 from paretune.engine.precision import ACCELERATE_NAMES, resolve_precision
 from paretune.errors import ConfigError
 
