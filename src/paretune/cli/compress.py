@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import BaseModel, Field, create_model
+from pydantic.fields import FieldInfo
 
+from paretune.cli.settings_options import settings_options
 from paretune.errors import ParetuneError
 from paretune.remote_code import FLAG_HELP
 
@@ -14,23 +18,47 @@ METHOD_HELP = ("int8-dynamic, onnx, onnx-int8 (quantize/export), prune-magnitude
                "drop-layers (prune), fp16, bf16 (cast for GPUs)")
 
 
+def method_option_flags() -> type[BaseModel]:
+    """Every compression method's options as one model of optional flags, made from the registry.
+
+    A flag shared by several methods (--opset) is one option; its help names the methods that take
+    it. All default to None (not given), so each method's own default applies and a flag meant for
+    another method is an error (`_options_for`), never silently ignored.
+    """
+    from paretune.compression import METHODS
+
+    owners: dict[str, list[str]] = {}
+    fields: dict[str, FieldInfo] = {}
+    defaults: dict[str, set] = {}
+    for method_name, method in METHODS.items():
+        for name, field in method.options.model_fields.items():
+            owners.setdefault(name, []).append(method_name)
+            fields.setdefault(name, field)
+            defaults.setdefault(name, set()).add(None if field.is_required() else repr(field.default))
+    flags = {}
+    for name, field in fields.items():
+        shown = defaults[name] - {None, "None"}
+        default = f" (default {shown.pop()})" if len(shown) == 1 else " (default: each method's own)" if shown else ""
+        extra = {"off_flag": OFF_FLAGS[name]} if name in OFF_FLAGS else None
+        flags[name] = (Optional[_strip_none(field.annotation)],
+                       Field(None, description=f"{', '.join(owners[name])}: {field.description}{default}",
+                             json_schema_extra=extra))
+    return create_model("CompressMethodFlags", **flags)
+
+
+OFF_FLAGS = {"per_channel": "per-tensor"}  # bools whose "off" has a better name than --no-...
+
+
+def _strip_none(annotation):
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if len(args) == 1 and type(None) in typing.get_args(annotation) else annotation
+
+
+@settings_options(method_option_flags())
 def compress(
     run: Path = typer.Argument(..., help="Finished run folder (paretune train, distill or compress)."),
     method: str = typer.Option(..., "--method", "-m", help=METHOD_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="New run folder; default RUN-METHOD beside RUN."),
-    sparsity: Optional[float] = typer.Option(None, help="prune-magnitude: fraction of weights set to zero, e.g. 0.5."),
-    heads: Optional[float] = typer.Option(
-        None, help="prune-heads: heads to remove, a fraction (0.25) or a count (12)."),
-    importance_split: Optional[str] = typer.Option(
-        None, help="prune-heads: rows that score head importance, train (default) or validation."),
-    keep_layers: Optional[str] = typer.Option(
-        None, help="drop-layers: blocks to keep, '0,2,4', 'first:N' or 'every:K'."),
-    per_channel: Optional[bool] = typer.Option(
-        None, "--per-channel/--per-tensor",
-        help="int8-dynamic (default per channel), onnx-int8 (default per tensor): weight scales."),
-    opset: Optional[int] = typer.Option(None, help="onnx, onnx-int8: ONNX opset (default: the exporter's)."),
-    exporter: Optional[str] = typer.Option(
-        None, help="onnx, onnx-int8: torch.onnx exporter, dynamo (default) or torchscript (faster)."),
     recover_epochs: float = typer.Option(
         0, help="Pruning and drop-layers: fine-tune this many epochs afterwards on the parent's data."),
     set_: list[str] = typer.Option(
@@ -41,6 +69,7 @@ def compress(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the compression entry as JSON on the last line."),
+    settings: dict = None,
 ) -> None:
     """Make a smaller or faster model from a finished run, written as a new run folder."""
     from paretune.compression.run import compress_run
@@ -48,9 +77,7 @@ def compress(
     from paretune.logs import setup_logging
 
     setup_logging()
-    given = {"sparsity": sparsity, "heads": heads, "importance_split": importance_split,
-             "keep_layers": keep_layers, "per_channel": per_channel, "opset": opset, "exporter": exporter}
-    options = _options_for(method, {k: v for k, v in given.items() if v is not None})
+    options = _options_for(method, {k: v for k, v in settings.items() if v is not None})
     if set_ and not recover_epochs:
         raise ParetuneError("--set changes the recovery fine-tune: give --recover-epochs too")
     folder = compress_run(run, method, options, output=output, recover_epochs=recover_epochs, overrides=set_,

@@ -4,7 +4,8 @@
 `--field-name` (or the field's `json_schema_extra={"flag": "other-name"}`), the field's type and
 default, its description as help. A bool that defaults to False is a bare flag (`--log-inputs`),
 one that defaults to True gets its `--no-` form. Fields marked `json_schema_extra={"cli": False}`
-are left to the command (e.g. API keys, read from a file). The command receives the values as
+are left to the command (e.g. API keys, read from a file); `{"off_flag": "per-tensor"}` names a
+bool's opposite flag (`--per-channel/--per-tensor`). The command receives the values as
 `settings: dict` and validates them by building the model (see `flag_name` for its errors).
 """
 from __future__ import annotations
@@ -36,7 +37,10 @@ def cli_fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
 
 def _option(model: type[BaseModel], name: str, field: FieldInfo) -> Any:
     flag = flag_name(model, name)
-    if field.annotation is bool and field.default is True:
+    off_flag = _extra(field).get("off_flag")  # a named opposite, e.g. --per-channel/--per-tensor
+    if off_flag:
+        flag = f"{flag}/--{off_flag}"
+    elif field.annotation is bool and field.default is True:
         flag = f"{flag}/--no-{flag[2:]}"
     return typer.Option(field.default, flag, help=field.description)
 

@@ -27,6 +27,7 @@ from paretune.errors import ParetuneError
 from paretune.models import count_parameters
 from paretune.run_folder import RunFolder
 from paretune.stored import get_form
+from paretune.validation import dotted_key, validation_problems
 
 log = logging.getLogger("paretune")
 
@@ -43,8 +44,9 @@ def compress_run(run_dir: str | Path, method: str, options: dict[str, Any] | Non
     try:
         settings = chosen.options(**(options or {}))
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or method}: {e['msg']}" for e in err.errors())
-        raise ParetuneError(f"compress --method {method}: {problems}") from None
+        problems = validation_problems(err, key=lambda loc: dotted_key(loc, empty=method))
+        raise ParetuneError(f"compress --method {method}: "
+                            + "; ".join(f"{key}: {message}" for key, message in problems)) from None
     if recover_epochs and not chosen.recoverable:
         raise ParetuneError(f"--recover-epochs applies to pruning and drop-layers, not to {method}")
     parent = Parent.open(run_dir, trust_remote_code)

@@ -49,14 +49,15 @@ class BenchSettings:
 
 def child_config(parent: Parent, output: Path | None, suffix: str, overwrite: bool = False) -> Config:
     """The parent's config, pointing at the parent's model and at the new folder."""
-    config = parent.config.model_copy(deep=True)
-    config.model.name_or_path = str(parent.run.model_dir.resolve())
+    # Built whole, not changed after the fact: a validated config is only ever read.
     # The child trains (recovery, distillation) from the parent's model/: with the trust its loader
     # gave, not what the parent's config.yaml claims. Its own config then records that choice.
-    config.model.trust_remote_code = parent.trust_remote_code
-    config.output.dir = str(output or parent.path.parent / f"{parent.path.name}-{suffix}")
-    config.output.overwrite = overwrite
-    return config
+    source = parent.config
+    model = source.model.model_copy(update={"name_or_path": str(parent.run.model_dir.resolve()),
+                                            "trust_remote_code": parent.trust_remote_code})
+    folder = str(output or parent.path.parent / f"{parent.path.name}-{suffix}")
+    return source.model_copy(deep=True, update={
+        "model": model, "output": source.output.model_copy(update={"dir": folder, "overwrite": overwrite})})
 
 
 def create_run(config: Config, parent: Parent) -> RunFolder:

@@ -74,10 +74,9 @@ def _train(job: dict[str, Any], action: str) -> None:
     if action == "resume":
         resume(job["run_dir"])
         return
-    config = config_from_dict(job["config"], f"variant {job['name']}")
     # A variant that starts over replaces whatever a crashed or failed attempt left behind.
-    config.output.overwrite = True
-    finetune(config)
+    raw = {**job["config"], "output": {**job["config"].get("output", {}), "overwrite": True}}
+    finetune(config_from_dict(raw, f"variant {job['name']}"))
 
 
 def finished_metrics(run_dir: Path, metric: str | None) -> dict[str, Any]:
