@@ -56,7 +56,10 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         loc = [str(p) for p in problem["loc"] if not _is_union_tag(problem["loc"], p)]
         key = ".".join(loc) or "<top level>"
         message = problem["msg"]
-        if problem["type"] == "extra_forbidden":
+        if problem["type"] == "union_tag_invalid":  # an unknown task.type (or method.name)
+            key += ".type" if loc == ["task"] else ".name" if loc == ["method"] else ""
+            message = f"unknown {problem['ctx']['tag']!r}; choose one of {problem['ctx']['expected_tags']}"
+        elif problem["type"] == "extra_forbidden":
             message = "unknown key"
         elif "input" in problem and problem["type"] not in ("missing",):
             message += f" (got {problem['input']!r})"
@@ -67,8 +70,10 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 
 def _is_union_tag(loc: tuple, part: Any) -> bool:
     from paretune.methods import METHODS
+    from paretune.tasks import TASKS
 
-    return len(loc) > 1 and loc[0] == "method" and part in METHODS and loc.index(part) == 1
+    registry = {"method": METHODS, "task": TASKS}.get(str(loc[0])) if loc else None
+    return registry is not None and len(loc) > 1 and part in registry and loc.index(part) == 1
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
