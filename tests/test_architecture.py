@@ -21,12 +21,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "paretune"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("paretune.errors", "paretune.logs", "paretune.yaml_file", "paretune.validation",
                     "paretune.version", "paretune.resources")),
-    # A method's options are a config section (config.schema builds its union from the registry),
-    # so methods sit below config and import nothing above the foundation.
+    # Tasks turn rows into model inputs and score outputs; they need only the data types (Example,
+    # Encoded, collation) and the metrics. A task's options are a config section, as a method's are,
+    # so both sit below config.
+    ("tasks and data types", ("paretune.tasks", "paretune.data", "paretune.evaluation")),
+    # Methods ask the task for facts (peft's task type); config builds its unions from both registries.
     ("methods", ("paretune.methods",)),
     ("config", ("paretune.config", "paretune.remote_code")),
-    # Data and tasks share types both ways (Example, Encoded); split them here once tasks are plugins.
-    ("data and tasks", ("paretune.data", "paretune.tasks", "paretune.evaluation", "paretune.models")),
+    # Reading and preparing a run's data and loading its model follow the config.
+    ("data preparation", ("paretune.data.prepare", "paretune.models")),
     ("engine", ("paretune.engine", "paretune.cost")),
     ("run folder", ("paretune.run_folder", "paretune.run_replace")),
     ("stored models", ("paretune.stored", "paretune.export", "paretune.model_card", "paretune.predictor",
@@ -39,10 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 # (importer, imported): being removed by the branches named. Empty this list as they merge.
-ALLOWED: dict[tuple[str, str], str] = {
-    # EvalSet moves out of engine/loop.py (being moved in h-tasks).
-    ("paretune.data.prepare", "paretune.engine.loop"): "being moved in h-tasks",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def module_files() -> dict[str, tuple[Path, bool]]:

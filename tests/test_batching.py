@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from paretune.data.batching import BatchPlan, Collator
-from paretune.tasks.base import Encoded
+from paretune.data.encoded import Encoded
 
 
 def _lengths(n=500, seed=0):

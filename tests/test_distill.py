@@ -111,13 +111,13 @@ def test_distillation_loss_pieces(teacher):
     model = Predictor.load(teacher, device="cpu").model
     logits = torch.randn(3, 2)
     mask = torch.ones(3, 5)
-    assert float(soft_loss("classification", logits, logits, mask, 2.0)) == pytest.approx(0.0, abs=1e-6)
-    assert float(soft_loss("classification", logits, -logits, mask, 2.0)) > 0
+    assert float(soft_loss("softmax", logits, logits, mask, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(soft_loss("softmax", logits, -logits, mask, 2.0)) > 0
     token_logits = torch.randn(2, 4, 3)
     padded = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
     changed = token_logits.clone()
     changed[0, 2:] += 5.0  # differences at padding do not count
-    assert float(soft_loss("ner", changed, token_logits, padded, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(soft_loss("softmax", changed, token_logits, padded, 1.0)) == pytest.approx(0.0, abs=1e-6)
     wrapper = DistillationModel(model, Predictor.load(teacher, device="cpu").model, DistillOptions())
     wrapper.train()
     assert wrapper.student.training and not wrapper.teacher.training

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from paretune.config.schema import ModelConfig, TaskConfig
+from paretune.config.schema import ModelConfig
 from paretune.errors import ParetuneError
 from paretune.models import count_parameters, default_model_path, load_model, load_tokenizer
-from paretune.tasks import task_class
+from paretune.tasks import task_class, task_options
 
 
 def _task(labels=("neg", "pos")):
-    return task_class("classification")(TaskConfig(), list(labels))
+    return task_class("classification")(task_options(), list(labels))
 
 
 def test_packaged_minilm_loads_with_a_fresh_head():

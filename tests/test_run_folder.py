@@ -304,8 +304,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_over(strai
 def test_each_tasks_metric_names_are_the_numbers_it_reports():
     import numpy as np
 
-    from paretune.config.schema import TaskConfig
-    from paretune.tasks import TASKS
+    from paretune.tasks import TASKS, task_options
 
     outputs = {
         "classification": ([np.array([0.9, 0.1]), np.array([0.2, 0.8])], [0, 1]),
@@ -315,7 +314,7 @@ def test_each_tasks_metric_names_are_the_numbers_it_reports():
     }
     labels = {"ner": ["O", "B-PER"]}
     for name, task_type in TASKS.items():
-        settings = TaskConfig(type=name, **({"tag_scheme": "iob2"} if name == "ner" else {}))
+        settings = task_options({"type": name, **({"tag_scheme": "iob2"} if name == "ner" else {})})
         task = task_type(settings, labels.get(name, ["a", "b"]))
         reported = task.metrics(*outputs[name])
         numbers = {k for k, v in reported.items() if isinstance(v, (int, float))}

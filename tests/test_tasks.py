@@ -16,7 +16,7 @@ import yaml
 from conftest import NEGATIVE, POSITIVE, ner_sentences, sentiment_rows, write_conll, write_csv
 
 import paretune
-from paretune.config.schema import TaskConfig
+from paretune.tasks import task_options as make_task_options
 from paretune.data.examples import Example
 from paretune.tasks.base import IGNORE_INDEX
 from paretune.tasks.ner import NerTask
@@ -169,7 +169,7 @@ def tokenizer(tiny_model_dir):
 
 
 def encode_one(tokenizer, words: list[str], tags: list[str], **task_options):
-    task = NerTask(TaskConfig(type="ner", tag_scheme="iob2", **task_options), TAGS)
+    task = NerTask(make_task_options({"type": "ner", "tag_scheme": "iob2", **task_options}), TAGS)
     example = Example(text=words, label=tags, row=1)
     targets = task.parse([example], "test.conll", "tag")
     encoded = task.encode([example], targets, tokenizer, max_length=32)

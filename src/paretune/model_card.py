@@ -95,17 +95,11 @@ def _auto_class(config: Config) -> str:
     return task_class(config.task.type).auto_model
 
 
-READ_LOGITS = {
-    "classification": "model.config.id2label[logits.argmax(-1).item()]  # the predicted label",
-    "multilabel": "[model.config.id2label[i] for i, p in enumerate(logits.sigmoid()[0]) if p > {threshold}]",
-    "regression": "logits[0, 0].item()  # the predicted value",
-    "ner": "[model.config.id2label[i] for i in logits.argmax(-1)[0].tolist()]  # a tag per token",
-}
-
-
 def _transformers_lines(config: Config, folder: str, load: str, trust: str) -> list[str]:
     """Tokenize one text and read the prediction from the logits, the same for every snippet."""
-    read = READ_LOGITS[config.task.type].format(threshold=config.task.threshold)
+    from paretune.tasks import task_class
+
+    read = task_class(config.task.type).read_logits.format(**config.task.model_dump())
     return [
         f'tokenizer = AutoTokenizer.from_pretrained("{folder}"{trust})',
         load,
@@ -193,9 +187,7 @@ def write_adapter_card(folder: Path, run: RunFolder, location: str, base: str | 
 def _labels(folder: Path, config: Config, metrics: dict) -> list:
     from paretune.run_folder import TASK_FILE
 
-    if config.task.type == "regression":
-        return ["value"]
-    if metrics.get("labels"):
+    if metrics.get("labels"):  # every task's label names, ["value"] for regression
         return list(metrics["labels"])
     info = folder / TASK_FILE
     return json.loads(info.read_text()).get("labels", []) if info.is_file() else []
@@ -230,7 +222,9 @@ def _adapter_usage(config: Config, location: str, base: str, is_peft: bool, labe
 
 def _head_kwargs(config: Config) -> str:
     """A head the adapter's saved task head fits: its size, label names and problem type."""
-    problem = {"multilabel": "multi_label_classification", "regression": "regression"}.get(config.task.type)
+    from paretune.tasks import task_class
+
+    problem = task_class(config.task.type).problem_type
     return ("num_labels=len(labels), id2label=dict(enumerate(labels))"
             + (f', problem_type="{problem}"' if problem else ""))
 def _device(cost: dict) -> str:

@@ -18,7 +18,8 @@ import transformers
 from paretune.data.examples import Example
 from paretune.data.prepare import encode_cached
 from paretune.data.readers import read_examples
-from paretune.engine.loop import EvalSet, predict_outputs
+from paretune.data.encoded import EvalSet
+from paretune.engine.evaluate import predict_outputs
 from paretune.errors import ParetuneError
 from paretune.remote_code import trust_for_run
 from paretune.run_folder import TASK_FILE, RunFolder

@@ -22,7 +22,9 @@ from paretune.distributed.launch import launch_resume, launch_training, should_l
 from paretune.engine.sharding import sharding, whole_model
 from paretune.engine.strategy import build_accelerator
 from paretune.engine.faults import fault_point
-from paretune.engine.loop import Trainer, check_metric, evaluate, planned_steps, train_plan
+from paretune.engine.evaluate import evaluate
+from paretune.engine.loop import Trainer, check_metric
+from paretune.engine.plan import planned_steps, train_plan
 from paretune.engine.rng import seed_everything
 from paretune.errors import ConfigError, ParetuneError
 from paretune.methods import get_method
@@ -133,7 +135,8 @@ def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = 
     model = seam.model(data.task) if seam else load_model(config.model, data.task)
     method = get_method(config.method.name)
     _check_sharding(config, method, seam, accelerator)
-    _, total_steps = planned_steps(train_plan(data.train, config.training, accelerator), config.training)
+    plan = train_plan(data.train, config.training, accelerator, data.task)  # the one the Trainer takes
+    _, total_steps = planned_steps(plan, config.training)
     context = MethodContext(config.task.type, total_steps, config.data.max_length)
     model = method.apply(model, config.method, context)
     params = count_parameters(model)
@@ -147,7 +150,7 @@ def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = 
     target = staged_target(run.path, config)  # the run this one replaces when it finishes
     try:
         finished = _fit_and_save(config, data, tokenizer, run, resuming, accelerator, meter, method,
-                                 context, params, timings, seam, (train_model, train_task))
+                                 context, params, timings, seam, (train_model, train_task, plan))
     except BaseException as err:
         if target is not None and accelerator.is_main_process and not resuming:
             discard_staging(run.path, target, failed=isinstance(err, Exception))
@@ -160,12 +163,12 @@ def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = 
 def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder, resuming: bool,
                   accelerator: Accelerator, meter: CostMeter, method, context: MethodContext,
                   params: dict, timings: dict[str, float], seam: Seam | None, training: tuple) -> Run:
-    train_model, train_task = training
+    train_model, train_task, plan = training
     if accelerator.is_main_process:
         run.write_config(config)  # now with settled values (e.g. the NER tag scheme)
         run.write_json("data.json", data.stats)
     trainer = Trainer(
-        model=train_model, task=train_task, config=config.training, train=data.train,
+        model=train_model, task=train_task, config=config.training, train=data.train, plan=plan,
         validation=data.validation, pad_id=_pad_id(tokenizer), run_dir=run.path,
         accelerator=accelerator, on_eval=run.append_metrics, on_step=method.on_step,
         extra_loss=method.extra_loss, lr_scale=method.lr_scale,
@@ -174,8 +177,8 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
         _resume_trainer(trainer, run)
     _announce(config, data, params, trainer, accelerator)
     state = trainer.fit()
-    timings["train_s"] = state.train_seconds - state.extra.get("eval_seconds", 0.0)
-    timings["periodic_eval_s"] = state.extra.get("eval_seconds", 0.0)
+    timings["train_s"] = state.train_seconds - state.eval_seconds
+    timings["periodic_eval_s"] = state.eval_seconds
 
     started = time.perf_counter()
     final = {"validation": _evaluate(trainer, data.validation), "test": _evaluate(trainer, data.test)}

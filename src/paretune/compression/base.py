@@ -14,8 +14,8 @@ from typing import Any, Callable
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from paretune.engine.loop import EvalSet
-from paretune.tasks.base import Encoded, Task
+from paretune.data.encoded import Encoded, EvalSet
+from paretune.tasks.base import Task
 
 
 class CompressOptions(BaseModel):

@@ -77,7 +77,7 @@ def head_importance(model: torch.nn.Module, context: CompressContext, split: str
     model.eval().requires_grad_(False)  # gradients flow to the gates only
     total = None
     with _head_gates(blocks) as (gates, counts):
-        for batch in tqdm(make_loader(encoded, plan, context.pad_id), total=len(plan),
+        for batch in tqdm(make_loader(encoded, plan, context.pad_id, collate=context.task.collate), total=len(plan),
                           desc="head importance", unit="batch", disable=None):
             logits = model(input_ids=batch["input_ids"].to(device),
                            attention_mask=batch["attention_mask"].to(device)).logits

@@ -6,12 +6,14 @@ training with a default.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic.fields import FieldInfo
 
 from paretune.config.distributed import DistributedConfig
 from paretune.methods import method_options_types
+from paretune.tasks import default_task, on_registry_change, task_options, task_options_types
 
 
 class Section(BaseModel):
@@ -29,20 +31,20 @@ class ModelConfig(Section):
     trust_remote_code: bool = Field(False, description="Run code shipped with the model. Off unless you trust it.")
 
 
-TaskType = Literal["classification", "multilabel", "regression", "ner"]
+def _task_type(value: Any) -> str | None:
+    """The registered task a `task:` section names; an omitted type means the default task."""
+    if isinstance(value, dict):
+        return value.get("type", default_task())
+    return getattr(value, "type", None)
 
 
-class TaskConfig(Section):
-    type: TaskType = "classification"
-    labels: list[str] | None = Field(
-        None, description="Label names in order; default = sorted labels seen in training data."
-    )
-    label_delimiter: str = Field(",", description="Multilabel: separator of labels in a text cell.")
-    tag_scheme: Literal["auto", "iob1", "iob2", "bioes"] = Field("auto", description="NER tag scheme.")
-    label_all_subwords: bool = Field(
-        False, description="NER: train on every sub-word of a word (default: first sub-word only)."
-    )
-    threshold: float = Field(0.5, description="Multilabel: probability above which a label is predicted.")
+def task_config_type() -> Any:
+    """The `task:` section: one options model per registered task, picked by `type` (tasks/)."""
+    members = tuple(Annotated[t, Tag(t.model_fields["type"].default)] for t in task_options_types())
+    return Annotated[Union[members], Discriminator(_task_type)]
+
+
+TaskConfig = task_config_type()
 
 
 class DataConfig(Section):
@@ -140,7 +142,7 @@ class CostConfig(Section):
 
 class Config(Section):
     model: ModelConfig = ModelConfig()
-    task: TaskConfig = TaskConfig()
+    task: TaskConfig = Field(default_factory=task_options)
     data: DataConfig = DataConfig()
     method: MethodConfig = Field(default_factory=lambda: method_options_types()[0]())
     training: TrainingConfig = TrainingConfig()
@@ -162,3 +164,15 @@ class Config(Section):
         if self.data.train is None:
             raise ValueError("data.train is required: the file to fine-tune on")
         return self
+
+
+def _rebuild_task_section() -> None:
+    """A task registered (or removed) after import: the `task:` union takes it in."""
+    global TaskConfig
+    TaskConfig = task_config_type()
+    Config.__pydantic_fields__["task"] = FieldInfo.from_annotated_attribute(
+        TaskConfig, Field(default_factory=task_options))
+    Config.model_rebuild(force=True)
+
+
+on_registry_change(_rebuild_task_section)

@@ -1,17 +1,18 @@
-"""Readable messages for config sections that are discriminated unions (today `method`).
+"""Readable messages for config sections that are discriminated unions (`method`, `task`).
 
 pydantic reports a section without its tag as "Unable to extract tag using discriminator 'name'",
 which does not say what to do. Here we look the section up in the schema, so the message names
 the tag key, the allowed values, and which variants have the options the user did write:
 `method: set method.name (one of: 'full', 'freeze', ...); trainable_layers is an option of: freeze`.
-Works for any section declared as `Annotated[Union[...], Field(discriminator=...)]`.
+Works for any section declared as `Annotated[Union[...], Field(discriminator=...)]`, or told
+apart by a function (`Discriminator(fn)` over `Annotated[M, Tag(t)]` members, as `task` is).
 """
 from __future__ import annotations
 
 import typing
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Discriminator, Tag
 
 UNION_ERROR_TYPES = ("union_tag_not_found", "union_tag_invalid")
 
@@ -23,15 +24,35 @@ def union_variants(root: type[BaseModel], loc: tuple) -> tuple[str, dict[str, ty
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return None
-        if field.discriminator is not None and isinstance(field.discriminator, str):
+        if isinstance(field.discriminator, str):
             tag_key = field.discriminator
             variants = {}
             for member in typing.get_args(field.annotation):
                 for tag in typing.get_args(member.model_fields[tag_key].annotation):
                     variants[tag] = member
             return tag_key, variants
+        tagged = _tagged_members(field)
+        if tagged:
+            return tagged
         model = field.annotation
     return None
+
+
+def _tagged_members(field) -> tuple[str, dict[str, type[BaseModel]]] | None:
+    """A union told apart by a function (`Discriminator(fn)`, members `Annotated[M, Tag(t)]`), as
+    `task` is (a missing type means classification): the tag key is the members' Literal field."""
+    if not any(isinstance(m, Discriminator) for m in field.metadata):
+        return None
+    variants, tag_key = {}, None
+    for member in typing.get_args(field.annotation):
+        model, *extras = typing.get_args(member) or (member,)
+        tag = next((e.tag for e in extras if isinstance(e, Tag)), None)
+        if tag is None:
+            continue
+        variants[tag] = model
+        tag_key = tag_key or next((name for name, f in model.model_fields.items()
+                                   if tag in typing.get_args(f.annotation)), None)
+    return (tag_key, variants) if variants and tag_key else None
 
 
 def is_union_tag(root: type[BaseModel], loc: tuple, index: int) -> bool:

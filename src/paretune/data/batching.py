@@ -16,12 +16,16 @@ averaged gradient equals the one-process gradient (docs/distributed.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from paretune.tasks.base import IGNORE_INDEX, Encoded
+from paretune.data.collation import collate_text
+from paretune.data.encoded import Encoded
+
+# (encoded, example indices, pad id) -> the batch's tensors: a task's `collate`.
+Collate = Callable[[Encoded, list[int], int], dict[str, torch.Tensor]]
 
 
 # `batch_tokens: auto` aims at this many optimizer steps per epoch, within these budgets: small
@@ -176,52 +180,24 @@ class IndexDataset(torch.utils.data.Dataset):
 
 
 class Collator:
-    """Pads a list of example indices into model-ready tensors (numpy fills, one copy)."""
+    """Turns a list of example indices into tensors with a task's collation (default: text)."""
 
-    def __init__(self, encoded: Encoded, pad_id: int):
-        self.encoded = encoded
-        self.pad_id = pad_id
+    def __init__(self, encoded: Encoded, pad_id: int, collate: Collate = collate_text):
+        self.encoded, self.pad_id, self.collate = encoded, pad_id, collate
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        enc = self.encoded
-        rows = [enc.input_ids[i] for i in indices]
-        width = max(len(r) for r in rows)
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        attention = np.zeros((len(rows), width), dtype=np.int64)
-        for j, r in enumerate(rows):
-            input_ids[j, : len(r)] = r
-            attention[j, : len(r)] = 1
-        batch = {
-            "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(attention),
-            "index": torch.as_tensor(indices, dtype=torch.int64),
-        }
-        if enc.labels is not None:
-            batch["labels"] = torch.from_numpy(enc.labels[indices])
-        if enc.token_labels is not None:
-            batch["labels"] = torch.from_numpy(_pad([enc.token_labels[i] for i in indices], width, IGNORE_INDEX))
-        if enc.word_starts is not None:
-            starts = [enc.word_starts[i] for i in indices]
-            batch["word_starts"] = torch.from_numpy(_pad(starts, max(1, max(len(s) for s in starts)), 0))
-            batch["n_words"] = torch.as_tensor([len(s) for s in starts], dtype=torch.int64)
-        return batch
+        return self.collate(self.encoded, indices, self.pad_id)
 
 
-def _pad(rows: list[np.ndarray], width: int, value: int) -> np.ndarray:
-    out = np.full((len(rows), width), value, dtype=np.int64)
-    for j, r in enumerate(rows):
-        out[j, : len(r)] = r
-    return out
-
-
-def make_loader(encoded: Encoded, plan, pad_id: int, pin_memory: bool = False):
-    """`plan` is a BatchPlan or any iterable of index lists (e.g. `plan.tail(start)`)."""
+def make_loader(encoded: Encoded, plan, pad_id: int, pin_memory: bool = False, collate: Collate | None = None):
+    """`plan` is a BatchPlan or any iterable of index lists (e.g. `plan.tail(start)`); `collate` is
+    the task's (`task.collate`), by default the one of token ids with one target per example."""
     # A private generator: otherwise each new iterator draws a base seed from the global RNG,
     # which shifts the dropout stream of a resumed run against an uninterrupted one.
     return torch.utils.data.DataLoader(
         IndexDataset(len(encoded)),
         batch_sampler=plan,
-        collate_fn=Collator(encoded, pad_id),
+        collate_fn=Collator(encoded, pad_id, collate or collate_text),
         pin_memory=pin_memory,
         generator=torch.Generator(),
     )

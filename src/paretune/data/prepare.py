@@ -13,14 +13,13 @@ from typing import Any
 
 from paretune.config.schema import Config
 from paretune.data.class_checks import check_held_out_classes, warn_single_example_classes
+from paretune.data.encoded import Encoded, EvalSet
 from paretune.data.examples import Example
 from paretune.data.readers import read_examples, warn_duplicates
 from paretune.data.split import stratified_split
 from paretune.data.token_cache import cache_key, cached_encode, default_cache_dir
-from paretune.engine.loop import EvalSet
 from paretune.errors import DataError, DataProblem
 from paretune.tasks import Task, task_class
-from paretune.tasks.base import Encoded
 
 log = logging.getLogger("paretune.data")
 
@@ -37,22 +36,18 @@ class PreparedData:
 
 def read_split(config: Config, role: str, path: str, require_labels: bool = True) -> list[Example]:
     data = config.data
+    task_cls = task_class(config.task.type)
     return read_examples(
         path,
         fmt=data.format,
         text_column=data.text_column,
         label_column=data.label_column,
-        word_level=task_class(config.task.type).word_level,
+        word_level=task_cls.word_level,
         require_labels=require_labels,
         encoding=data.encoding,
         split=role,
-        tag_scheme=config.task.tag_scheme,
+        **task_cls.reader_options(config.task),
     )
-
-
-def _split_key(task_cls: type[Task]):
-    # NER and multi-label examples have list labels: no meaningful strata, plain seeded split.
-    return None if task_cls.word_level or task_cls.name == "multilabel" else (lambda ex: str(ex.label))
 
 
 @dataclass
@@ -79,7 +74,7 @@ def _read_splits(config: Config) -> tuple[list[Example], list[Example], str, lis
         validation_name = data.validation
     else:
         train_examples, validation_examples = stratified_split(
-            train_examples, data.validation_split, data.seed, key=_split_key(task_class(config.task.type))
+            train_examples, data.validation_split, data.seed, key=task_class(config.task.type).split_key()
         )
         validation_name = f"{data.train} (held-out {data.validation_split:.0%})"
         log.info("no data.validation: held out %d of %d training rows (stratified)",
@@ -94,9 +89,10 @@ def check_data(config: Config) -> CheckedData:
     data = config.data
     train_examples, validation_examples, validation_name, test_examples = _read_splits(config)
     label_names = task_cls.infer_labels(train_examples, config.task)
-    if task_cls.name in ("classification", "ner") and len(label_names) < 2:
-        raise DataError(DataProblem(data.train, f"field '{data.label_column}' has a single label "
-                                    f"{label_names}; classification needs at least 2"))
+    if len(label_names) < task_cls.min_labels:
+        found = "a single label" if len(label_names) == 1 else f"{len(label_names)} labels"
+        raise DataError(DataProblem(data.train, f"field '{data.label_column}' has {found} {label_names}; "
+                                    f"{task_cls.name} needs at least {task_cls.min_labels}"))
     task = task_cls(config.task, label_names)
     field_name = data.label_column
     train_targets = task.parse(train_examples, data.train, field_name)
@@ -138,13 +134,6 @@ def prepare_data(config: Config, tokenizer) -> PreparedData:
 
 
 def encode_cached(task: Task, examples, targets, tokenizer, max_length: int, cache_dir: Path | None):
-    parts = {
-        "task": task.name,
-        "labels": task.label_names,
-        "max_length": max_length,
-        "label_all_subwords": task.config.label_all_subwords,
-        "delimiter": task.config.label_delimiter,
-        "labelled": targets is not None,
-    }
+    parts = {**task.encoding_key(), "max_length": max_length, "labelled": targets is not None}
     key = cache_key(tokenizer, parts, examples)
     return cached_encode(cache_dir, key, lambda: task.encode(examples, targets, tokenizer, max_length))

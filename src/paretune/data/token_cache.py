@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
-from paretune.tasks.base import Encoded
+from paretune.data.encoded import Encoded
 
 log = logging.getLogger("paretune.data")
 FORMAT_VERSION = 1
@@ -49,13 +50,13 @@ def cached_encode(cache_dir: Path | None, key: str, encode: Callable[[], Encoded
     path = Path(cache_dir) / f"{key}.safetensors"
     if path.is_file():
         try:
-            return _from_arrays(load_file(str(path))), True
+            return _load(path), True
         except Exception as err:  # corrupt or truncated entry: recompute
             log.warning("ignoring unreadable tokenization cache %s: %s", path, err)
     encoded = encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file(_to_arrays(encoded), str(tmp))
+    save_file(_to_arrays(encoded), str(tmp), metadata={"size_key": encoded.size_key})
     os.replace(tmp, path)
     return encoded, False
 
@@ -65,29 +66,23 @@ def _flatten(rows: list[np.ndarray], name: str, out: dict[str, np.ndarray]) -> N
     out[name + ".offsets"] = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
 
 
-def _unflatten(arrays: dict[str, np.ndarray], name: str) -> list[np.ndarray] | None:
-    if name not in arrays:
-        return None
+def _unflatten(arrays: dict[str, np.ndarray], name: str) -> list[np.ndarray]:
     flat, offsets = arrays[name], arrays[name + ".offsets"]
     return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
 
 
 def _to_arrays(encoded: Encoded) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
-    _flatten(encoded.input_ids, "input_ids", arrays)
-    if encoded.token_labels is not None:
-        _flatten(encoded.token_labels, "token_labels", arrays)
-    if encoded.word_starts is not None:
-        _flatten(encoded.word_starts, "word_starts", arrays)
+    for name, rows in encoded.arrays.items():
+        _flatten(rows, name, arrays)
     if encoded.labels is not None:
         arrays["labels"] = np.ascontiguousarray(encoded.labels)
     return arrays
 
 
-def _from_arrays(arrays: dict[str, np.ndarray]) -> Encoded:
-    return Encoded(
-        input_ids=_unflatten(arrays, "input_ids"),
-        labels=arrays.get("labels"),
-        token_labels=_unflatten(arrays, "token_labels"),
-        word_starts=_unflatten(arrays, "word_starts"),
-    )
+def _load(path: Path) -> Encoded:
+    with safe_open(str(path), framework="np") as f:
+        arrays = {name: f.get_tensor(name) for name in f.keys()}
+        size_key = (f.metadata() or {}).get("size_key", "input_ids")  # entries from before: token ids
+    ragged = {name: _unflatten(arrays, name) for name in arrays if name + ".offsets" in arrays}
+    return Encoded(labels=arrays.get("labels"), size_key=size_key, **ragged)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -41,7 +41,20 @@ class LoopState:
     train_seconds: float = 0.0
     stopped_early: bool = False
     finished: bool = False
-    extra: dict = field(default_factory=dict)
+    nan_streak: int = 0  # non-finite losses in a row, up to the last step
+    eval_seconds: float = 0.0  # spent in periodic evaluations (included in train_seconds)
+    last_eval_step: int | None = None
+    # Each process's (sum, count) of training losses since the last evaluation, in rank order, so
+    # the first train_loss logged after a resume is the one an uninterrupted run logs.
+    train_loss_sums: list | None = None
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "LoopState":
+        """The state a checkpoint's state.json holds; older ones kept the last four in `extra`."""
+        saved = dict(saved)
+        extra = saved.pop("extra", None) or {}
+        known = {f.name for f in fields(cls)}
+        return cls(**saved, **{k: v for k, v in extra.items() if k in known and k not in saved})
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -133,7 +146,7 @@ def read_loop_state(path: Path, world_size: int, rank: int) -> LoopState:
     else:
         prefix = f"rank{rank}."
         restore_rng({k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}, saved_rng[rank])
-    return LoopState(**payload["loop"])
+    return LoopState.from_saved(payload["loop"])
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,10 +1,12 @@
 """The one training loop, on Hugging Face accelerate.
 
-Every method and task trains through `Trainer.fit`: batches come from the BatchPlan seam, the
-task supplies the loss and metrics, and the loop owns accumulation, clipping, mixed precision,
-non-finite-loss handling, periodic evaluation, best-model tracking, early stopping and
-checkpoints. Gradient accumulation is done by hand (not `accelerator.accumulate`) so an epoch's
-last, shorter group of micro-batches is averaged correctly and never leaks into the next epoch.
+Every method and task trains through `Trainer.fit`: batches come from the BatchPlan seam (built
+once by the runner, engine/plan.py), the task collates them, names the tensors that go into the
+model and supplies the loss and metrics (engine/evaluate.py runs the evaluations), and the loop
+owns accumulation, clipping, mixed precision, non-finite-loss handling, periodic evaluation,
+best-model tracking, early stopping and checkpoints. Gradient accumulation is done by hand (not
+`accelerator.accumulate`) so an epoch's last, shorter group of micro-batches is averaged correctly
+and never leaks into the next epoch.
 
 With several processes the same loop runs in each: every process takes its rows of each global
 batch and weights its loss so the all-reduced gradient is the one-process gradient; evaluation
@@ -13,24 +15,21 @@ the same decisions (best model, early stopping). Only the main process writes fi
 """
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from safetensors.torch import save_file
 
-from accelerate.utils import gather_object
-
 from paretune.config.schema import TrainingConfig
-from paretune.data.batching import BatchPlan, make_loader, resolve_batching
+from paretune.data.batching import BatchPlan, make_loader
+from paretune.data.encoded import Encoded, EvalSet
 from paretune.engine.sharding import (
     load_optimizer_state,
     load_trainable_weights,
@@ -49,21 +48,15 @@ from paretune.engine.checkpoint import (
     save_checkpoint,
     staging_dir,
 )
+from paretune.engine.evaluate import evaluate, model_inputs
 from paretune.engine.faults import fault_point
 from paretune.engine.optim import build_optimizer, default_lr
+from paretune.engine.plan import planned_steps
 from paretune.engine.progress import Progress
 from paretune.engine.rng import seed_everything
 from paretune.engine.schedules import build_scheduler
 from paretune.errors import ConfigError, TrainingError
-from paretune.tasks.base import IGNORE_INDEX, Encoded, Task
-
-MODEL_INPUTS = ("input_ids", "attention_mask")
-
-
-@dataclass
-class EvalSet:
-    encoded: Encoded
-    targets: list[Any]
+from paretune.tasks.base import Task
 
 
 class Trainer:
@@ -74,6 +67,7 @@ class Trainer:
         task: Task,
         config: TrainingConfig,
         train: Encoded,
+        plan: BatchPlan,
         validation: EvalSet | None,
         pad_id: int,
         run_dir: Path,
@@ -90,7 +84,7 @@ class Trainer:
         self.greater = task.greater_is_better(self.metric)
         # Names before wrapping: files hold weights under the model's own names (FSDP renames).
         self.trainable_names = {n for n, p in model.named_parameters() if p.requires_grad}
-        self.plan = train_plan(train, config, accelerator)
+        self.plan = plan  # the runner's (engine/plan.py): it sized the method's context too
         self.steps_per_epoch, self.total_steps = planned_steps(self.plan, config)
         # The plan's batches are global, the same on any number of processes: so is the lr.
         examples_per_step = len(train) / max(len(self.plan), 1) * config.gradient_accumulation_steps
@@ -127,7 +121,7 @@ class Trainer:
         load_optimizer_state(acc, self.model, self.optimizer, path)
         self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         self.state = read_loop_state(path, acc.num_processes, acc.process_index)  # and the RNG
-        losses = self.state.extra.get("train_loss_sums")  # absent in checkpoints before them
+        losses = self.state.train_loss_sums  # absent in checkpoints before them
         if losses is not None:
             self.progress.restore_loss(*losses[acc.process_index])
         return self.state
@@ -176,7 +170,8 @@ class Trainer:
     def _groups(self, start: int):
         """Yield lists of micro-batches, one list per optimizer step, from batch `start` on."""
         accum = self.config.gradient_accumulation_steps
-        loader = make_loader(self.train_set, self.plan.tail(start), self.pad_id, self.acc.device.type == "cuda")
+        loader = make_loader(self.train_set, self.plan.tail(start), self.pad_id, self.acc.device.type == "cuda",
+                             self.task.collate)
         group: list[dict] = []
         for batch in loader:
             group.append(batch)
@@ -190,7 +185,7 @@ class Trainer:
         return epoch_done if every == "epoch" else self.state.step % every == 0
 
     def _evaluated_at_step(self) -> bool:
-        return self.validation is None or self.state.extra.get("last_eval_step") == self.state.step
+        return self.validation is None or self.state.last_eval_step == self.state.step
 
     def _optimizer_step(self, group: list[dict]) -> None:
         state, acc = self.state, self.acc
@@ -213,7 +208,7 @@ class Trainer:
             if self.config.max_grad_norm:
                 acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
             self.optimizer.step()
-            state.extra["nan_streak"] = 0
+            state.nan_streak = 0
             if self.on_step is not None:
                 self.on_step(self.unwrapped, state.step + 1)
         else:
@@ -241,8 +236,8 @@ class Trainer:
     def _count_nonfinite(self) -> None:
         state = self.state
         state.nan_steps += 1
-        streak = state.extra.get("nan_streak", 0) + 1
-        state.extra["nan_streak"] = streak
+        state.nan_streak += 1
+        streak = state.nan_streak
         self.progress.note(f"non-finite loss at step {state.step + 1}: step skipped ({state.nan_steps} so far)")
         if streak >= self.config.max_nan_steps:
             raise TrainingError(
@@ -255,9 +250,8 @@ class Trainer:
         """This process's part of the batch loss, scaled so that its mean over processes (what the
         gradient all-reduce takes) is the loss of the whole global batch: `weight` is this
         process's fraction of the batch's loss terms (rows, or labelled tokens)."""
-        device = self.acc.device
-        inputs = {k: batch[k].to(device, non_blocking=True) for k in MODEL_INPUTS}
-        labels = batch["labels"].to(device, non_blocking=True)
+        inputs = model_inputs(self.task, batch, self.acc.device)
+        labels = batch["labels"].to(self.acc.device, non_blocking=True)
         with self.acc.autocast():
             logits = self.model(**inputs).logits
         if weight == 0:  # a stand-in row: the global batch had fewer rows than processes
@@ -273,12 +267,12 @@ class Trainer:
         if self.validation is None:
             return
         # Training time so far, without evaluation: what "time to reach a metric" is measured in.
-        train_s = state.train_seconds - state.extra.get("eval_seconds", 0.0)
+        train_s = state.train_seconds - state.eval_seconds
         started = time.perf_counter()
         metrics = evaluate(self.model, self.task, self.validation, self.config.eval_batch_size,
                            self.pad_id, self.acc)
-        state.extra["eval_seconds"] = state.extra.get("eval_seconds", 0.0) + time.perf_counter() - started
-        state.extra["last_eval_step"] = state.step
+        state.eval_seconds += time.perf_counter() - started
+        state.last_eval_step = state.step
         if self.metric not in metrics or not isinstance(metrics[self.metric], (int, float)):
             available = ", ".join(k for k, v in metrics.items() if isinstance(v, (int, float)))
             raise TrainingError(f"training.metric '{self.metric}' is not a metric of this task ({available})")
@@ -344,7 +338,7 @@ class Trainer:
         # Each process's training loss summed since the last evaluation, so the first train_loss
         # logged after a resume is the one an uninterrupted run logs.
         losses = self.progress.loss_state()
-        self.state.extra["train_loss_sums"] = gather_object([losses]) if acc.num_processes > 1 else [losses]
+        self.state.train_loss_sums = gather_object([losses]) if acc.num_processes > 1 else [losses]
         if acc.is_main_process:
             save_checkpoint(self.checkpoints_dir, self.state, weights, optimizer, self.scheduler, rng,
                             keep=self.config.keep_checkpoints)
@@ -357,91 +351,3 @@ def check_metric(config: TrainingConfig, task: Task) -> None:
     if config.metric is not None and config.metric not in known:
         raise ConfigError(f"training.metric: '{config.metric}' is not a metric of the {task.name} task; "
                           f"choose one of {', '.join(known)}")
-
-
-def train_plan(train: Encoded, config: TrainingConfig, accelerator: Accelerator) -> BatchPlan:
-    batch_size, batch_tokens = resolve_batching(config, train.n_tokens(), train.lengths().max(initial=1))
-    return BatchPlan(
-        train.lengths(),
-        batch_size=batch_size,
-        batch_tokens=batch_tokens,
-        shuffle=True,
-        seed=config.seed,
-        num_replicas=accelerator.num_processes,
-        rank=accelerator.process_index,
-        loss_units=_labelled_tokens(train) if accelerator.num_processes > 1 else None,
-    )
-
-
-def _labelled_tokens(train: Encoded) -> np.ndarray | None:
-    """Token tasks average the loss over labelled tokens, not rows: count them per example."""
-    if train.token_labels is None:
-        return None
-    return np.fromiter(((t != IGNORE_INDEX).sum() for t in train.token_labels), dtype=np.int64, count=len(train))
-
-
-def planned_steps(plan: BatchPlan, config: TrainingConfig) -> tuple[int, int]:
-    """(optimizer steps per epoch, total optimizer steps) for this plan and config."""
-    per_epoch = math.ceil(len(plan) / config.gradient_accumulation_steps)
-    total = config.max_steps or max(1, math.ceil(per_epoch * config.epochs))
-    return per_epoch, total
-
-
-@torch.no_grad()
-def _predict(model, task: Task, encoded: Encoded, batches: list[list[int]], pad_id: int, device,
-             autocast=nullcontext, labels: bool = True, keep: int | None = None):
-    """([(example index, output)], loss summed over rows, rows with a loss) of the first `keep`
-    batches; batches after those are run and dropped (see `evaluate`)."""
-    was_training = model.training
-    model.eval()
-    keep = len(batches) if keep is None else keep
-    pairs: list[tuple[int, np.ndarray]] = []
-    loss_sum, loss_count = 0.0, 0
-    for b, batch in enumerate(make_loader(encoded, batches, pad_id, device.type == "cuda")):
-        inputs = {k: batch[k].to(device, non_blocking=True) for k in MODEL_INPUTS}
-        with autocast():
-            logits = model(**inputs).logits
-        if b >= keep:
-            continue
-        if labels and "labels" in batch:
-            loss = task.loss(logits, batch["labels"].to(device))
-            loss_sum += float(loss) * len(batch["index"])
-            loss_count += len(batch["index"])
-        pairs += zip(batch["index"].tolist(), task.outputs(logits, batch))
-    model.train(was_training)
-    return pairs, loss_sum, loss_count
-
-
-def _eval_batches(encoded: Encoded, batch_size: int) -> list[list[int]]:
-    return list(BatchPlan(encoded.lengths(), batch_size=batch_size, shuffle=False, sort_by_length=True))
-
-
-def predict_outputs(model, task: Task, encoded: Encoded, batch_size: int, pad_id: int, device,
-                    autocast=nullcontext, labels: bool = True) -> tuple[list[np.ndarray], float | None]:
-    """Per-example task outputs in the original order (and mean loss when labels are present)."""
-    pairs, loss_sum, loss_count = _predict(model, task, encoded, _eval_batches(encoded, batch_size), pad_id,
-                                           device, autocast, labels)
-    outputs: list[np.ndarray | None] = [None] * len(encoded)
-    for index, out in pairs:
-        outputs[index] = out
-    return outputs, (loss_sum / loss_count if loss_count else None)
-
-
-def evaluate(model, task: Task, data: EvalSet, batch_size: int, pad_id: int, accelerator) -> dict[str, Any]:
-    """Metrics of the whole set. With N processes each predicts every N-th batch and the
-    predictions are gathered, so every process computes the same metrics."""
-    acc, n = accelerator, accelerator.num_processes
-    batches = _eval_batches(data.encoded, batch_size)
-    mine = batches[acc.process_index :: n]
-    # A sharded model gathers its parameters in every forward, a collective: every process must
-    # run as many batches, so the ones short of a batch repeat one and drop its outputs.
-    rounds = math.ceil(len(batches) / n)
-    pairs, loss_sum, loss_count = _predict(model, task, data.encoded, mine + batches[:1] * (rounds - len(mine)),
-                                           pad_id, acc.device, acc.autocast, keep=len(mine))
-    if n > 1:
-        pairs = gather_object(pairs)
-        totals = acc.reduce(torch.tensor([loss_sum, loss_count], dtype=torch.float64, device=acc.device), "sum")
-        loss_sum, loss_count = float(totals[0]), int(totals[1])
-    outputs = [out for _, out in sorted(pairs, key=lambda pair: pair[0])]
-    metrics = task.metrics(outputs, data.targets)
-    return {"loss": loss_sum / loss_count if loss_count else None, **metrics}

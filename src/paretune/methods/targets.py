@@ -174,7 +174,9 @@ def head_modules(model: torch.nn.Module) -> list[str]:
 
 def peft_task_type(task_type: str) -> str:
     """peft's task type for a paretune task: it decides how peft wraps the model's forward."""
-    return "TOKEN_CLS" if task_type == "ner" else "SEQ_CLS"
+    from paretune.tasks import task_class
+
+    return task_class(task_type).peft_task_type
 
 
 def wrap_with_peft(model: torch.nn.Module, peft_config) -> torch.nn.Module:

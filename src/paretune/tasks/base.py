@@ -1,62 +1,88 @@
-"""What a task provides: label parsing, encoding, head, loss, metrics, and readable predictions.
+"""What a task provides: its options, label parsing, encoding, model inputs, collation, head, loss,
+metrics, readable predictions, and the facts other packages ask about.
 
-A task object is built once per run from the task config and the label names, and everything
-task-specific goes through it, so the training loop and the predictor never branch on task type.
+A task is one module: a pydantic options model (the `task:` section of a run config, picked by its
+`type`) and a `Task` subclass, registered by one line in `paretune.tasks`. A task object is built
+once per run from those options and the label names, and everything task-specific goes through it,
+so the training loop, the predictor, data preparation, distillation, peft and the model card never
+branch on a task's name.
 """
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from paretune.config.schema import TaskConfig
+from paretune.data.collation import collate_text
+from paretune.data.encoded import Encoded
 from paretune.data.examples import Example
 from paretune.errors import DataError, DataProblem
 from paretune.tasks.raw_labels import marker_problem, scalar_problem, warn_declared_markers
 
+log = logging.getLogger("paretune")
+
 IGNORE_INDEX = -100  # target ignored by the loss (special tokens, later sub-words)
 
+# Keys of the one `task:` section every task shared before tasks were plugins, with their old
+# defaults: saved run configs hold all of them, so a key of another task is dropped, not refused.
+SHARED_KEYS_BEFORE_PLUGINS = {"label_delimiter": ",", "tag_scheme": "auto", "label_all_subwords": False,
+                              "threshold": 0.5}
 
-@dataclass
-class Encoded:
-    """Tokenized examples, ragged (no padding), ready for length-aware batching.
 
-    `labels` holds one target per example for sequence tasks (int class, float value or a
-    multi-hot row); `token_labels` holds per-token targets for token tasks (-100 = ignored), and
-    `word_starts` the position of each word's first sub-token, used to score at word level.
-    """
+class TaskOptions(BaseModel):
+    """Base of every task's options; subclasses add `type: Literal[...]` and their own fields."""
 
-    input_ids: list[np.ndarray]
-    labels: np.ndarray | None = None
-    token_labels: list[np.ndarray] | None = None
-    word_starts: list[np.ndarray] | None = None
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    def __len__(self) -> int:
-        return len(self.input_ids)
+    type: str = Field(description="The task: each registered task names its own options model.")
+    labels: list[str] | None = Field(
+        None, description="Label names in order; default = sorted labels seen in training data."
+    )
 
-    def lengths(self) -> np.ndarray:
-        return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self))
-
-    def n_tokens(self) -> int:
-        return int(self.lengths().sum())
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_other_tasks_keys(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        foreign = [k for k in SHARED_KEYS_BEFORE_PLUGINS if k in values and k not in cls.model_fields]
+        for key in foreign:
+            value = values[key]
+            if value != SHARED_KEYS_BEFORE_PLUGINS[key]:
+                log.warning("task.%s=%r does not apply to task.type %s: ignored", key, value, values.get("type"))
+        return {k: v for k, v in values.items() if k not in foreign}
 
 
 class Task(ABC):
-    name: ClassVar[str]
+    name: ClassVar[str]  # the `type` of its options: how configs name it
+    options: ClassVar[type[TaskOptions]]  # its section of the run config
     auto_model: ClassVar[str]  # transformers Auto class holding the right head
     default_metric: ClassVar[str]
     # The numbers `metrics` returns (besides "loss"): training.metric is checked against them
     # before training starts. tests/test_run_folder.py checks them against a real evaluation.
     metric_names: ClassVar[tuple[str, ...]]
     word_level: ClassVar[bool] = False  # examples are word lists (token classification)
+    # What the model is called with: batch tensors by name (the loop, evaluation, distillation).
+    model_inputs: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask")
+    # Fewest distinct labels training data must have (classification needs two classes).
+    min_labels: ClassVar[int] = 0
+    # Hold out a stratified validation split (by label text); off for list labels (no strata).
+    stratify: ClassVar[bool] = True
+    # What the logits are, for distillation's soft targets: a distribution over labels
+    # (softmax), independent per-label probabilities (sigmoid) or values to match (value).
+    soft_targets: ClassVar[Literal["softmax", "sigmoid", "value"]] = "softmax"
+    peft_task_type: ClassVar[str] = "SEQ_CLS"  # how peft wraps the model's forward
+    problem_type: ClassVar[str | None] = None  # transformers' config.problem_type for this head
+    # Model card: a line that reads the prediction from `logits` of one text (formatted with the options).
+    read_logits: ClassVar[str] = "logits"
     lower_is_better: ClassVar[frozenset[str]] = frozenset(
         {"loss", "mse", "rmse", "mae", "hamming_loss"}
     )
 
-    def __init__(self, config: TaskConfig, label_names: list[str]):
+    def __init__(self, config: TaskOptions, label_names: list[str]):
         self.config = config
         self.label_names = list(label_names)
         self.label_to_id = {name: i for i, name in enumerate(self.label_names)}
@@ -64,7 +90,7 @@ class Task(ABC):
     # --- labels -------------------------------------------------------------------------
     @classmethod
     @abstractmethod
-    def infer_labels(cls, examples: list[Example], config: TaskConfig) -> list[str]:
+    def infer_labels(cls, examples: list[Example], config: TaskOptions) -> list[str]:
         """Label names in a stable order, from the config or the training examples."""
 
     @abstractmethod
@@ -96,17 +122,42 @@ class Task(ABC):
         warn_declared_markers(values, file, field)
         return targets
 
-    # --- model --------------------------------------------------------------------------
-    def model_kwargs(self) -> dict[str, Any]:
-        return {
-            "num_labels": len(self.label_names),
-            "id2label": dict(enumerate(self.label_names)),
-            "label2id": dict(self.label_to_id),
-        }
+    # --- data ---------------------------------------------------------------------------
+    @classmethod
+    def split_key(cls) -> Callable[[Example], str] | None:
+        """What a held-out validation split is stratified by (None: a plain seeded split)."""
+        return (lambda ex: str(ex.label)) if cls.stratify else None
+
+    @classmethod
+    def reader_options(cls, config: TaskOptions) -> dict[str, Any]:
+        """Extra keyword arguments for `read_examples` (NER: the tag scheme to check tags against)."""
+        return {}
 
     @abstractmethod
     def encode(self, examples: list[Example], targets: list[Any] | None, tokenizer, max_length: int) -> Encoded:
         """Tokenize examples (targets None for unlabelled prediction input)."""
+
+    def encoding_key(self) -> dict[str, Any]:
+        """Everything `encode` depends on besides examples, tokenizer and max_length (cache key)."""
+        return {"task": self.name, "labels": self.label_names, **self.config.model_dump(mode="json")}
+
+    def collate(self, encoded: Encoded, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+        """A batch's tensors: `model_inputs`, "labels" when labelled, "index", and what `outputs` reads."""
+        return collate_text(encoded, indices, pad_id)
+
+    def loss_units(self, encoded: Encoded) -> np.ndarray | None:
+        """Terms each example adds to the mean loss, when not one per row (labelled tokens for NER):
+        several processes weight their part of a batch by them."""
+        return None
+
+    # --- model --------------------------------------------------------------------------
+    def model_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "num_labels": len(self.label_names),
+            "id2label": dict(enumerate(self.label_names)),
+            "label2id": dict(self.label_to_id),
+        }
+        return {**kwargs, "problem_type": self.problem_type} if self.problem_type else kwargs
 
     @abstractmethod
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,36 +1,41 @@
 """Single-label sequence classification: binary, multi-class, sentiment, topic."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from paretune.config.schema import TaskConfig
 from paretune.data.examples import Example
 from paretune.evaluation.classification_metrics import classification_metrics
-from paretune.tasks.base import Encoded, Task, check_known, label_text, sort_labels, tokenize_texts
+from paretune.data.encoded import Encoded
+from paretune.tasks.base import Task, TaskOptions, check_known, label_text, sort_labels, tokenize_texts
+
+
+class ClassificationOptions(TaskOptions):
+    type: Literal["classification"] = "classification"
 
 
 class ClassificationTask(Task):
     name = "classification"
+    options = ClassificationOptions
     auto_model = "AutoModelForSequenceClassification"
     default_metric = "accuracy"
     metric_names = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro", "recall_micro",
                     "f1_micro", "precision_weighted", "recall_weighted", "f1_weighted", "support")
+    min_labels = 2
+    problem_type = "single_label_classification"
+    read_logits = "model.config.id2label[logits.argmax(-1).item()]  # the predicted label"
 
     @classmethod
-    def infer_labels(cls, examples: list[Example], config: TaskConfig) -> list[str]:
+    def infer_labels(cls, examples: list[Example], config: TaskOptions) -> list[str]:
         if config.labels:
             return list(config.labels)
         return sort_labels({label_text(ex.label) for ex in examples})
 
     def parse_label(self, raw: Any) -> int:
         return check_known(label_text(raw), self.label_to_id)
-
-    def model_kwargs(self) -> dict[str, Any]:
-        return {**super().model_kwargs(), "problem_type": "single_label_classification"}
 
     def encode(self, examples, targets, tokenizer, max_length) -> Encoded:
         ids = tokenize_texts(tokenizer, [ex.text for ex in examples], max_length)

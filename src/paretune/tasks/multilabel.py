@@ -1,16 +1,17 @@
 """Multi-label classification: each text carries any number of labels (sigmoid per label)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from paretune.config.schema import TaskConfig
 from paretune.data.examples import Example
 from paretune.evaluation.classification_metrics import multilabel_metrics
-from paretune.tasks.base import Encoded, Task, check_known, label_text, sort_labels, tokenize_texts
+from paretune.data.encoded import Encoded
+from paretune.tasks.base import Task, TaskOptions, check_known, label_text, sort_labels, tokenize_texts
 from paretune.tasks.raw_labels import list_item_problem
 
 
@@ -23,14 +24,26 @@ def split_labels(raw: Any, delimiter: str) -> list[str]:
     return [v for v in values if v]
 
 
+class MultilabelOptions(TaskOptions):
+    type: Literal["multilabel"] = "multilabel"
+    label_delimiter: str = Field(",", description="Multilabel: separator of labels in a text cell.")
+    threshold: float = Field(0.5, description="Multilabel: probability above which a label is predicted.")
+
+
 class MultilabelTask(Task):
     name = "multilabel"
+    options = MultilabelOptions
+    config: MultilabelOptions
     auto_model = "AutoModelForSequenceClassification"
     default_metric = "f1_micro"
     metric_names = ("exact_match", "f1_micro", "f1_macro", "precision_micro", "recall_micro", "hamming_loss")
+    stratify = False  # a row's labels are a set: no strata
+    soft_targets = "sigmoid"
+    problem_type = "multi_label_classification"
+    read_logits = "[model.config.id2label[i] for i, p in enumerate(logits.sigmoid()[0]) if p > {threshold}]"
 
     @classmethod
-    def infer_labels(cls, examples: list[Example], config: TaskConfig) -> list[str]:
+    def infer_labels(cls, examples: list[Example], config: MultilabelOptions) -> list[str]:
         if config.labels:
             return list(config.labels)
         seen: set[str] = set()
@@ -58,9 +71,6 @@ class MultilabelTask(Task):
         for value in split_labels(raw, self.config.label_delimiter):
             row[check_known(value, self.label_to_id)] = 1.0
         return row
-
-    def model_kwargs(self) -> dict[str, Any]:
-        return {**super().model_kwargs(), "problem_type": "multi_label_classification"}
 
     def encode(self, examples, targets, tokenizer, max_length) -> Encoded:
         ids = tokenize_texts(tokenizer, [ex.text for ex in examples], max_length)

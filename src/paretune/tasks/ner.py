@@ -8,28 +8,44 @@ instead of silently shrinking the gold set.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from paretune.config.schema import TaskConfig
 from paretune.data.examples import Example
 from paretune.evaluation.ner_metrics import detect_tag_scheme, ner_metrics, tags_to_spans
+from paretune.data.collation import collate_text, pad_rows
+from paretune.data.encoded import Encoded
 from paretune.tasks.base import IGNORE_INDEX as IGNORE
-from paretune.tasks.base import Encoded, Task, check_known, sort_labels
+from paretune.tasks.base import Task, TaskOptions, check_known, sort_labels
+
+
+class NerOptions(TaskOptions):
+    type: Literal["ner"] = "ner"
+    tag_scheme: Literal["auto", "iob1", "iob2", "bioes"] = Field("auto", description="NER tag scheme.")
+    label_all_subwords: bool = Field(
+        False, description="NER: train on every sub-word of a word (default: first sub-word only)."
+    )
 
 
 class NerTask(Task):
     name = "ner"
+    options = NerOptions
+    config: NerOptions
     auto_model = "AutoModelForTokenClassification"
     default_metric = "f1"
     metric_names = ("precision", "recall", "f1", "f1_macro", "accuracy")
     word_level = True
+    min_labels = 2
+    stratify = False  # a sentence's tags are a sequence: no strata
+    peft_task_type = "TOKEN_CLS"
+    read_logits = "[model.config.id2label[i] for i in logits.argmax(-1)[0].tolist()]  # a tag per token"
 
     @classmethod
-    def infer_labels(cls, examples: list[Example], config: TaskConfig) -> list[str]:
+    def infer_labels(cls, examples: list[Example], config: NerOptions) -> list[str]:
         # The scheme is settled here, from the training tags, and saved with the run config.
         if config.tag_scheme == "auto":
             config.tag_scheme = detect_tag_scheme([list(map(str, ex.label)) for ex in examples])
@@ -38,6 +54,10 @@ class NerTask(Task):
         tags = {str(tag) for ex in examples for tag in ex.label}
         # "O" first, then entity tags grouped by type: readable confusion matrices and label maps.
         return sorted(tags, key=lambda t: (t != "O", t[2:], t)) if tags else sort_labels(tags)
+
+    @classmethod
+    def reader_options(cls, config: NerOptions) -> dict[str, Any]:
+        return {"tag_scheme": config.tag_scheme}
 
     def check_raw(self, raw: Any) -> list[str]:
         return []  # the reader checks tag lists and each tag's form, where it knows every tag's line
@@ -67,6 +87,22 @@ class NerTask(Task):
             token_labels.append(labels)
             word_starts.append(np.asarray(starts, dtype=np.int64))
         return Encoded(input_ids=input_ids, token_labels=token_labels, word_starts=word_starts)
+
+    def collate(self, encoded: Encoded, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+        """Text tensors, per-token labels (-100 on padding) and where each word starts."""
+        batch = collate_text(encoded, indices, pad_id)
+        if encoded.get("token_labels") is not None:
+            width = batch["input_ids"].shape[1]
+            batch["labels"] = torch.from_numpy(pad_rows([encoded.token_labels[i] for i in indices], width, IGNORE))
+        starts = [encoded.word_starts[i] for i in indices]
+        batch["word_starts"] = torch.from_numpy(pad_rows(starts, max(1, max(len(s) for s in starts)), 0))
+        batch["n_words"] = torch.as_tensor([len(s) for s in starts], dtype=torch.int64)
+        return batch
+
+    def loss_units(self, encoded: Encoded) -> np.ndarray:
+        """The loss is a mean over labelled tokens, not rows: count them per example."""
+        labels = encoded.token_labels
+        return np.fromiter(((t != IGNORE).sum() for t in labels), dtype=np.int64, count=len(labels))
 
     def _continuation_ids(self) -> list[int]:
         """Tag of a word's later sub-words: B-X continues as I-X when I-X exists."""

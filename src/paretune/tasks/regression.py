@@ -2,27 +2,35 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from paretune.config.schema import TaskConfig
 from paretune.data.examples import Example
 from paretune.evaluation.regression_metrics import regression_metrics
-from paretune.tasks.base import Encoded, Task, tokenize_texts
+from paretune.data.encoded import Encoded
+from paretune.tasks.base import Task, TaskOptions, tokenize_texts
 from paretune.tasks.raw_labels import is_missing_marker
+
+
+class RegressionOptions(TaskOptions):
+    type: Literal["regression"] = "regression"
 
 
 class RegressionTask(Task):
     name = "regression"
+    options = RegressionOptions
     auto_model = "AutoModelForSequenceClassification"
     default_metric = "mse"
     metric_names = ("mse", "rmse", "mae", "r2", "pearson", "spearman")
+    soft_targets = "value"
+    problem_type = "regression"
+    read_logits = "logits[0, 0].item()  # the predicted value"
 
     @classmethod
-    def infer_labels(cls, examples: list[Example], config: TaskConfig) -> list[str]:
+    def infer_labels(cls, examples: list[Example], config: TaskOptions) -> list[str]:
         return ["value"]
 
     def check_raw(self, raw: Any) -> list[str]:
@@ -41,9 +49,6 @@ class RegressionTask(Task):
         if not math.isfinite(value):
             raise ValueError(f"expected a finite number, got {raw!r}")
         return value
-
-    def model_kwargs(self) -> dict[str, Any]:
-        return {"num_labels": 1, "problem_type": "regression", "id2label": {0: "value"}, "label2id": {"value": 0}}
 
     def encode(self, examples, targets, tokenizer, max_length) -> Encoded:
         ids = tokenize_texts(tokenizer, [ex.text for ex in examples], max_length)
