@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+
+from paretune.serving.metrics import call_and_record
 
 log = logging.getLogger("paretune.access")
 
@@ -26,21 +27,13 @@ class AccessLog:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        status = 500  # if the app dies before answering, that is what the client sees
-        started = time.perf_counter()
+        client = scope.get("client") or ("-", 0)
 
-        async def recording_send(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            client = scope.get("client") or ("-", 0)
+        def answered(status: int, seconds: float) -> None:
             log.info('%s:%s "%s %s" %d %.1f ms', client[0], client[1], scope["method"][:16],
-                     loggable_path(scope["path"]), status, (time.perf_counter() - started) * 1000)
+                     loggable_path(scope["path"]), status, seconds * 1000)
+
+        await call_and_record(self.app, scope, receive, send, answered)
 
 
 def loggable_path(path: str) -> str:

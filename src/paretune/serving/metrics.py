@@ -70,19 +70,28 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         route = scope["path"] if scope["path"] in self.routes else "other"
-        status = 500  # if the app dies before answering, that is what the client sees
-        started = time.perf_counter()
 
-        async def recording_send(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        self.metrics.in_flight.inc()
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
+        def answered(status: int, seconds: float) -> None:
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(route).observe(seconds)
+
+        self.metrics.in_flight.inc()
+        await call_and_record(self.app, scope, receive, send, answered)
+
+
+async def call_and_record(app, scope, receive, send, answered) -> None:
+    """Run an ASGI app, then call `answered(status, seconds)` however the request ended."""
+    status = 500  # if the app dies before answering, that is what the client sees
+    started = time.perf_counter()
+
+    async def recording_send(message):
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    try:
+        await app(scope, receive, recording_send)
+    finally:
+        answered(status, time.perf_counter() - started)
