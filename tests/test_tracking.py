@@ -68,6 +68,7 @@ def test_mlflow_run_holds_params_metrics_and_card(tiny_config, one_torch_thread,
     assert len(client.get_metric_history(found.info.run_id, "train.lr")) == run.metrics["steps"]
     files = {f.path for f in client.list_artifacts(found.info.run_id)}
     assert {"README.md", "cost.json", "metrics.json"} <= files
+    assert (Path(run.path).parent / "mlartifacts").is_dir()  # beside the store, not in the cwd
 
 
 def test_sweep_variants_are_grouped_runs_with_a_frontier(tiny_config, one_torch_thread, tmp_path):

@@ -20,7 +20,13 @@ class MlflowTracker:
         self.uri = where.mlflow_uri or f"sqlite:///{(where.dir / 'mlflow.db').resolve()}"
         self.client = MlflowClient(tracking_uri=self.uri)
         experiment = self.client.get_experiment_by_name(where.experiment)
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(where.experiment)
+        if experiment is None:
+            # A local store keeps artifacts beside it; MLflow's default is ./mlruns in the cwd.
+            local = self.uri.startswith(("sqlite:", "file:")) or "://" not in self.uri
+            root = (where.dir / "mlartifacts").resolve().as_uri() if local else None
+            experiment_id = self.client.create_experiment(where.experiment, artifact_location=root)
+        else:
+            experiment_id = experiment.experiment_id
         tags = {"mlflow.runName": where.run_name, **({"paretune.sweep": where.group} if where.group else {})}
         self.run_id = self.client.create_run(experiment_id, run_name=where.run_name, tags=tags).info.run_id
 
