@@ -35,6 +35,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stored models", ("paretune.stored", "paretune.export", "paretune.model_card", "paretune.predictor",
                        "paretune.batch_predict")),
     ("launcher", ("paretune.distributed.launch",)),
+    # Experiment tracking and the run's hooks (plan, tracked metrics): used by the runner and sweeps.
+    ("tracking", ("paretune.tracking",)),
     ("runner", ("paretune.runner",)),
     ("commands", ("paretune.compression", "paretune.distillation", "paretune.sweep", "paretune.serving",
                   "paretune.frontier", "paretune.cost.inference")),

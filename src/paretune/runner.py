@@ -34,6 +34,7 @@ from paretune.models import count_parameters, load_model, load_tokenizer, model_
 from paretune.run_folder import RunFolder, check_writable
 from paretune.run_replace import discard_staging, staged_target, swap_in
 from paretune.tasks.base import Task
+from paretune.tracking.session import RunHooks
 
 log = logging.getLogger("paretune")
 
@@ -167,16 +168,23 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     if accelerator.is_main_process:
         run.write_config(config)  # now with settled values (e.g. the NER tag scheme)
         run.write_json("data.json", data.stats)
+    hooks = RunHooks(config, run.path, meter, method, main_process=accelerator.is_main_process,
+                     append_metrics=run.append_metrics)  # the run's plan and its tracking
     trainer = Trainer(
         model=train_model, task=train_task, config=config.training, train=data.train, plan=plan,
         validation=data.validation, pad_id=_pad_id(tokenizer), run_dir=run.path,
-        accelerator=accelerator, on_eval=run.append_metrics, on_step=method.on_step,
+        accelerator=accelerator, on_eval=hooks.on_eval, on_step=hooks.on_step,
         extra_loss=method.extra_loss, lr_scale=method.lr_scale,
     )
+    hooks.start(trainer, data)
     if resuming:
         _resume_trainer(trainer, run)
     _announce(config, data, params, trainer, accelerator)
-    state = trainer.fit()
+    try:
+        state = trainer.fit()
+    except BaseException:
+        hooks.close(failed=True)
+        raise
     timings["train_s"] = state.train_seconds - state.eval_seconds
     timings["periodic_eval_s"] = state.eval_seconds
 
@@ -198,6 +206,7 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
         **params,
     }
     cost = meter.finish(timings, state, trainer.unwrapped, accelerator)
+    cost["plan"] = hooks.plan()
     if trainer.sharding == "none":
         trained = seam.unwrap(trainer.unwrapped) if seam else trainer.unwrapped
     else:  # gathered from the shards (every process takes part) into a fresh copy
@@ -207,6 +216,7 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
         _save_model(trained, tokenizer, data, config, run)
         fault_point("final-model")
         _write_results(run, config, metrics, cost)
+        hooks.finish(run.path, metrics, cost)
     return Run(path=run.path, metrics=metrics, config=config, cost=cost)
 
 

@@ -19,10 +19,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from paretune.cli import bench_infer, compress, distill, evaluate, export, frontier, predict, serve, sweep, train
+    from paretune.cli import bench_infer, compress, distill, evaluate, export, frontier, plan, predict, serve, sweep, train
     from paretune.cli.help_format import use_plain_help
 
-    for module in (train, evaluate, predict, export, serve, bench_infer, sweep, frontier, compress, distill):
+    for module in (train, evaluate, predict, export, serve, bench_infer, sweep, frontier, compress, distill, plan):
         module.register(app)
     use_plain_help(app)
 

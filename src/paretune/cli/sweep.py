@@ -16,6 +16,8 @@ def sweep(
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="Ray: trials at once."),
     reclaim: bool = typer.Option(False, "--reclaim", help="Take over variants marked running by "
                                  "workers on other machines (when those workers are gone)."),
+    track: list[str] = typer.Option([], "--track", help="Log every variant to this tracking backend "
+                                    "(tensorboard, mlflow, wandb); repeatable (docs/tracking.md)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check every variant's config and list them."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
 ) -> None:
@@ -34,7 +36,8 @@ def sweep(
         extra = f" and {search.n_trials} search trials" if search else ""
         print(f"{len(variants)} variants{extra}, all configs valid; folder {loaded.folder}")
         return
-    result = run_sweep(loaded, backend, address=address, reclaim=reclaim, max_concurrent=max_concurrent)
+    result = run_sweep(loaded, backend, address=address, reclaim=reclaim, max_concurrent=max_concurrent,
+                       track=track)
     print(summary_table(result))
     failed = result.count("failed")
     print(f"{result.count('finished')} finished, {failed} failed, sweep folder {result.folder}\n"

@@ -21,6 +21,8 @@ def train(
     nproc: Optional[int] = typer.Option(
         None, "--nproc", min=1, help="Train on N processes on this machine, one per GPU (docs/distributed.md)."
     ),
+    track: list[str] = typer.Option([], "--track", help="Log to this tracking backend (tensorboard, mlflow, "
+                                    "wandb); repeatable; sets tracking.backends (docs/tracking.md)."),
     as_json: bool = typer.Option(False, "--json", help="Print final metrics as JSON on the last line."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
 ) -> None:
@@ -31,6 +33,8 @@ def train(
     setup_logging(verbose)
     if price is not None:
         set_ = [*set_, *price_overrides(price)]
+    if track:
+        set_ = [*set_, f"tracking.backends=[{', '.join(track)}]"]
     if nproc is not None:
         _check_not_launched()
     if resume is not None and (config is not None or set_):

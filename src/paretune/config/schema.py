@@ -140,6 +140,24 @@ class CostConfig(Section):
         return self
 
 
+class TrackingConfig(Section):
+    """Experiment tracking (docs/tracking.md): where a run's params, metrics and files are logged."""
+
+    backends: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="Backends to log to: tensorboard, mlflow, wandb (offline)."
+    )
+    dir: str | None = Field(
+        None, description="Folder for event files, the MLflow SQLite store and W&B offline runs; "
+        "default the folder holding the run folder."
+    )
+    mlflow_uri: str | None = Field(
+        None, description="MLflow tracking URI (server URL, sqlite:///file.db); default DIR/mlflow.db."
+    )
+    experiment: str | None = Field(None, description="MLflow experiment / W&B project; default the sweep or paretune.")
+    run_name: str | None = Field(None, description="Name of the tracked run; default the run folder's name.")
+    group: str | None = Field(None, description="Runs of one sweep share it (set by paretune sweep).")
+
+
 class Config(Section):
     model: ModelConfig = ModelConfig()
     task: TaskConfig = Field(default_factory=task_options)
@@ -149,6 +167,7 @@ class Config(Section):
     output: OutputConfig = OutputConfig()
     cost: CostConfig = CostConfig()
     distributed: DistributedConfig = DistributedConfig()  # docs/distributed.md
+    tracking: TrackingConfig = TrackingConfig()  # docs/tracking.md
 
     @model_validator(mode="after")
     def _one_batching(self) -> "Config":

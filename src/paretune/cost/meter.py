@@ -29,6 +29,10 @@ class CostMeter:
         self.memory = PeakMemory()
         self.energy = EnergyMeter(accelerator.device, accelerator.num_processes)
 
+    def elapsed_s(self) -> float:
+        """Seconds since the meter started (the run's setup so far, before training)."""
+        return time.perf_counter() - self._started
+
     def finish(self, timings: dict[str, float], state: LoopState, model: torch.nn.Module,
                accelerator: Accelerator) -> dict[str, Any]:
         """cost.json: time, device, tokens, memory, FLOPs, energy and dollars of the run."""

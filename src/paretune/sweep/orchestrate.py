@@ -16,6 +16,7 @@ from paretune.config.schema import Config
 from paretune.errors import ParetuneError
 from paretune.sweep.spec import Sweep, Variant
 from paretune.sweep.state import Claim, SweepState, read_state
+from paretune.sweep.tracked import grouped, log_frontier
 
 log = logging.getLogger("paretune")
 
@@ -32,7 +33,7 @@ class SweepResult:
 
 
 def run_sweep(sweep: Sweep, backend: str = "local", *, address: str | None = None,
-              reclaim: bool = False, max_concurrent: int | None = None) -> SweepResult:
+              reclaim: bool = False, max_concurrent: int | None = None, track: list[str] | None = None) -> SweepResult:
     variants = sweep.variants()
     configs = sweep.check_configs(variants)  # a typo in any variant fails now, before any training
     metric, direction = main_metric(sweep, next(iter(configs.values()), None))
@@ -40,6 +41,7 @@ def run_sweep(sweep: Sweep, backend: str = "local", *, address: str | None = Non
     state.check_overrides(variants)
     executor = make_executor(backend, sweep, address=address, max_concurrent=max_concurrent)
     loop = _Loop(sweep, state, executor, metric, reclaim)
+    loop.track = list(track or [])
     loop.total = _announce(sweep, variants, executor.name)
     best = None
     try:
@@ -48,6 +50,8 @@ def run_sweep(sweep: Sweep, backend: str = "local", *, address: str | None = Non
             best = loop.run_search(direction)
     finally:
         executor.close()
+    if loop.tracking:
+        log_frontier(sweep.folder, loop.tracking, sweep.runs_dir)
     records = read_state(sweep.folder).get("variants", {})
     names = [v.name for v in variants] + sorted(n for n in records if n.startswith("trial-"))
     return SweepResult(folder=sweep.folder, records=records, names=names, best_trial=best)
@@ -88,6 +92,8 @@ class _Loop:
         self.attempted: set[str] = set()  # a variant runs at most once per sweep command
         self.done = 0
         self.total = 0  # variants and trials this command expects to run, for "[done/total]"
+        self.track: list[str] = []  # --track backends, added to every variant's tracking
+        self.tracking: dict[str, Any] | None = None  # a tracked variant's section (for the frontier)
 
     def run_fixed(self, variants: list[Variant], configs: dict[str, Config]) -> None:
         bench = self.sweep.bench is not None
@@ -146,10 +152,13 @@ class _Loop:
         return results
 
     def _job(self, claim: Claim, config: Config) -> dict[str, Any]:
+        tracked = grouped(config.model_dump(mode="json"), self.sweep.name, claim.variant.name, self.track)
+        if tracked.get("tracking", {}).get("backends"):
+            self.tracking = tracked["tracking"]
         return {
             "name": claim.variant.name,
             "run_dir": str(self.sweep.run_dir(claim.variant.name).resolve()),
-            "config": config.model_dump(mode="json"),
+            "config": tracked,
             "fresh": claim.fresh,
             "bench_inference": self.sweep.bench,  # None, or bench_inference's keyword arguments
             "metric": self.metric,

@@ -1,0 +1,134 @@
+"""`paretune plan`'s measurement: a few real training steps per method on this machine, set up
+exactly as `paretune train` sets up (same data preparation, model, method and Trainer, so the
+batches and token budget are the ones training would use), then every device's estimate.
+
+The steps run in a throw-away folder and are stopped by the on_step hook once timed; nothing
+is saved. Model loading and method setup are timed too: they are part of a run's bill.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from accelerate import Accelerator
+
+from paretune.config import Config
+from paretune.cost.device import Device, describe_device
+from paretune.cost.hardware import DEVICES, device_key
+from paretune.cost.plan import Measured, StepTimer, current_rss_mib, estimate_here, estimate_scaled, workload
+from paretune.cost.prices import default_price, load_table, resolve_price
+from paretune.data.prepare import prepare_data
+from paretune.engine.loop import Trainer
+from paretune.engine.plan import planned_steps, train_plan
+from paretune.engine.rng import seed_everything
+from paretune.engine.strategy import build_accelerator
+from paretune.errors import ConfigError
+from paretune.methods import get_method
+from paretune.methods.base import MethodContext
+from paretune.models import load_model, load_tokenizer
+
+log = logging.getLogger("paretune")
+
+DEFAULT_DEVICES = ("cpu", "a10g", "a100", "h100", "h200")
+
+
+class _Timed(Exception):
+    """Raised from on_step once enough steps are timed: ends the calibration run."""
+
+
+def plan_run(config: Config, methods: list[str], devices: list[str], steps: int = 6) -> list[dict]:
+    """One row per (method, device): time, memory, dollars, whether it fits, measured or scaled."""
+    unknown = [d for d in devices if d != "cpu" and d not in DEVICES]
+    if unknown:
+        raise ConfigError(f"unknown device(s) {', '.join(unknown)}: known are cpu, {', '.join(DEVICES)}")
+    accelerator = build_accelerator(config)
+    here = describe_device(accelerator.device, accelerator.num_processes)
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(config.model)
+    data = prepare_data(config, tokenizer)
+    data_prep_s = time.perf_counter() - started
+    table = load_table(config.cost.prices_file)
+    rows, baseline = [], None
+    for name in methods:
+        method_config = _method_options(config, name)
+        work, measured = calibrate(config, method_config, data, tokenizer, accelerator, here, steps)
+        measured.setup_s += data_prep_s
+        # Memory freed after one method's steps stays with the allocator, so later methods would
+        # start from a higher resident size than a fresh run does: all start from the first's.
+        baseline = measured.baseline_rss_mib = baseline or measured.baseline_rss_mib
+        for device in devices:
+            rows.append(_device_row(device, work, measured, config, table, here))
+    return rows
+
+
+def _method_options(config: Config, name: str):
+    """The configured method's options when it is the one asked for, else that method's defaults."""
+    if config.method.name == name:
+        return config.method
+    return get_method(name).options(name=name)
+
+
+def calibrate(config: Config, method_config, data, tokenizer, accelerator: Accelerator, here: Device,
+              steps: int):
+    """Time `steps` real optimizer steps of this method; returns (Workload, Measured)."""
+    started = time.perf_counter()
+    seed_everything(config.training.seed)
+    model = load_model(config.model, data.task)
+    method = get_method(method_config.name)
+    plan = train_plan(data.train, config.training, accelerator, data.task)  # as the runner builds it
+    _, total_steps = planned_steps(plan, config.training)
+    model = method.apply(model, method_config, MethodContext(config.task.type, total_steps, config.data.max_length))
+    baseline = current_rss_mib()
+    timer = StepTimer(steps)
+
+    def on_step(model, step):
+        if method.on_step is not None:
+            method.on_step(model, step)
+        timer.on_step(model, step)
+        if timer.done:
+            raise _Timed()
+
+    with tempfile.TemporaryDirectory(prefix="paretune-plan-") as folder:
+        training = config.training.model_copy(update={"save_every": "epoch", "eval_every": "epoch"})
+        trainer = Trainer(model=model, task=data.task, config=training, train=data.train, plan=plan, validation=None,
+                          pad_id=_pad_id(tokenizer), run_dir=Path(folder), accelerator=accelerator,
+                          on_step=on_step, extra_loss=method.extra_loss, lr_scale=method.lr_scale)
+        setup_s = time.perf_counter() - started
+        timer.trainer = trainer
+        trainer.total_steps = config.training.max_steps or trainer.total_steps
+        try:
+            trainer.fit()
+        except _Timed:
+            pass
+    evals = [s.encoded.lengths() for s in (data.validation, data.test) if s is not None]
+    work = workload(trainer, trainer.unwrapped, method_config.name, evals)
+    spt = timer.seconds_per_token()
+    if spt is None:
+        raise ConfigError(f"{method_config.name}: the run has fewer than {2 + 1} steps, too few to time")
+    log.info("plan: %s measured %.3g ms per 1k padded tokens over %d steps", method_config.name,
+             spt * 1e6, len(timer.marks) - 1)
+    del trainer, model
+    accelerator.free_memory()
+    return work, Measured(here, spt, baseline, setup_s)
+
+
+def _device_row(device: str, work, measured: Measured, config: Config, table, here: Device) -> dict:
+    if device == device_key(here):
+        price = resolve_price(config.cost, here)
+        return estimate_here(work, measured, price.usd_per_hour if price else None)
+    if device == "cpu":  # a CPU's speed cannot be scaled from a GPU's
+        return {"method": work.method, "device": "cpu", "basis": "unknown", "time_s": None,
+                "peak_memory_mib": None, "usd": None, "fits": None}
+    spec = DEVICES[device]
+    price = default_price(table, Device("cuda", spec.cuda_name, 1, 1))
+    # Host work (data, model loading) is taken as it was here; only training and evaluation scale.
+    return estimate_scaled(work, spec, measured.setup_s, price.usd_per_hour if price else None)
+
+
+def _pad_id(tokenizer) -> int:
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer.eos_token_id
