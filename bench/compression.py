@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-compression"))
     parser.add_argument("--bench-seconds", type=float, default=20.0)
     args = parser.parse_args()
-    from paretune.cli import setup_logging
+    from paretune.logs import setup_logging
 
     setup_logging()
     args.out.mkdir(parents=True, exist_ok=True)

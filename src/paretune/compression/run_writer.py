@@ -77,7 +77,7 @@ def evaluate_run(run_dir: Path, parent: Parent) -> tuple[dict[str, Any], list | 
     """Validation (and test) metrics of a run's saved model, loaded as it will serve, and its
     validation predictions (label ids) for comparing child with parent."""
     from paretune.compression.agreement import predicted_labels
-    from paretune.engine.loop import predict_outputs
+    from paretune.engine.evaluate import predict_outputs
     from paretune.predictor import Predictor
 
     predictor = Predictor.load(run_dir, trust_remote_code=parent.trust_remote_code)
