@@ -71,7 +71,7 @@ def run_config(model_dir, folder, method: dict, **training) -> dict:
 
 
 @pytest.fixture(scope="module")
-def pretrained_dir(tiny_model_dir, tmp_path_factory):
+def pretrained_dir(tiny_model_dir, tmp_path_factory, one_torch_thread):
     """The tiny BERT body after 12 steps of full fine-tuning on the toy task (head dropped).
 
     Saved with dropout off. The frozen-body methods (prefix, prompt, p-tuning) learn only through
@@ -90,7 +90,10 @@ def pretrained_dir(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module", params=TRAINED)
-def trained(request, pretrained_dir, tmp_path_factory):
+def trained(request, pretrained_dir, tmp_path_factory, one_torch_thread):
+    # one_torch_thread named here, not only in pytestmark: module fixtures may be set up before the
+    # marks' fixtures, and 2 threads sum in another order; the frozen-body methods' 8-step signal
+    # is small enough that the thread count in effect decided whether their loss fell.
     folder = tmp_path_factory.mktemp(f"method-{request.param}")
     method = {"name": request.param}
     if request.param in ("prompt", "p-tuning", "prefix"):

@@ -23,7 +23,8 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await _too_large(send, self.max_bytes)
+            await _too_large(send, self.max_bytes)
+            return await _drain(receive)
         received = 0
         started = False
 
@@ -46,6 +47,7 @@ class BodySizeLimit:
         except _BodyTooLarge:
             if not started:
                 await _too_large(send, self.max_bytes)
+            await _drain(receive)
 
 
 class _BodyTooLarge(Exception):
@@ -57,6 +59,34 @@ async def _too_large(send, max_bytes: int) -> None:
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+DRAIN_BYTES, DRAIN_SECONDS = 1 << 20, 2.0
+
+
+async def _drain(receive) -> None:
+    """Read and drop what the client is still sending (up to 1 MiB, 2 s) after a 413.
+
+    Closing a socket with unread data in it makes the kernel send a reset, and a client that is
+    still writing its body then sees "connection reset" instead of our 413 (a lingering close, as
+    web servers do). Bounded, so a client cannot keep us reading.
+    """
+    import asyncio
+
+    async def read_rest() -> None:
+        drained = 0
+        while drained < DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    try:
+        await asyncio.wait_for(read_rest(), DRAIN_SECONDS)
+    except asyncio.TimeoutError:
+        return
 
 
 @dataclass
