@@ -98,6 +98,12 @@ def trained(request, pretrained_dir, tmp_path_factory, one_torch_thread):
     method = {"name": request.param}
     if request.param in ("prompt", "p-tuning", "prefix"):
         method["num_virtual_tokens"] = 4
+    if request.param == "prefix":
+        # Prefix vectors start at random with unit scale, far above this tiny body's keys: four of
+        # them per layer take nearly all the attention, the [CLS] output barely depends on the input,
+        # and whether 8 steps lowered the loss came down to float rounding (it flipped with the
+        # thread count). One virtual position leaves the input in charge; the property is the same.
+        method["num_virtual_tokens"] = 1
     if request.param == "adapter":
         method["reduction_factor"] = 4
     if request.param == "adalora":

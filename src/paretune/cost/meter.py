@@ -53,7 +53,7 @@ class CostMeter:
             "precision": {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision),
             "phases_s": {k: round(v, 3) for k, v in phases.items()},
             "wall_s": round(wall, 3),
-            "device_hours": round(device_hours, 6),
+            "device_hours": _significant(device_hours),  # short runs: a few 1e-5 h, keep the digits
             "train_samples": state.samples_seen,
             "train_tokens": state.tokens_seen,
             "train_padded_tokens": state.padded_tokens_seen,
