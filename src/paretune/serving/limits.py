@@ -23,8 +23,9 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _too_large(send, self.max_bytes)
-            return await _drain(receive)
+            if declared.isdigit() and int(declared) <= DRAIN_BYTES:
+                await _drain(receive)
+            return await _too_large(send, self.max_bytes)
         received = 0
         started = False
 
@@ -47,7 +48,6 @@ class BodySizeLimit:
         except _BodyTooLarge:
             if not started:
                 await _too_large(send, self.max_bytes)
-            await _drain(receive)
 
 
 class _BodyTooLarge(Exception):
@@ -65,11 +65,12 @@ DRAIN_BYTES, DRAIN_SECONDS = 1 << 20, 2.0
 
 
 async def _drain(receive) -> None:
-    """Read and drop what the client is still sending (up to 1 MiB, 2 s) after a 413.
+    """Read and drop what the client is still sending (up to 1 MiB, 2 s) before answering 413.
 
     Closing a socket with unread data in it makes the kernel send a reset, and a client that is
-    still writing its body then sees "connection reset" instead of our 413 (a lingering close, as
-    web servers do). Bounded, so a client cannot keep us reading.
+    still writing its body then sees "connection reset" instead of our 413. The server stops
+    reading once it has answered, so the rest is read first. Bounded, so a client cannot keep us
+    reading: a body declared larger than the bound is refused at once.
     """
     import asyncio
 
