@@ -101,6 +101,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     letters = sorted({ch for word in words for ch in word} | set("abcdefghijklmnopqrstuvwxyz0123456789"))
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tokens = specials + words + [c for c in letters if c not in words] + ["##" + c for c in letters]
+    tokens += [f"[unused{i}]" for i in range(200 - len(tokens))]  # 200 ids, as tests' random batches assume
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
