@@ -12,7 +12,8 @@ from dataclasses import dataclass
 class BodySizeLimit:
     """ASGI middleware: 413 for a body over `max_bytes`, before the app reads it into memory.
 
-    A declared Content-Length is refused at once; a chunked body is counted as it streams in.
+    A declared Content-Length is refused at once; a body without one (chunked) is read here up to
+    the limit and handed on whole, or refused once it passes it.
     """
 
     def __init__(self, app, max_bytes: int):
@@ -26,32 +27,43 @@ class BodySizeLimit:
             if declared.isdigit() and int(declared) <= DRAIN_BYTES:
                 await _drain(receive)
             return await _too_large(send, self.max_bytes)
-        received = 0
-        started = False
-
-        async def counting_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _too_large(send, self.max_bytes)
+        if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # No declared length (chunked): read it here, up to the limit, before the app sees it.
+            body, more = await _read_up_to(receive, self.max_bytes)
+            if more:
+                await _drain(receive)  # answered only once the client stopped sending: no reset
+                return await _too_large(send, self.max_bytes)
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+async def _read_up_to(receive, max_bytes: int) -> tuple[bytes, bool]:
+    """The body's first max_bytes, and whether there is more than that."""
+    parts, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(parts), False
+        parts.append(message.get("body", b""))
+        size += len(parts[-1])
+        if size > max_bytes:
+            return b"", True
+        if not message.get("more_body", False):
+            return b"".join(parts), False
+
+
+def _replay(body: bytes, receive):
+    """A receive that gives the app the body read already, then passes on (e.g. a disconnect)."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _too_large(send, max_bytes: int) -> None:
