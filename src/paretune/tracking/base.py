@@ -32,25 +32,23 @@ class Backend:
     install: str
 
 
-def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"training": {"lr": 1e-3}} -> {"training.lr": 1e-3}; lists as text (params are flat)."""
-    flat: dict[str, Any] = {}
+def leaves(values: dict[str, Any], separator: str, prefix: str = ""):
+    """(joined key, value) for every non-dict leaf of a nested dict."""
     for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
+            yield from leaves(value, separator, f"{name}{separator}")
         else:
-            flat[name] = value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
-    return flat
+            yield name, value
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"training": {"lr": 1e-3}} -> {"training.lr": 1e-3}; lists as text (params are flat)."""
+    return {name: value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+            for name, value in leaves(values, ".", prefix)}
 
 
 def numbers(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
     """The numeric leaves of a nested dict, flattened with `/` (TensorBoard's tag grouping)."""
-    out: dict[str, float] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(numbers(value, f"{name}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = float(value)
-    return out
+    return {name: float(value) for name, value in leaves(values, "/", prefix)
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
