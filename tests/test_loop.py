@@ -43,3 +43,21 @@ def test_best_checkpoint_is_the_saved_model(tiny_config):
     best = min(history, key=lambda r: r["validation"]["loss"])
     assert run.metrics["best_step"] == best["step"]
     assert run.validation["loss"] == pytest.approx(best["validation"]["loss"], abs=1e-5)
+
+
+def test_final_validation_reuses_the_last_evaluation_only_when_it_scored_the_final_weights(tiny_config, monkeypatch):
+    import paretune.runner as runner
+
+    calls = []
+    real = runner.evaluate
+    monkeypatch.setattr(runner, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    # Training ends on an evaluation of its last weights: the final figures are that evaluation's.
+    run = paretune.finetune(_with(tiny_config, epochs=1))
+    history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert calls == [] and run.validation == history[-1]["validation"]
+    # A rate this small cannot move accuracy, so the first evaluation stays the best: the model ends
+    # on step 2's weights, which the last evaluation (step 10) did not score, so they are scored again.
+    cfg = _with(tiny_config, lr=1e-12, eval_every=2, epochs=1, metric="accuracy")
+    run = paretune.finetune({**cfg, "output": {"dir": str(run.path) + "-again"}})
+    assert run.metrics["best_step"] == 2 and run.metrics["steps"] == 10
+    assert calls == [1]

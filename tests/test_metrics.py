@@ -62,6 +62,36 @@ def test_label_id_out_of_range_is_rejected():
         classification_metrics([0, 3], [0, 1], LABELS)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_classification_and_multilabel_agree_with_scikit_learn(seed):
+    # The metrics are computed with numpy (scikit-learn's import costs every process >1 s); they must
+    # stay the figures scikit-learn gives, absent and never-predicted labels included.
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(seed)
+    labels = [f"l{i}" for i in range(5)]
+    y_true, y_pred = rng.integers(0, 4, 40), rng.integers(0, 5, 40)  # label 4 never true
+    ours = classification_metrics(y_true, y_pred, labels)
+    ids = list(range(5))
+    assert ours["accuracy"] == pytest.approx(sk.accuracy_score(y_true, y_pred))
+    for average in ("macro", "micro", "weighted"):
+        p, r, f, _ = sk.precision_recall_fscore_support(y_true, y_pred, labels=ids, average=average, zero_division=0)
+        assert (ours[f"precision_{average}"], ours[f"recall_{average}"], ours[f"f1_{average}"]) == pytest.approx((p, r, f))
+    assert ours["confusion_matrix"] == sk.confusion_matrix(y_true, y_pred, labels=ids).tolist()
+
+    true_matrix, pred_matrix = rng.integers(0, 2, (30, 4)), rng.integers(0, 2, (30, 4))
+    true_matrix[:, 3] = 0
+    multi = multilabel_metrics(true_matrix, pred_matrix, labels[:4])
+    assert multi["exact_match"] == pytest.approx(sk.accuracy_score(true_matrix, pred_matrix))
+    assert multi["hamming_loss"] == pytest.approx(sk.hamming_loss(true_matrix, pred_matrix))
+    for average in ("micro", "macro"):
+        _, _, f, _ = sk.precision_recall_fscore_support(true_matrix, pred_matrix, average=average, zero_division=0)
+        assert multi[f"f1_{average}"] == pytest.approx(f)
+    _, recall, _, support = sk.precision_recall_fscore_support(true_matrix, pred_matrix, average=None, zero_division=0)
+    assert [c["recall"] for c in multi["per_class"].values()] == pytest.approx(list(recall))
+    assert [c["support"] for c in multi["per_class"].values()] == list(support)
+
+
 # ---------------------------------------------------------------- multi-label
 
 

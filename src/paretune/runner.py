@@ -189,7 +189,10 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     timings["periodic_eval_s"] = state.eval_seconds
 
     started = time.perf_counter()
-    final = {"validation": _evaluate(trainer, data.validation), "test": _evaluate(trainer, data.test)}
+    # The last periodic evaluation often scored these very weights (one epoch ends on it): a
+    # second pass over the validation set would cost its time again for the same figures.
+    validation = trainer.scored_final_weights() or _evaluate(trainer, data.validation)
+    final = {"validation": validation, "test": _evaluate(trainer, data.test)}
     timings["final_eval_s"] = time.perf_counter() - started
     if final["validation"] is not None and accelerator.is_main_process:  # a run that ended at chance
         _warn_if_no_better_than_baseline(final["validation"], data.task.label_names, trainer.lr)

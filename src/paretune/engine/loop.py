@@ -96,6 +96,7 @@ class Trainer:
         if accelerator.process_index > 0:  # own dropout masks; process 0 keeps the one-process stream
             seed_everything(config.seed + accelerator.process_index)
         self.state = LoopState()
+        self.last_validation: dict | None = None  # the newest evaluation's metrics
         self.progress = Progress(self.total_steps, config.log_every, enabled=accelerator.is_main_process)
 
     @property
@@ -158,6 +159,20 @@ class Trainer:
         if cfg.load_best and state.best_step is not None:
             self._load_best()
         return state
+
+    def scored_final_weights(self) -> dict | None:
+        """The last evaluation's metrics when they are those of the weights training ended with.
+
+        They are when that evaluation was at the last step and the model kept those weights (no
+        best weights loaded, or the best ones are these). Weights loaded from an earlier best step
+        come without that step's buffers (batch-norm statistics), so those are scored again.
+        """
+        state = self.state
+        if self.last_validation is None or state.last_eval_step != state.step:
+            return None
+        if self.config.load_best and state.best_step not in (None, state.step):
+            return None
+        return self.last_validation
 
     def _load_best(self) -> None:
         self.acc.wait_for_everyone()  # the main process may still be writing them
@@ -273,6 +288,7 @@ class Trainer:
                            self.pad_id, self.acc)
         state.eval_seconds += time.perf_counter() - started
         state.last_eval_step = state.step
+        self.last_validation = metrics
         if self.metric not in metrics or not isinstance(metrics[self.metric], (int, float)):
             available = ", ".join(k for k, v in metrics.items() if isinstance(v, (int, float)))
             raise TrainingError(f"training.metric '{self.metric}' is not a metric of this task ({available})")

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import warnings
 
-from seqeval.metrics import accuracy_score, classification_report
-from seqeval.metrics.sequence_labeling import get_entities
-from seqeval.scheme import IOBES, Entities
 
 TAG_SCHEMES = ("iob1", "iob2", "bioes")
 
@@ -44,6 +41,10 @@ def tags_to_spans(tags: list[str], scheme: str) -> list[tuple[str, int, int]]:
 
     Reads the tags exactly as `ner_metrics` does, so spans built from predictions score the same.
     """
+    # seqeval imports scikit-learn (over a second); only processes that score NER pay for it.
+    from seqeval.metrics.sequence_labeling import get_entities
+    from seqeval.scheme import IOBES, Entities
+
     _check_scheme(scheme)
     if scheme == "bioes":
         entities = Entities([list(tags)], IOBES).entities[0]
@@ -54,6 +55,9 @@ def tags_to_spans(tags: list[str], scheme: str) -> list[tuple[str, int, int]]:
 
 def ner_metrics(true_tags: list[list[str]], pred_tags: list[list[str]], scheme: str) -> dict:
     """Entity precision/recall/F1 (micro), macro F1, token accuracy and per-type scores."""
+    from seqeval.metrics import accuracy_score, classification_report
+    from seqeval.scheme import IOBES
+
     _check_scheme(scheme)
     _check_aligned(true_tags, pred_tags)
     strict = {"mode": "strict", "scheme": IOBES} if scheme == "bioes" else {}

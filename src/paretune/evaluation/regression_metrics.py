@@ -4,8 +4,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import rankdata  # scipy ships with scikit-learn, so this adds no dependency
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 
 def regression_metrics(y_true: Sequence[float] | np.ndarray, y_pred: Sequence[float] | np.ndarray) -> dict:
@@ -14,6 +12,11 @@ def regression_metrics(y_true: Sequence[float] | np.ndarray, y_pred: Sequence[fl
     Multi-target inputs of matching shape are flattened, so every figure is pooled over all
     targets rather than averaged per target.
     """
+    # Imported here: scikit-learn and scipy cost every process over a second to import, and only
+    # regression runs use them (scipy ships with scikit-learn, so this adds no dependency).
+    from scipy.stats import rankdata
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
     targets = np.asarray(y_true, dtype=float)
     predictions = np.asarray(y_pred, dtype=float)
     if targets.shape != predictions.shape:
@@ -39,6 +42,8 @@ def _r2(targets: np.ndarray, predictions: np.ndarray) -> float:
     # score of predicting the mean, so the metrics file stays valid JSON.
     if targets.size < 2:
         return 0.0
+    from sklearn.metrics import r2_score
+
     return float(r2_score(targets, predictions))
 
 
