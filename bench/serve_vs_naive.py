@@ -1,0 +1,155 @@
+"""`paretune serve` against the server a user writes in ten minutes, side by side, in one run.
+
+    python bench/serve_vs_naive.py RUN [--also RUN_COMPRESSED] [--concurrency 1 8 32] [--seconds 20]
+
+The peer is FastAPI + transformers `pipeline("text-classification")` in a plain `def` endpoint
+(FastAPI runs it in its thread pool), one uvicorn worker, no auth and no limits: the run is
+exported to a plain transformers folder (`paretune export`) that the pipeline loads. paretune
+serves the run folder itself with an API key shared by all clients and `--rate-limit 0`.
+Both get the same closed-loop clients (bench/load_test.py: each sends one text, waits for the
+answer, sends the next) on loopback, one server at a time, with the same torch thread count.
+Prints a table and, per concurrency, paretune's throughput over the peer's, and checks the
+issue's targets: at 32 clients >= 3x the peer's requests/s (>= 4x for `--also`), p99 below the
+peer's p50, zero errors.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from load_test import load, sample_texts, served  # noqa: E402
+
+NAIVE_SERVER = textwrap.dedent('''
+    import os
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+    from transformers import pipeline
+
+    classifier = pipeline("text-classification", model=os.environ["NAIVE_MODEL"])
+    app = FastAPI()
+
+    class Request(BaseModel):
+        texts: list[str]
+
+    @app.post("/v1/predict")
+    def predict(request: Request):
+        return {"predictions": classifier(request.texts)}
+
+    @app.get("/readyz")
+    def ready():
+        return {"status": "ready"}
+''')
+
+
+class naive_served:
+    """The peer on a free loopback port, stopped on exit."""
+
+    def __init__(self, model_dir: Path, threads: int, workdir: Path):
+        (workdir / "naive_server.py").write_text(NAIVE_SERVER)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        env = {**os.environ, "NAIVE_MODEL": str(model_dir), "OMP_NUM_THREADS": str(threads),
+               "PYTHONPATH": str(workdir)}
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "naive_server:app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--no-access-log"], env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
+
+    def __enter__(self) -> tuple[str, str]:
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise SystemExit(f"naive server exited: {self.log.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    return url, "unused"
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit("naive server not ready after 300 s")
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def main() -> None:
+    args = parse_args()
+    texts = sample_texts(args.run)
+    results: dict[str, dict[int, dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="paretune-naive-") as tmp:
+        exported = Path(tmp) / "exported"
+        subprocess.run([sys.executable, "-m", "paretune", "export", str(args.run), "--merge", "--output",
+                        str(exported)], check=True, stdout=subprocess.DEVNULL)
+        servers = {"naive (FastAPI + pipeline)": lambda: naive_served(exported, args.threads, Path(tmp)),
+                   f"paretune serve {args.run.name}": lambda: served(args.run, [], args.threads)}
+        if args.also:
+            servers[f"paretune serve {args.also.name}"] = lambda: served(args.also, [], args.threads)
+        for name, start in servers.items():
+            with start() as (url, key):
+                for concurrency in args.concurrency:
+                    figures = asyncio.run(load(url, key, texts, concurrency, args.requests, args.seconds, 1))
+                    results.setdefault(name, {})[concurrency] = figures
+                    print(f"{name:40s} c={concurrency:<3d} {figures['throughput_rps']:8.1f} req/s  "
+                          f"p50 {figures['p50_ms']:7.1f} ms  p99 {figures['p99_ms']:7.1f} ms  "
+                          f"errors {figures['errors']}", file=sys.stderr)
+    print(report(results, args))
+    if args.json:
+        args.json.write_text(json.dumps({"threads": args.threads, "results": results}, indent=2) + "\n")
+
+
+def report(results: dict[str, dict[int, dict]], args) -> str:
+    naive, *ours = list(results)
+    lines = ["| server | clients | requests | req/s | p50 ms | p99 ms | errors | vs naive |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name in results:
+        for c, r in results[name].items():
+            ratio = r["throughput_rps"] / max(results[naive][c]["throughput_rps"], 1e-9)
+            lines.append(f"| {name} | {c} | {r['requests']} | {r['throughput_rps']} | {r['p50_ms']} | "
+                         f"{r['p99_ms']} | {r['errors']} | {ratio:.2f}x |")
+    top = max(args.concurrency)
+    lines.append("")
+    for name, target in zip(ours, (3.0, 4.0)):
+        r, peer = results[name][top], results[naive][top]
+        ratio = r["throughput_rps"] / max(peer["throughput_rps"], 1e-9)
+        met = ratio >= target and r["p99_ms"] < peer["p50_ms"] and r["errors"] == 0
+        lines.append(f"{name} at {top} clients: {ratio:.2f}x the naive server (target {target:g}x), p99 "
+                     f"{r['p99_ms']} ms vs naive p50 {peer['p50_ms']} ms, {r['errors']} errors: "
+                     f"{'met' if met else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="a text-classification run folder")
+    parser.add_argument("--also", type=Path, help="a compressed form of the run (e.g. onnx-int8), served too")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--requests", type=int, default=10_000, help="answers per level (at most)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="time per level (at most)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of each server")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    main()
