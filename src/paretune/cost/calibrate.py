@@ -54,6 +54,7 @@ def plan_run(config: Config, methods: list[str], devices: list[str], steps: int 
     tokenizer = load_tokenizer(config.model)
     data = prepare_data(config, tokenizer)
     data_prep_s = time.perf_counter() - started
+    setup_peak = read_peak_memory(accelerator.device)  # data preparation's, which a run pays too
     table = load_table(config.cost.prices_file)
     rows, baseline = [], None
     for name in methods:
@@ -67,6 +68,8 @@ def plan_run(config: Config, methods: list[str], devices: list[str], steps: int 
         elif measured.peak_memory_mib is not None and here.type == "cpu":
             measured.peak_memory_mib -= max(0.0, measured.baseline_rss_mib - baseline)
         measured.baseline_rss_mib = baseline
+        if measured.peak_memory_mib is not None:
+            measured.peak_memory_mib = max(measured.peak_memory_mib, setup_peak)
         for device in devices:
             rows.append(_device_row(device, work, measured, config, table, here))
     return rows
@@ -83,6 +86,7 @@ def calibrate(config: Config, method_config, data, tokenizer, accelerator: Accel
               steps: int):
     """Time `steps` real optimizer steps of this method; returns (Workload, Measured)."""
     started = time.perf_counter()
+    reset_peak_memory(accelerator.device)  # this method's peak: from its model loading on
     seed_everything(config.training.seed)
     model = load_model(config.model, data.task)
     method = get_method(method_config.name)
@@ -99,7 +103,6 @@ def calibrate(config: Config, method_config, data, tokenizer, accelerator: Accel
         if timer.done:
             raise _Timed()
 
-    peak_before = reset_peak_memory(accelerator.device)
     with tempfile.TemporaryDirectory(prefix="paretune-plan-") as folder:
         training = config.training.model_copy(update={"save_every": "epoch", "eval_every": "epoch"})
         trainer = Trainer(model=model, task=data.task, config=training, train=data.train, plan=plan, validation=None,
@@ -122,17 +125,15 @@ def calibrate(config: Config, method_config, data, tokenizer, accelerator: Accel
              spt * 1e6, len(timer.marks) - 1)
     del trainer, model
     accelerator.free_memory()
-    return work, Measured(here, spt, baseline, setup_s, peak_memory_mib=max(peak, peak_before))
+    return work, Measured(here, spt, baseline, setup_s, peak_memory_mib=peak)
 
 
-def reset_peak_memory(device) -> float:
-    """Restart the peak counter; returns the peak so far (data preparation, model loading)."""
-    before = read_peak_memory(device)
+def reset_peak_memory(device) -> None:
+    """Restart the peak counter, so a reading covers one method only."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     else:
         reset_peak_host_memory()
-    return before
 
 
 def read_peak_memory(device) -> float:
@@ -153,8 +154,10 @@ def probe_peak_memory(trainer: Trainer, data, pad_id: int, accelerator: Accelera
     trainer.model.train()
     accelerator.backward(trainer._loss(batch))
     trainer.optimizer.zero_grad(set_to_none=True)
-    if data.validation is not None:
-        eval_set = data.validation.encoded
+    for split in (data.validation, data.test):  # the run evaluates both (the test set at the end)
+        if split is None:
+            continue
+        eval_set = split.encoded
         batches = eval_batches(eval_set, trainer.config.eval_batch_size)
         heaviest = max(batches, key=lambda rows: len(rows) * int(eval_set.lengths()[rows].max()))
         predict_batches(trainer.model, trainer.task, eval_set, [heaviest], pad_id, accelerator.device,
