@@ -132,3 +132,29 @@ def test_missing_backend_package_is_a_clear_error_before_training(tiny_config, t
     with pytest.raises(ConfigError, match="wandb package"):
         finetune({**tiny_config, "tracking": {"backends": ["wandb"]}})
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_step_losses_stay_on_the_device_until_a_flush(tiny_config, tmp_path, monkeypatch):
+    """Every step is logged, but the losses are read (a device sync) only every flush_every steps."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from paretune.runner import settled_config
+    from paretune.tracking import session
+
+    sent: list[tuple[int, dict]] = []
+    tracker = SimpleNamespace(params=lambda p: None, metrics=lambda v, step: sent.append((step, v)),
+                              close=lambda failed=False: None)
+    monkeypatch.setattr(session, "open_trackers", lambda config, run_dir: [tracker])
+    config = settled_config({**tiny_config, "tracking": {"flush_every": 2}})
+    hooks = session.RunHooks(config, tmp_path, meter=None, method=SimpleNamespace(on_step=None),
+                             main_process=True, append_metrics=lambda record: None)
+    trainer = SimpleNamespace(scheduler=SimpleNamespace(get_last_lr=lambda: [0.5]), step_loss=None)
+    hooks.trainer = trainer
+    for step in range(1, 4):
+        trainer.step_loss = torch.tensor(float(step))
+        hooks.on_step(None, step)
+        assert [s for s, _ in sent] == [1, 2][: step // 2 * 2]  # nothing read before a flush
+    hooks.close()
+    assert sent == [(s, {"train/lr": 0.5, "train/loss": float(s)}) for s in (1, 2, 3)]
