@@ -25,6 +25,9 @@ def test_plan_rows_measured_here_scaled_elsewhere(config, one_torch_thread):
     for row in rows:
         assert row["time_s"] > row["train_s"] > 0 and row["fits"] is True
         assert row["time_s"] == pytest.approx(row["train_s"] + row["eval_s"] + row["setup_s"], abs=0.05)
+    # This machine's peak memory is measured at the largest batches: at least what is resident.
+    here = by["full", "cpu"]
+    assert here["peak_memory_mib"] >= here["memory"]["process_mib"] and "measured" in here["how"]
     # LoRA keeps gradients and AdamW moments for a few adapter weights only.
     assert by["lora", "a100"]["memory"]["optimizer_mib"] < by["full", "a100"]["memory"]["optimizer_mib"] / 10
     assert by["full", "h100"]["train_s"] < by["full", "a100"]["train_s"]  # same work, faster device
@@ -60,12 +63,21 @@ def test_plan_command_json(tiny_config, tmp_path, one_torch_thread):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(tiny_config))
     _register()
-    result = CliRunner().invoke(app, ["plan", str(path), "--methods", "freeze", "--devices", "cpu,h200",
-                                      "--steps", "2", "--json"])
+    gpus = ["a10g", "a100", "h100", "h200"]
+    result = CliRunner().invoke(app, ["plan", str(path), "--methods", "freeze,lora", "--devices",
+                                      ",".join(["cpu", *gpus]), "--steps", "2", "--json"])
     assert result.exit_code == 0, result.output
     planned = json.loads(result.output.strip().splitlines()[-1])
-    assert set(planned) == {"freeze/cpu", "freeze/h200"}
-    assert set(planned["freeze/h200"]) >= {"time_s", "peak_memory_mib", "usd", "fits"}
+    assert set(planned) == {f"{m}/{d}" for m in ("freeze", "lora") for d in ["cpu", *gpus]}
+    for key, row in planned.items():
+        assert row["time_s"] > 0 and row["peak_memory_mib"] > 0 and isinstance(row["fits"], bool), key
+        assert row["usd"] is None or row["usd"] > 0
+        if key.endswith("/cpu"):
+            assert row["basis"] == "measured" and "measured" in row["how"]
+        else:  # GPU rows say they come from the FLOP model and published peaks, not calibration
+            assert row["basis"] == "scaled" and "not calibrated" in row["how"] and "published" in row["how"]
+    assert all(planned[f"freeze/{g}"]["usd"] > 0 for g in gpus)  # the price table has every one
+    assert "scaled: not calibrated" in result.output and "published peak" in result.output
 
 
 def test_train_records_its_plan_beside_the_actuals(tiny_config, one_torch_thread):

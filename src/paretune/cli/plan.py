@@ -35,7 +35,7 @@ def plan(
     print(plan_table(planned))
     if as_json:
         print(json.dumps({f"{r['method']}/{r['device']}": {k: r.get(k) for k in
-                          ("time_s", "peak_memory_mib", "usd", "fits", "basis", "train_s", "epoch_s")}
+                          ("time_s", "peak_memory_mib", "usd", "fits", "basis", "how", "train_s", "epoch_s", "memory")}
                           for r in planned}))
 
 
@@ -52,8 +52,9 @@ def plan_table(planned: list[dict]) -> str:
                       {True: "yes", False: "NO", None: "-"}[r.get("fits")], fmt_usd(r.get("usd"))))
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     table = "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines)
-    return table + ("\nmeasured: timed steps on this machine; scaled: FLOPs over the device's peak x "
-                    "efficiency (cost/hardware.py); memory is counted (docs/cost.md)")
+    return table + ("\nmeasured: steps timed and peak memory measured on this machine.\n"
+                    "scaled: not calibrated on that device; time is the FLOP model over its published "
+                    "peak TFLOP/s x an assumed efficiency, memory is counted (cost/hardware.py, docs/cost.md).")
 
 
 def register(app: typer.Typer) -> None:

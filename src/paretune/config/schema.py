@@ -156,6 +156,10 @@ class TrackingConfig(Section):
     experiment: str | None = Field(None, description="MLflow experiment / W&B project; default the sweep or paretune.")
     run_name: str | None = Field(None, description="Name of the tracked run; default the run folder's name.")
     group: str | None = Field(None, description="Runs of one sweep share it (set by paretune sweep).")
+    flush_every: int | None = Field(
+        None, ge=1, description="Every step's loss and lr are logged; they are read from the device and "
+        "sent every this many steps (one device sync each); default training.log_every."
+    )
 
 
 class Config(Section):

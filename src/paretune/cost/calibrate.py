@@ -8,18 +8,23 @@ is saved. Model loading and method setup are timed too: they are part of a run's
 from __future__ import annotations
 
 import logging
+import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 
 from paretune.config import Config
-from paretune.cost.device import Device, describe_device
+from paretune.cost.device import Device, describe_device, reset_peak_host_memory
 from paretune.cost.hardware import DEVICES, device_key
 from paretune.cost.plan import Measured, StepTimer, current_rss_mib, estimate_here, estimate_scaled, workload
 from paretune.cost.prices import default_price, load_table, resolve_price
 from paretune.data.prepare import prepare_data
+from paretune.engine.evaluate import _predict as predict_batches
+from paretune.engine.evaluate import eval_batches
 from paretune.engine.loop import Trainer
 from paretune.engine.plan import planned_steps, train_plan
 from paretune.engine.rng import seed_everything
@@ -49,6 +54,7 @@ def plan_run(config: Config, methods: list[str], devices: list[str], steps: int 
     tokenizer = load_tokenizer(config.model)
     data = prepare_data(config, tokenizer)
     data_prep_s = time.perf_counter() - started
+    setup_peak = read_peak_memory(accelerator.device)  # data preparation's, which a run pays too
     table = load_table(config.cost.prices_file)
     rows, baseline = [], None
     for name in methods:
@@ -57,7 +63,13 @@ def plan_run(config: Config, methods: list[str], devices: list[str], steps: int 
         measured.setup_s += data_prep_s
         # Memory freed after one method's steps stays with the allocator, so later methods would
         # start from a higher resident size than a fresh run does: all start from the first's.
-        baseline = measured.baseline_rss_mib = baseline or measured.baseline_rss_mib
+        if baseline is None:
+            baseline = measured.baseline_rss_mib
+        elif measured.peak_memory_mib is not None and here.type == "cpu":
+            measured.peak_memory_mib -= max(0.0, measured.baseline_rss_mib - baseline)
+        measured.baseline_rss_mib = baseline
+        if measured.peak_memory_mib is not None:
+            measured.peak_memory_mib = max(measured.peak_memory_mib, setup_peak)
         for device in devices:
             rows.append(_device_row(device, work, measured, config, table, here))
     return rows
@@ -74,6 +86,7 @@ def calibrate(config: Config, method_config, data, tokenizer, accelerator: Accel
               steps: int):
     """Time `steps` real optimizer steps of this method; returns (Workload, Measured)."""
     started = time.perf_counter()
+    reset_peak_memory(accelerator.device)  # this method's peak: from its model loading on
     seed_everything(config.training.seed)
     model = load_model(config.model, data.task)
     method = get_method(method_config.name)
@@ -102,6 +115,7 @@ def calibrate(config: Config, method_config, data, tokenizer, accelerator: Accel
             trainer.fit()
         except _Timed:
             pass
+        peak = probe_peak_memory(trainer, data, _pad_id(tokenizer), accelerator)
     evals = [s.encoded.lengths() for s in (data.validation, data.test) if s is not None]
     work = workload(trainer, trainer.unwrapped, method_config.name, evals)
     spt = timer.seconds_per_token()
@@ -111,7 +125,44 @@ def calibrate(config: Config, method_config, data, tokenizer, accelerator: Accel
              spt * 1e6, len(timer.marks) - 1)
     del trainer, model
     accelerator.free_memory()
-    return work, Measured(here, spt, baseline, setup_s)
+    return work, Measured(here, spt, baseline, setup_s, peak_memory_mib=peak)
+
+
+def reset_peak_memory(device) -> None:
+    """Restart the peak counter, so a reading covers one method only."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        reset_peak_host_memory()
+
+
+def read_peak_memory(device) -> float:
+    """MiB: the accelerator's allocated peak, or the process's resident peak (what the meter reads)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
+
+
+def probe_peak_memory(trainer: Trainer, data, pad_id: int, accelerator: Accelerator) -> float:
+    """Peak memory at the run's heaviest shapes, measured rather than modelled: after the timed
+    steps (the optimizer state now exists), one forward and backward of the planned training
+    batch with the most padded tokens, then one forward of the largest evaluation batch. What the
+    allocator holds, what autograd saves and the runtime's own buffers are all in the reading."""
+    plan = trainer.plan
+    largest = max(range(len(plan)), key=lambda i: plan.share(i).padded_tokens)
+    batch = trainer.task.collate(data.train, plan.tail(largest)[0], pad_id)
+    trainer.model.train()
+    accelerator.backward(trainer._loss(batch))
+    trainer.optimizer.zero_grad(set_to_none=True)
+    for split in (data.validation, data.test):  # the run evaluates both (the test set at the end)
+        if split is None:
+            continue
+        eval_set = split.encoded
+        batches = eval_batches(eval_set, trainer.config.eval_batch_size)
+        heaviest = max(batches, key=lambda rows: len(rows) * int(eval_set.lengths()[rows].max()))
+        predict_batches(trainer.model, trainer.task, eval_set, [heaviest], pad_id, accelerator.device,
+                        accelerator.autocast)
+    return read_peak_memory(accelerator.device)
 
 
 def _device_row(device: str, work, measured: Measured, config: Config, table, here: Device) -> dict:

@@ -163,6 +163,7 @@ class Measured:
     seconds_per_token: float
     baseline_rss_mib: float
     setup_s: float
+    peak_memory_mib: float | None = None  # measured at the planned shapes (cost/calibrate.py)
 
 
 def estimate_here(work: Workload, measured: Measured, usd_per_hour: float | None) -> dict:
@@ -179,8 +180,15 @@ def estimate_here(work: Workload, measured: Measured, usd_per_hour: float | None
         parts["process_mib"] = round(measured.baseline_rss_mib, 1)
         peak = sum(parts.values())
         capacity = psutil.virtual_memory().total / MIB
-    return _row(work, device_key(measured.device), "measured", train_s, eval_s, measured.setup_s, parts, peak,
-                capacity, usd_per_hour)
+    parts["counted_peak_mib"] = round(peak, 1)
+    if measured.peak_memory_mib is not None:
+        peak = measured.peak_memory_mib
+    row = _row(work, device_key(measured.device), "measured", train_s, eval_s, measured.setup_s, parts, peak,
+               capacity, usd_per_hour)
+    row["how"] = ("time from steps timed on this machine; peak memory "
+                  + ("measured at the largest planned batches" if measured.peak_memory_mib is not None
+                     else "counted (weights, gradients, optimizer state, activations)"))
+    return row
 
 
 def estimate_scaled(work: Workload, spec: DeviceSpec, setup_s: float, usd_per_hour: float | None) -> dict:
@@ -189,8 +197,11 @@ def estimate_scaled(work: Workload, spec: DeviceSpec, setup_s: float, usd_per_ho
     train_s = work.flops_per_token * work.run_padded_tokens / rate + work.steps * spec.step_overhead_s
     eval_s = work.forward_flops_per_token * work.eval_padded_tokens * work.evaluations / rate
     parts = memory_parts(work, activation_bytes=2)
-    return _row(work, spec.key, "scaled", train_s, eval_s, setup_s, parts, sum(parts.values()),
-                spec.memory_gib * 1024 * USABLE_MEMORY, usd_per_hour)
+    row = _row(work, spec.key, "scaled", train_s, eval_s, setup_s, parts, sum(parts.values()),
+               spec.memory_gib * 1024 * USABLE_MEMORY, usd_per_hour)
+    row["how"] = (f"scaled, not calibrated: FLOP model over the published {spec.peak_tflops:g} TFLOP/s peak "
+                  f"x {spec.efficiency:g} assumed efficiency; memory counted, not measured")
+    return row
 
 
 def _row(work: Workload, device: str, basis: str, train_s: float, eval_s: float, setup_s: float,

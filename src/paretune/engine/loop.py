@@ -205,7 +205,7 @@ class Trainer:
     def _optimizer_step(self, group: list[dict]) -> None:
         state, acc = self.state, self.acc
         self.model.train()
-        finite = True
+        finite, losses = True, []
         for i, batch in enumerate(group):
             share = self.plan.share(state.batch_in_epoch)  # counts of the whole global batch
             state.batch_in_epoch += 1
@@ -219,12 +219,15 @@ class Trainer:
                     break
                 acc.backward(loss / len(group))
             self.progress.add_loss(loss.detach())
+            losses.append(loss.detach())
         if finite:
             if self.config.max_grad_norm:
                 acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
             self.optimizer.step()
             state.nan_streak = 0
             if self.on_step is not None:
+                # This step's loss stays on the device: a hook that logs it reads it in batches.
+                self.step_loss = torch.stack(losses).mean()
                 self.on_step(self.unwrapped, state.step + 1)
         else:
             self._count_nonfinite()

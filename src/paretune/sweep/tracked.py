@@ -39,7 +39,10 @@ def log_frontier(folder: Path, tracking: dict[str, Any], runs_dir: Path) -> None
     for tracker in open_trackers(config, runs_dir / "frontier"):
         for index, point in enumerate(frontier.points):
             values = numbers({"quality": point.quality, "train_usd": point.train_usd, "run_s": point.run_s})
-            tracker.metrics({f"frontier/{k}": v for k, v in values.items()}, index)
+            tracker.metrics({f"frontier/{k}": v for k, v in values.items()}, index)  # a curve, best first
+            # And under each variant's name, with its Pareto marks, to read without the artifacts.
+            marks = {k: float(bool(point.extra.get(k))) for k in ("pareto_train", "pareto_serve")}
+            tracker.metrics({f"frontier/{point.name}/{k}": v for k, v in {**values, **marks}.items()}, 0)
         for path in files.values():
             if path is not None and Path(path).is_file():
                 tracker.artifact(Path(path))

@@ -1,9 +1,11 @@
 """What a training run reports while it runs: its plan (cost/plan.py) and its tracked metrics.
 
 The runner builds one `RunHooks` per run and hands its `on_step` and `on_eval` to the Trainer,
-so neither needs the loop to change. Per step only the learning rate is logged: the loop keeps
-the loss on the device and reads it at evaluations (a per-step read would be a device sync each
-step), so the training loss is logged with each evaluation record, which carries it.
+so neither needs the loop to change. Every optimizer step's training loss and learning rate are
+logged. The loss stays on the device (`Trainer.step_loss`): the steps are buffered and read in
+one go every `tracking.flush_every` steps (default training.log_every), at each evaluation and at
+the end, so a GPU run pays one device sync per flush, not one per step. Each evaluation record
+also logs the mean training loss since the previous evaluation (`train/mean_loss`).
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ class RunHooks:
         self.timer = StepTimer()
         self.trainer = None
         self._plan_input: tuple | None = None
+        self._steps: list[tuple[int, Any, float]] = []  # (step, loss on the device, lr) not yet sent
+        self.flush_every = config.tracking.flush_every or config.training.log_every
         check_backends(config.tracking.backends)  # a missing package fails before training
         self.trackers: list[Tracker] = open_trackers(config.tracking, run_dir) if main_process else []
         for tracker in self.trackers:
@@ -45,10 +49,24 @@ class RunHooks:
             self.method.on_step(model, step)
         self.timer.on_step(model, step)
         if self.trackers and self.trainer is not None:
-            self._log({"train/lr": self.trainer.scheduler.get_last_lr()[0]}, step)
+            loss = getattr(self.trainer, "step_loss", None)
+            self._steps.append((step, loss, self.trainer.scheduler.get_last_lr()[0]))
+            if step % self.flush_every == 0:
+                self._flush_steps()
+
+    def _flush_steps(self) -> None:
+        """Send the buffered steps: their losses are read from the device together (one sync)."""
+        import torch
+
+        steps, self._steps = self._steps, []
+        known = [loss.detach().float().reshape(()) for _, loss, _ in steps if loss is not None]
+        values = iter(torch.stack(known).cpu().tolist() if known else [])
+        for step, loss, lr in steps:
+            self._log({"train/lr": lr, **({} if loss is None else {"train/loss": next(values)})}, step)
 
     def on_eval(self, record: dict[str, Any]) -> None:
         self.append_metrics(record)
+        self._flush_steps()  # in step order, before the evaluation's own values
         values = numbers({k: v for k, v in record.items() if k not in ("step", "best", "lr")})  # lr: logged per step
         self._log({_tag(name): value for name, value in values.items()}, record["step"])
 
@@ -65,6 +83,7 @@ class RunHooks:
         return row
 
     def finish(self, run_dir: Path, metrics: dict, cost: dict) -> None:
+        self._flush_steps()
         final = numbers({k: metrics[k] for k in ("validation", "test") if k in metrics})
         self._log({f"final/{k}": v for k, v in final.items()}, metrics.get("steps", 0))
         self._log(numbers({k: v for k, v in cost.items() if k not in ("price",)}, "cost/"), metrics.get("steps", 0))
@@ -75,6 +94,10 @@ class RunHooks:
         self.close()
 
     def close(self, failed: bool = False) -> None:
+        try:
+            self._flush_steps()
+        except Exception as err:  # tracking must never fail a run
+            log.warning("tracking: logging the last steps failed: %s", err)
         for tracker in self.trackers:
             try:
                 tracker.close(failed)
@@ -88,5 +111,5 @@ class RunHooks:
 
 
 def _tag(name: str) -> str:
-    """Evaluation record keys as tags: validation/accuracy, train/loss, train/lr."""
-    return {"train_loss": "train/loss", "train_s": "train/seconds", "epoch": "train/epoch"}.get(name, name)
+    """Evaluation record keys as tags: validation/accuracy, train/mean_loss, train/seconds."""
+    return {"train_loss": "train/mean_loss", "train_s": "train/seconds", "epoch": "train/epoch"}.get(name, name)
