@@ -62,6 +62,7 @@ class BatchShare:
     tokens: int  # real tokens of the global batch
     padded_tokens: int  # tokens computed on, over all processes (each pads its rows to its longest)
     loss_weight: float  # this process's fraction of the batch's loss terms (rows or labelled tokens)
+    units: int = 0  # loss terms of the global batch (rows, or labelled tokens)
 
 
 class BatchPlan(torch.utils.data.Sampler[list[int]]):
@@ -120,7 +121,7 @@ class BatchPlan(torch.utils.data.Sampler[list[int]]):
         # process, as on one, and the step is skipped; weight by rows only to keep it defined.
         weight = units[self.rank] / total if total else len(parts[self.rank]) / len(batch)
         padded = sum(len(part) * int(self.lengths[part].max()) for part in parts if part)
-        return BatchShare(len(batch), int(self.lengths[batch].sum()), padded, weight)
+        return BatchShare(len(batch), int(self.lengths[batch].sum()), padded, weight, int(total))
 
     def _units(self, rows: list[int]) -> int:
         return len(rows) if self.loss_units is None else int(self.loss_units[rows].sum())

@@ -1,0 +1,55 @@
+"""A tiny random Llama with a ChatML tokenizer made on the fly, and toy instruction data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import FILLER, NEGATIVE, NOUNS, POSITIVE, sentiment_rows
+
+SPECIALS = ["[PAD]", "[UNK]", "<|im_start|>", "<|im_end|>"]
+WORDS = sorted(set(FILLER + NOUNS + POSITIVE + NEGATIVE + ["positive", "negative", "user", "assistant", "system",
+                                                          "review", "sentiment", ":", "?", "."]))
+
+
+def chat_tokenizer(template: str | None = "chatml"):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from paretune.tasks.chat_format import NAMED_TEMPLATES
+
+    letters = sorted(set("abcdefghijklmnopqrstuvwxyz") - set(WORDS))
+    vocab = SPECIALS + WORDS + letters + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                   eos_token="<|im_end|>", additional_special_tokens=["<|im_start|>"],
+                                   model_max_length=128)
+    if template:
+        fast.chat_template = NAMED_TEMPLATES[template]
+    return fast
+
+
+def tiny_llama_dir(folder: Path, template: str | None = "chatml") -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = chat_tokenizer(template)
+    tokenizer.save_pretrained(folder)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                         pad_token_id=0, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+                         tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def instruction_rows(n: int, seed: int) -> list[dict]:
+    return [{"prompt": f"review : {text}", "completion": label} for text, label in sentiment_rows(n, seed)]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
