@@ -54,10 +54,11 @@ def structured_equal(prediction: str, reference: str, match: str) -> bool:
 
 def _rouge_l(predictions: list[str], references: list[str]) -> dict[str, float]:
     try:
-        from rouge_score import rouge_scorer
+        from rouge_score import rouge_scorer, tokenizers
     except ImportError:
         return {}
-    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    # A tokenizer given, so rouge-score does not log through absl (which prints to a closed stream).
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=tokenizers.DefaultTokenizer(use_stemmer=False))
     scores = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]
     return {"rouge_l": sum(scores) / max(len(scores), 1)}
 

@@ -187,6 +187,12 @@ class Task(ABC):
     def readable(self, output: np.ndarray, example: Example, all_scores: bool = False) -> dict[str, Any]:
         """One prediction as JSON-ready data for users (label and score, value, or entities)."""
 
+    def inspect(self, examples: list[Example], tokenizer, max_length: int, shown: int = 3) -> list[str]:
+        """Lines for `paretune inspect`: the first examples as the model sees them, with targets."""
+        encoded = self.encode(examples[:shown], self.parse(examples[:shown], "data", "label"), tokenizer, max_length)
+        return [f"row {ex.row}: {tokenizer.decode(encoded.input_ids[i].tolist())!r} -> {ex.label!r}"
+                for i, ex in enumerate(examples[:shown])]
+
     def model_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
         """Metrics that need the model itself, not only its logits (generated text), computed
         after training and by `paretune eval`; none by default."""

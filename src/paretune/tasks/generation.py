@@ -32,7 +32,7 @@ from paretune.data.chat_rows import read_generation_examples
 from paretune.data.collation import pad_rows
 from paretune.data.encoded import Encoded
 from paretune.data.examples import Example
-from paretune.errors import DataError, DataProblem
+from paretune.errors import DataError, DataProblem, ParetuneError
 from paretune.evaluation.generation_metrics import generation_metrics
 from paretune.tasks import chat_format
 from paretune.tasks.base import IGNORE_INDEX, Task, TaskOptions
@@ -100,7 +100,13 @@ class GenerationTask(Task):
     def prepare_tokenizer(self, tokenizer) -> bool:
         """Set the configured template on the tokenizer (saved with it); whether rows are chat."""
         if self.config.chat_template:
-            tokenizer.chat_template = chat_format.load_template(self.config.chat_template)
+            try:
+                tokenizer.chat_template = chat_format.load_template(self.config.chat_template)
+            except ParetuneError:
+                if not tokenizer.chat_template:  # a run's saved tokenizer carries it: the file may be gone
+                    raise
+        if tokenizer.eos_token_id is None and tokenizer.sep_token_id is not None:
+            tokenizer.eos_token = tokenizer.sep_token  # BERT-style vocabularies end texts with [SEP]
         if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
             tokenizer.pad_token = tokenizer.eos_token
         chat = self.config.chat if self.config.chat is not None else bool(tokenizer.chat_template)
@@ -141,20 +147,50 @@ class GenerationTask(Task):
         if targets is None:  # prediction input: the prompts, next-token logits at their ends
             ids = [np.asarray(self.prompt_ids(ex, tokenizer, chat)[-max_length:], dtype=np.int32) for ex in examples]
             return Encoded(input_ids=ids)
-        input_ids, token_labels, empty = [], [], []
+        input_ids, token_labels, empty, end_trained = [], [], [], False
+        end_ids = chat_format.end_of_turn_ids(tokenizer)
         for ex in examples:
             row = self.token_row(ex, tokenizer, chat)
             ids, trained = row.ids[:max_length], row.trained[:max_length]
             labels = chat_format.shifted_targets(chat_format.TokenRow(ids, trained), IGNORE_INDEX)
             if not (labels != IGNORE_INDEX).any():
-                empty.append(ex)
+                empty.append((ex, any(row.trained[1:])))
+            end_trained = end_trained or bool(np.isin(labels, list(end_ids)).any())
             input_ids.append(np.asarray(ids, dtype=np.int32))
             token_labels.append(labels)
-        if empty:
-            raise DataError([DataProblem(
-                "data", f"no answer token left to train on after truncation to data.max_length={max_length}; "
-                        "raise data.max_length or shorten the prompt", row=ex.row, line=ex.line) for ex in empty])
+        self._check_targets(empty, end_trained, max_length)
         return Encoded(input_ids=input_ids, token_labels=token_labels)
+
+    @staticmethod
+    def _check_targets(empty: list[tuple[Example, bool]], end_trained: bool, max_length: int) -> None:
+        """Rows with nothing to learn, and data that never teaches the model to stop, are errors."""
+        problems = [DataProblem("data", (
+            f"no answer token left to train on after truncation to data.max_length={max_length}; raise "
+            "data.max_length or shorten the prompt") if truncated else (
+            "the chat template leaves no token of this conversation to train on (does it render "
+            "assistant turns?); check it with `paretune inspect CONFIG`"), row=ex.row, line=ex.line)
+            for ex, truncated in empty]
+        if not end_trained and not problems:
+            problems.append(DataProblem("data", "no row trains an end-of-turn or EOS token, so the model would "
+                                        "never learn to stop; the chat template must end assistant turns with "
+                                        "one (see `paretune inspect CONFIG`)"))
+        if problems:
+            raise DataError(problems)
+
+    def inspect(self, examples: list[Example], tokenizer, max_length: int, shown: int = 3) -> list[str]:
+        """The first examples with target tokens marked «like this», and target-token counts;
+        encoding all of them raises what training would (nothing to train, EOS never trained)."""
+        from paretune.tasks.inspection import marked_text
+
+        encoded = self.encode(examples, [ex.label for ex in examples], tokenizer, max_length)
+        units = self.loss_units(encoded)
+        lines = [f"{len(examples)} rows, {int(units.sum())} target tokens of {encoded.n_tokens()} "
+                 f"({units.sum() / max(encoded.n_tokens(), 1):.1%}); fewest in a row {units.min()}, most {units.max()}"]
+        for i, ex in enumerate(examples[:shown]):
+            trained = np.r_[False, encoded.token_labels[i][:-1] != IGNORE_INDEX]
+            lines += ["", f"row {ex.row}: {len(trained)} tokens, {int(trained.sum())} trained",
+                      marked_text(tokenizer, encoded.input_ids[i].tolist(), trained.tolist())]
+        return lines
 
     def encoding_key(self) -> dict[str, Any]:
         key = super().encoding_key()
