@@ -121,13 +121,13 @@ class GenerationTask(Task):
             messages.insert(0, {"role": "system", "content": self.config.system_prompt})
         return messages
 
-    def token_row(self, example: Example, tokenizer, chat: bool) -> chat_format.TokenRow:
+    def token_row(self, example: Example, tokenizer, chat: bool, end_ids: set[int]) -> chat_format.TokenRow:
         on_prompt = self.config.train_on_prompt
         if isinstance(example.text, str):  # raw text: every token is a target
             return chat_format.raw_tokens(tokenizer, "", example.text, True)
         messages = self.conversation(example)
         if chat:
-            return chat_format.chat_tokens(tokenizer, messages, on_prompt, chat_format.end_of_turn_ids(tokenizer))
+            return chat_format.chat_tokens(tokenizer, messages, on_prompt, end_ids)
         answer = messages[-1]["content"] if messages[-1]["role"] == "assistant" else None
         return chat_format.raw_tokens(tokenizer, chat_format.raw_prompt(messages), answer, on_prompt)
 
@@ -150,7 +150,7 @@ class GenerationTask(Task):
         input_ids, token_labels, empty, end_trained = [], [], [], False
         end_ids = chat_format.end_of_turn_ids(tokenizer)
         for ex in examples:
-            row = self.token_row(ex, tokenizer, chat)
+            row = self.token_row(ex, tokenizer, chat, end_ids)
             ids, trained = row.ids[:max_length], row.trained[:max_length]
             labels = chat_format.shifted_targets(chat_format.TokenRow(ids, trained), IGNORE_INDEX)
             if not (labels != IGNORE_INDEX).any():
