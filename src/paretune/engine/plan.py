@@ -26,6 +26,7 @@ def train_plan(train: Encoded, config: TrainingConfig, accelerator: Accelerator,
         # micro-batches, weight a batch by its loss terms.
         loss_units=(task.loss_units(train) if accelerator.num_processes > 1 or task.weigh_accumulation_by_units
                     else None),
+        packed=task.packed,
     )
 
 

@@ -81,6 +81,9 @@ class Task(ABC):
     # Gradient accumulation weighs each micro-batch by its loss terms (`loss_units`), not equally:
     # a mean over tokens stays a mean over tokens across the micro-batches of a step.
     weigh_accumulation_by_units: ClassVar[bool] = False
+    # `collate` lays a batch's examples end to end without padding (generation's packing): the
+    # batch plan then budgets and counts summed lengths.
+    packed: bool = False
     lower_is_better: ClassVar[frozenset[str]] = frozenset(
         {"loss", "mse", "rmse", "mae", "hamming_loss"}
     )

@@ -72,6 +72,7 @@ class GenerationTask(Task):
     def __init__(self, config: GenerationOptions, label_names: list[str]):
         super().__init__(config, [])
         # Packed rows need no attention mask: position ids restarting at 0 mark the examples.
+        self.packed = config.packing
         first = "position_ids" if config.packing else "attention_mask"
         self.model_inputs = ("input_ids", first, "logits_to_keep")
 
