@@ -49,9 +49,9 @@ def main(base: str, train: str, validation: str, batch: int, lr: float, r: int, 
     eval_set = datasets.Dataset.from_list(_prompt_completion(Path(validation)))
     config = SFTConfig(output_dir=str(Path(train).parent / "trl"), num_train_epochs=1, max_steps=max_steps,
                        per_device_train_batch_size=batch, per_device_eval_batch_size=32, learning_rate=lr,
-                       lr_scheduler_type="linear", warmup_ratio=0.06, max_length=128, save_strategy="no",
+                       lr_scheduler_type="linear", warmup_steps=0.06, max_length=128, save_strategy="no",
                        eval_strategy="no", report_to=[], logging_steps=10, seed=0, use_cpu=True,
-                       dataloader_num_workers=0)
+                       dataloader_num_workers=0, include_num_input_tokens_seen="non_padding")
     peft_config = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules="all-linear",
                              task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=eval_set,

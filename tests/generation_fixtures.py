@@ -54,6 +54,19 @@ def tiny_llama_dir(folder: Path, template: str | None = "chatml", extra_words: s
     return folder
 
 
+def tiny_gpt2_dir(folder: Path) -> Path:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = chat_tokenizer()
+    tokenizer.save_pretrained(folder)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=256,
+                        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
 def instruction_rows(n: int, seed: int) -> list[dict]:
     return [{"prompt": f"review : {text}", "completion": label} for text, label in sentiment_rows(n, seed)]
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from generation_fixtures import chat_tokenizer, instruction_rows, tiny_llama_dir, write_jsonl
+from generation_fixtures import chat_tokenizer, instruction_rows, tiny_gpt2_dir, tiny_llama_dir, write_jsonl
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -99,10 +99,12 @@ def _loss_and_grads(model, task, encoded, indices):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_packed_rows_give_the_unpacked_loss_and_gradients(llama_dir):
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_packed_rows_give_the_unpacked_loss_and_gradients(family, llama_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(llama_dir, use_cache=False)
+    folder = llama_dir if family == "llama" else tiny_gpt2_dir(tmp_path / "gpt2")
+    model = AutoModelForCausalLM.from_pretrained(folder, use_cache=False)  # in eval mode: no dropout
     tokenizer = chat_tokenizer()
     examples = [Example([{"role": "user", "content": text}, {"role": "assistant", "content": label}], label, i)
                 for i, (text, label) in enumerate([(r["prompt"], r["completion"]) for r in instruction_rows(6, 3)], 1)]
