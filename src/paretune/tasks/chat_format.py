@@ -76,7 +76,8 @@ def answer_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, 
             raise ParetuneError("the chat template renders a conversation differently from its beginning "
                                 "(it is not prefix-stable), so the assistant turns cannot be located; "
                                 "use another template (task.chat_template) or task.chat: false")
-        spans.append((len(before), len(upto)))
+        # Up to the end-of-turn marker: the newline a template writes after it is never generated.
+        spans.append((len(before), len(upto.rstrip())))
     return full, spans
 
 

@@ -20,7 +20,6 @@ processes (`loss_units`), so packed and unpacked training take the same steps.
 from __future__ import annotations
 
 import hashlib
-import logging
 from typing import Any, Literal
 
 import numpy as np
@@ -38,7 +37,8 @@ from paretune.tasks import chat_format
 from paretune.tasks.base import IGNORE_INDEX, Task, TaskOptions
 from paretune.tasks.decoding import DecodeSettings, generate_texts
 
-log = logging.getLogger("paretune")
+# Raised when what is trained changes, so cached encodings made by an earlier rule are not reused.
+MASKING_VERSION = 2
 
 
 class GenerationOptions(TaskOptions):
@@ -194,7 +194,7 @@ class GenerationTask(Task):
         return lines
 
     def encoding_key(self) -> dict[str, Any]:
-        key = super().encoding_key()
+        key = {**super().encoding_key(), "masking": MASKING_VERSION}
         if self.config.chat_template:  # the file's text, not its name, decides the tokens
             text = chat_format.load_template(self.config.chat_template)
             key["chat_template_sha256"] = hashlib.sha256(text.encode()).hexdigest()
