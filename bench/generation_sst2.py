@@ -87,7 +87,8 @@ def ours(base: str, files: dict, out: Path, args) -> dict:
     wall = time.perf_counter() - started
     cost = run.cost
     return {"train_s": round(cost["phases_s"]["train_s"], 1), "wall_s": round(wall, 1), "steps": run.metrics["steps"],
-            "train_tokens": cost["train_tokens"], "validation_loss": run.validation["loss"],
+            "train_tokens": cost["train_tokens"], "peak_rss_mib": cost.get("peak_host_rss_mib"),
+            "validation_loss": run.validation["loss"],
             # scored by the run itself after training, with the same greedy decoding as the others
             "exact_match": run.validation["exact_match"], "contains": run.validation["contains"],
             "run": str(run.path)}
@@ -130,8 +131,13 @@ def main() -> None:
         results["trl"] = finish_trl(peer or start_trl(base, files, args))
         results["trl"]["usd"] = round(results["trl"]["train_s"] / 3600 * PRICE_USD_PER_HOUR, 5)
         print("trl", results["trl"], flush=True)
+    for side in ("paretune", "trl"):
+        if side in results and results[side].get("train_tokens"):
+            results[side]["trained_tokens_per_s"] = round(results[side]["train_tokens"] / results[side]["train_s"], 1)
     if "paretune" in results and "trl" in results:
-        results["trl_over_paretune_train_s"] = round(results["trl"]["train_s"] / results["paretune"]["train_s"], 2)
+        ours_s, peer_s = results["paretune"]["train_s"], results["trl"]["train_s"]
+        results["trl_over_paretune_train_s"] = round(peer_s / ours_s, 2)
+        print(f"TRL SFTTrainer took {peer_s / ours_s:.2f}x paretune's training time for the same rows")
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 
