@@ -85,7 +85,7 @@ class Task(ABC):
     # batch plan then budgets and counts summed lengths.
     packed: bool = False
     lower_is_better: ClassVar[frozenset[str]] = frozenset(
-        {"loss", "mse", "rmse", "mae", "hamming_loss"}
+        {"loss", "mse", "rmse", "mae", "hamming_loss", "perplexity"}
     )
 
     def __init__(self, config: TaskOptions, label_names: list[str]):

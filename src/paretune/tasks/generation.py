@@ -65,7 +65,6 @@ class GenerationTask(Task):
     metric_names = ("perplexity", "token_accuracy", "target_tokens")
     stratify = False
     peft_task_type = "CAUSAL_LM"
-    lower_is_better = Task.lower_is_better | {"perplexity"}
     read_logits = "logits[0, -1].argmax()  # the next token"
     weigh_accumulation_by_units = True
 
