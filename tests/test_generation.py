@@ -149,9 +149,12 @@ def test_train_eval_and_generate_with_the_saved_template(llama_dir, tmp_path):
     metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert metrics["exact_match"] == run.validation["exact_match"]
 
+    served = paretune.Predictor.load(run.path).predict(["review : good film"])  # what predict and serve answer
+    assert list(served[0]) == ["completion"]
     answered = CliRunner().invoke(app, ["generate", str(run.path), "--prompt", "review : good film",
                                         "--max-new-tokens", "3"])
     assert answered.exit_code == 0, answered.output
+    assert answered.stdout.strip() == served[0]["completion"].strip()  # the text is the user's turn in both
     output = tmp_path / "answers.jsonl"
     done = CliRunner().invoke(app, ["generate", str(run.path), "--input", str(tmp_path / "validation.jsonl"),
                                     "--output", str(output), "--max-new-tokens", "3", "--temperature", "0.8"])

@@ -14,7 +14,7 @@ from pathlib import Path
 from paretune.data.examples import Example
 from paretune.errors import ParetuneError
 from paretune.predictor import Predictor
-from paretune.tasks.decoding import DecodeSettings, generate_texts
+from paretune.tasks.decoding import DecodeSettings
 
 
 def prompt_example(text: str, raw: bool, system: str | None = None, row: int = 1) -> Example:
@@ -26,12 +26,10 @@ def prompt_example(text: str, raw: bool, system: str | None = None, row: int = 1
 
 def answer(predictor: Predictor, examples: list[Example], settings: DecodeSettings) -> list[str]:
     task = predictor.task
-    if not hasattr(task, "prompt_ids"):
+    if not task.generates:
         raise ParetuneError(f"{predictor.run_dir} is a {task.name} run: generate answers generative runs only "
                             "(task.type: generation); use paretune predict")
-    chat = task.prepare_tokenizer(predictor.tokenizer)
-    prompts = [task.prompt_ids(ex, predictor.tokenizer, chat) for ex in examples]
-    return generate_texts(predictor.model, predictor.tokenizer, prompts, settings, predictor.device)
+    return task.answer(predictor.model, predictor.tokenizer, examples, predictor.device, settings)
 
 
 def answer_file(predictor: Predictor, input_path: Path, output: Path, settings: DecodeSettings,

@@ -85,6 +85,8 @@ class Predictor:
         empty = [ex for ex in examples if not ex.text]
         if empty:
             raise ParetuneError(f"input {empty[0].row} is empty: nothing to predict")
+        if self.task.generates:  # a generative run answers with text
+            return self.task.answer_examples(self.model, self.tokenizer, examples, self.device)
         encoded = self.task.encode(examples, None, self.tokenizer, self.max_length)
         outputs, _ = predict_outputs(self.model, self.task, encoded, batch_size, self.pad_id,
                                      self.device, labels=False)

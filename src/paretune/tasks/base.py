@@ -196,6 +196,13 @@ class Task(ABC):
         return [f"row {ex.row}: {tokenizer.decode(encoded.input_ids[i].tolist())!r} -> {ex.label!r}"
                 for i, ex in enumerate(examples[:shown])]
 
+    # Predictions are generated text, not read from one forward pass's logits: the Predictor (and so
+    # `paretune predict` and the server) asks `answer_examples` instead.
+    generates: ClassVar[bool] = False
+
+    def answer_examples(self, model, tokenizer, examples: list[Example], device) -> list[dict[str, Any]]:
+        raise NotImplementedError(f"the {self.name} task does not generate")
+
     def model_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
         """Metrics that need the model itself, not only its logits (generated text), computed
         after training and by `paretune eval`; none by default."""

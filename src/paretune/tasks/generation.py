@@ -67,6 +67,7 @@ class GenerationTask(Task):
     peft_task_type = "CAUSAL_LM"
     read_logits = "logits[0, -1].argmax()  # the next token"
     weigh_accumulation_by_units = True
+    generates = True
 
     def __init__(self, config: GenerationOptions, label_names: list[str]):
         super().__init__(config, [])
@@ -271,13 +272,25 @@ class GenerationTask(Task):
         return {"target_tokens": int(output[1])}
 
     # --- generation ---------------------------------------------------------------------
+    def answer(self, model, tokenizer, examples: list[Example], device, settings: DecodeSettings | None = None,
+               text_is_user_turn: bool = False) -> list[str]:
+        """Generated answers (greedy, `max_new_tokens` unless `settings` say otherwise). With
+        `text_is_user_turn`, a plain text in chat mode is the user's message (the server, predict)."""
+        chat = self.prepare_tokenizer(tokenizer)
+        if text_is_user_turn and chat:
+            examples = [Example([{"role": "user", "content": ex.text}], ex.label, ex.row)
+                        if isinstance(ex.text, str) else ex for ex in examples]
+        prompts = [self.prompt_ids(ex, tokenizer, chat) for ex in examples]
+        return generate_texts(model, tokenizer, prompts, settings or DecodeSettings(self.config.max_new_tokens), device)
+
+    def answer_examples(self, model, tokenizer, examples, device) -> list[dict[str, Any]]:
+        return [{"completion": text} for text in self.answer(model, tokenizer, examples, device, text_is_user_turn=True)]
+
     def model_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
         """exact_match, contains, ROUGE-L, BLEU/chrF of greedy answers to the first
         `generate_rows` examples with a reference answer."""
         scored = [ex for ex in examples if ex.label is not None][: self.config.generate_rows]
         if not scored:
             return {}
-        chat = self.prepare_tokenizer(tokenizer)
-        prompts = [self.prompt_ids(ex, tokenizer, chat) for ex in scored]
-        answers = generate_texts(model, tokenizer, prompts, DecodeSettings(self.config.max_new_tokens), device)
+        answers = self.answer(model, tokenizer, scored, device)
         return generation_metrics(answers, [str(ex.label) for ex in scored], self.config.match)
