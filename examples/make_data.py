@@ -22,6 +22,10 @@ from pathlib import Path
 SEED = 20240611
 SENTIMENT_ROWS = {"train": 1200, "validation": 300}
 NER_SENTENCES = {"train": 800, "validation": 200}
+# The chat set (examples/chat.yaml) asks the same reviews as conversations: fewer of them, since a
+# language model six times MiniLM's size trains slowly on a CPU.
+CHAT_ROWS = {"train": 400, "validation": 60}
+CHAT_SYSTEM = "Answer positive or negative."
 MIN_WORDS, MAX_WORDS = 5, 30
 
 # --- sentiment ------------------------------------------------------------------------------
@@ -353,6 +357,17 @@ def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> None:
     path.write_bytes("\n".join(lines).encode("utf-8"))
 
 
+def write_chat(path: Path, rows: list[tuple[str, str]]) -> None:
+    """Reviews as chat conversations (JSON lines): the review from the user, the label as the answer."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"messages": [{"role": "system", "content": CHAT_SYSTEM},
+                                      {"role": "user", "content": text},
+                                      {"role": "assistant", "content": label}]}) for text, label in rows]
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -365,12 +380,14 @@ def main(argv: list[str] | None = None) -> None:
     seen_reviews: set[str] = set()  # shared across splits: no review is in both train and validation
     for split, count in SENTIMENT_ROWS.items():
         banned = sentiment_held_out() if split == "train" else []
-        write_csv(out / "sentiment" / f"{split}.csv", sentiment_rows(rng, count, seen_reviews, banned))
+        rows = sentiment_rows(rng, count, seen_reviews, banned)
+        write_csv(out / "sentiment" / f"{split}.csv", rows)
+        write_chat(out / "chat" / f"{split}.jsonl", rows[: CHAT_ROWS[split]])
     seen_sentences: set[tuple] = set()
     for split, count in NER_SENTENCES.items():
         banned = ner_held_out() if split == "train" else []
         write_conll(out / "ner" / f"{split}.conll", ner_sentences(rng, count, seen_sentences, banned))
-    print(f"wrote {out / 'sentiment'} and {out / 'ner'}")
+    print(f"wrote {out / 'sentiment'}, {out / 'chat'} and {out / 'ner'}")
 
 
 if __name__ == "__main__":

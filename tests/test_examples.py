@@ -35,8 +35,13 @@ def test_example_config_parses_and_its_data_exists(path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_example_config_trains_a_few_steps(path, tiny_model_dir, tmp_path):
+    model_dir = tiny_model_dir
+    if load_config(path).task.type == "generation":  # a decoder with a chat template, words of its data
+        from generation_fixtures import tiny_llama_dir, words_of
+
+        model_dir = tiny_llama_dir(tmp_path / "llama", extra_words=words_of(*(EXAMPLES / "data" / "chat").iterdir()))
     run = paretune.finetune(path, overrides=[
-        f"model.name_or_path={tiny_model_dir}",
+        f"model.name_or_path={model_dir}",
         "training.max_steps=3",
         "data.max_train_rows=64",
         f"data.cache_dir={tmp_path / 'cache'}",

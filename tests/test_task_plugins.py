@@ -130,7 +130,17 @@ def _ner(folder: Path) -> tuple[dict, dict]:
                                     "validation": write_conll(folder / "validation.conll", ner_sentences(16, 2))}
 
 
-DATA = {"classification": _classification, "multilabel": _multilabel, "regression": _regression, "ner": _ner}
+def _generation(folder: Path) -> tuple[dict, dict]:
+    def rows(n, seed):
+        return "".join(json.dumps({"prompt": text, "completion": label}) + "\n" for text, label in sentiment_rows(n, seed))
+    (folder / "train.jsonl").write_text(rows(48, 1))
+    (folder / "validation.jsonl").write_text(rows(16, 2))
+    return {"generate_rows": 4, "max_new_tokens": 2}, {"train": folder / "train.jsonl",
+                                                       "validation": folder / "validation.jsonl"}
+
+
+DATA = {"classification": _classification, "multilabel": _multilabel, "regression": _regression, "ner": _ner,
+        "generation": _generation}
 
 
 def _config(model_dir: Path, folder: Path, task: str, options: dict, files: dict) -> dict:

@@ -11,6 +11,7 @@ import transformers
 
 from paretune.config.schema import ModelConfig
 from paretune.errors import ParetuneError
+from paretune.models_gguf import plain_folder
 from paretune.tasks.base import Task
 
 log = logging.getLogger("paretune")
@@ -111,7 +112,7 @@ def _load_error(source: str, err: Exception) -> ParetuneError:
 
 
 def load_tokenizer(config: ModelConfig, source: str | None = None):
-    source = source or model_source(config)
+    source = plain_folder(source or model_source(config))  # a .gguf file: its converted folder
     try:
         return transformers.AutoTokenizer.from_pretrained(
             source, revision=config.revision, trust_remote_code=config.trust_remote_code
@@ -122,7 +123,7 @@ def load_tokenizer(config: ModelConfig, source: str | None = None):
 
 def load_model(config: ModelConfig, task: Task, source: str | None = None) -> torch.nn.Module:
     """Pretrained body plus a fresh task head sized for the task's labels."""
-    source = source or model_source(config)
+    source = plain_folder(source or model_source(config))  # a .gguf file: its converted folder
     auto_class = getattr(transformers, task.auto_model)
     previous = transformers.logging.get_verbosity()
     # The 'newly initialized head' warning is expected for fine-tuning and only confuses users.

@@ -17,7 +17,6 @@ import transformers
 
 from paretune.data.examples import Example
 from paretune.data.prepare import encode_cached
-from paretune.data.readers import read_examples
 from paretune.data.encoded import EvalSet
 from paretune.engine.evaluate import predict_outputs
 from paretune.errors import ParetuneError
@@ -86,6 +85,8 @@ class Predictor:
         empty = [ex for ex in examples if not ex.text]
         if empty:
             raise ParetuneError(f"input {empty[0].row} is empty: nothing to predict")
+        if self.task.generates:  # a generative run answers with text
+            return self.task.answer_examples(self.model, self.tokenizer, examples, self.device)
         encoded = self.task.encode(examples, None, self.tokenizer, self.max_length)
         outputs, _ = predict_outputs(self.model, self.task, encoded, batch_size, self.pad_id,
                                      self.device, labels=False)
@@ -96,14 +97,15 @@ class Predictor:
         """Metrics of this model on a labelled file (same checks as training data)."""
         config = RunFolder.open(self.run_dir).read_config()
         label_column = label_column or config.data.label_column
-        examples = read_examples(
+        examples = self.task.read_file(
             path, fmt=fmt, text_column=text_column or config.data.text_column,
             label_column=label_column, word_level=self.task.word_level,
             encoding=config.data.encoding,
         )
         targets = self.task.parse(examples, str(path), label_column)
         encoded, _ = encode_cached(self.task, examples, targets, self.tokenizer, self.max_length, None)
-        return self.evaluate_set(EvalSet(encoded, targets), batch_size)
+        metrics = self.evaluate_set(EvalSet(encoded, targets), batch_size)
+        return {**metrics, **self.task.model_metrics(self.model, self.tokenizer, examples, self.device)}
 
     def evaluate_set(self, eval_set: EvalSet, batch_size: int = 128) -> dict[str, Any]:
         """Metrics of this model on data already encoded (e.g. a run's prepared validation set)."""

@@ -191,8 +191,12 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     started = time.perf_counter()
     # The last periodic evaluation often scored these very weights (one epoch ends on it): a
     # second pass over the validation set would cost its time again for the same figures.
-    validation = trainer.scored_final_weights() or _evaluate(trainer, data.validation)
+    reused = trainer.scored_final_weights()
+    validation = dict(reused) if reused is not None else _evaluate(trainer, data.validation)
     final = {"validation": validation, "test": _evaluate(trainer, data.test)}
+    if final["validation"] is not None and data.validation_examples:  # generated text, for generative tasks
+        final["validation"].update(train_task.model_metrics(trainer.unwrapped, tokenizer, data.validation_examples,
+                                                            accelerator.device))
     timings["final_eval_s"] = time.perf_counter() - started
     if final["validation"] is not None and accelerator.is_main_process:  # a run that ended at chance
         _warn_if_no_better_than_baseline(final["validation"], data.task.label_names, trainer.lr)

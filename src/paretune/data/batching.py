@@ -62,6 +62,7 @@ class BatchShare:
     tokens: int  # real tokens of the global batch
     padded_tokens: int  # tokens computed on, over all processes (each pads its rows to its longest)
     loss_weight: float  # this process's fraction of the batch's loss terms (rows or labelled tokens)
+    units: int = 0  # loss terms of the global batch (rows, or labelled tokens)
 
 
 class BatchPlan(torch.utils.data.Sampler[list[int]]):
@@ -79,6 +80,7 @@ class BatchPlan(torch.utils.data.Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
         loss_units: np.ndarray | None = None,
+        packed: bool = False,
     ):
         if (batch_size is None) == (batch_tokens is None):
             raise ValueError("give exactly one of batch_size and batch_tokens")
@@ -92,6 +94,9 @@ class BatchPlan(torch.utils.data.Sampler[list[int]]):
         # Terms each example adds to the task's mean loss: labelled tokens for token tasks,
         # else one per row (a multi-label row's labels scale every row alike).
         self.loss_units = None if loss_units is None else np.asarray(loss_units, dtype=np.int64)
+        # The task lays a batch's examples end to end (packing): no padding, and a token budget
+        # holds the examples' summed lengths, not rows x longest.
+        self.packed = packed
         self.epoch = 0
         self._batches = self._all_batches()
 
@@ -119,8 +124,9 @@ class BatchPlan(torch.utils.data.Sampler[list[int]]):
         # No loss terms at all (an NER batch with no labelled token): the loss is NaN on every
         # process, as on one, and the step is skipped; weight by rows only to keep it defined.
         weight = units[self.rank] / total if total else len(parts[self.rank]) / len(batch)
-        padded = sum(len(part) * int(self.lengths[part].max()) for part in parts if part)
-        return BatchShare(len(batch), int(self.lengths[batch].sum()), padded, weight)
+        padded = sum((int(self.lengths[part].sum()) if self.packed else len(part) * int(self.lengths[part].max()))
+                     for part in parts if part)
+        return BatchShare(len(batch), int(self.lengths[batch].sum()), padded, weight, int(total))
 
     def _units(self, rows: list[int]) -> int:
         return len(rows) if self.loss_units is None else int(self.loss_units[rows].sum())
@@ -141,14 +147,15 @@ class BatchPlan(torch.utils.data.Sampler[list[int]]):
         return batches
 
     def _cut_by_budget(self, indices: np.ndarray) -> list[list[int]]:
-        batches, current, longest = [], [], 0
+        batches, current, longest, total = [], [], 0, 0
         for idx in indices.tolist():
             length = int(self.lengths[idx])
-            if current and max(longest, length) * (len(current) + 1) > self.batch_tokens:
+            size = total + length if self.packed else max(longest, length) * (len(current) + 1)
+            if current and size > self.batch_tokens:
                 batches.append(current)
-                current, longest = [], 0
+                current, longest, total = [], 0, 0
             current.append(idx)
-            longest = max(longest, length)
+            longest, total = max(longest, length), total + length
         if current:
             batches.append(current)
         return batches

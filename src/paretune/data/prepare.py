@@ -15,7 +15,7 @@ from paretune.config.schema import Config
 from paretune.data.class_checks import check_held_out_classes, warn_single_example_classes
 from paretune.data.encoded import Encoded, EvalSet
 from paretune.data.examples import Example
-from paretune.data.readers import read_examples, warn_duplicates
+from paretune.data.readers import warn_duplicates
 from paretune.data.split import stratified_split
 from paretune.data.token_cache import cache_key, cached_encode, default_cache_dir
 from paretune.errors import DataError, DataProblem
@@ -37,7 +37,7 @@ class PreparedData:
 def read_split(config: Config, role: str, path: str, require_labels: bool = True) -> list[Example]:
     data = config.data
     task_cls = task_class(config.task.type)
-    return read_examples(
+    return task_cls.read_file(
         path,
         fmt=data.format,
         text_column=data.text_column,

@@ -109,6 +109,20 @@ def read_examples(
     return examples
 
 
+def read_records(path: str | Path, fmt: str | None = None, encoding: str = "utf-8",
+                 split: str | None = None) -> tuple[list[str], list[Record], list[DataProblem]]:
+    """Column names, records and per-row problems of a tabular file, for readers of other row
+    shapes (chat conversations); file problems raise at once as in `read_examples`."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(DataProblem(str(path), "file not found"))
+    fmt = fmt or infer_format(path)
+    _check_format_fits_path(str(path), path, fmt)
+    if fmt == "conll":
+        raise DataError(DataProblem(str(path), "conll files hold tagged words, not rows with named fields"))
+    return _read_table(str(path), path, fmt, encoding, split)
+
+
 def warn_duplicates(examples: list[Example], file: str) -> int:
     """Log one warning if any (text, label) pair repeats; return how many rows are repeats.
 

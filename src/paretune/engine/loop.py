@@ -206,6 +206,7 @@ class Trainer:
         state, acc = self.state, self.acc
         self.model.train()
         finite, losses = True, []
+        scales = self._accumulation_scales(state.batch_in_epoch, len(group))
         for i, batch in enumerate(group):
             share = self.plan.share(state.batch_in_epoch)  # counts of the whole global batch
             state.batch_in_epoch += 1
@@ -217,7 +218,7 @@ class Trainer:
                 if not self._finite_everywhere(loss):
                     finite = False
                     break
-                acc.backward(loss / len(group))
+                acc.backward(loss * scales[i])
             self.progress.add_loss(loss.detach())
             losses.append(loss.detach())
         if finite:
@@ -235,6 +236,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
         self.progress.step(state, self.scheduler.get_last_lr()[0])
+
+    def _accumulation_scales(self, first: int, n: int) -> list[float]:
+        """Each micro-batch's share of the step's loss: equal, or by its loss terms when the task's
+        loss is a mean over tokens (so the step's loss is that mean over all its tokens)."""
+        if not self.task.weigh_accumulation_by_units or n == 1:
+            return [1.0 / n] * n
+        units = [self.plan.share(first + j).units for j in range(n)]
+        total = sum(units)
+        return [u / total for u in units] if total else [1.0 / n] * n
 
     def _gradient_sync(self, last: bool):
         """Average gradients across processes once per optimizer step, on its last micro-batch."""

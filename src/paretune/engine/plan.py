@@ -22,8 +22,11 @@ def train_plan(train: Encoded, config: TrainingConfig, accelerator: Accelerator,
         seed=config.seed,
         num_replicas=accelerator.num_processes,
         rank=accelerator.process_index,
-        # Only several processes weight their part of a batch by its loss terms.
-        loss_units=task.loss_units(train) if accelerator.num_processes > 1 else None,
+        # Only several processes, or a task whose loss is a mean over tokens across accumulated
+        # micro-batches, weight a batch by its loss terms.
+        loss_units=(task.loss_units(train) if accelerator.num_processes > 1 or task.weigh_accumulation_by_units
+                    else None),
+        packed=task.packed,
     )
 
 

@@ -158,9 +158,11 @@ def head_modules(model: torch.nn.Module) -> list[str]:
     near-random feature (SST-2 at chance), so it trains with the head: 148k parameters on MiniLM.
     """
     body = getattr(model, "base_model_prefix", "")
+    # A language model's head (lm_head) is pretrained, often tied to the embeddings: not a new head.
+    lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     heads = [
         name for name, child in model.named_children()
-        if name != body and any(True for _ in child.parameters())
+        if name != body and child is not lm_head and any(True for _ in child.parameters())
     ]
     pooler = getattr(getattr(model, body, None), "pooler", None)
     if isinstance(getattr(pooler, "dense", None), torch.nn.Linear):

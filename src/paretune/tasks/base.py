@@ -78,8 +78,14 @@ class Task(ABC):
     problem_type: ClassVar[str | None] = None  # transformers' config.problem_type for this head
     # Model card: a line that reads the prediction from `logits` of one text (formatted with the options).
     read_logits: ClassVar[str] = "logits"
+    # Gradient accumulation weighs each micro-batch by its loss terms (`loss_units`), not equally:
+    # a mean over tokens stays a mean over tokens across the micro-batches of a step.
+    weigh_accumulation_by_units: ClassVar[bool] = False
+    # `collate` lays a batch's examples end to end without padding (generation's packing): the
+    # batch plan then budgets and counts summed lengths.
+    packed: bool = False
     lower_is_better: ClassVar[frozenset[str]] = frozenset(
-        {"loss", "mse", "rmse", "mae", "hamming_loss"}
+        {"loss", "mse", "rmse", "mae", "hamming_loss", "perplexity"}
     )
 
     def __init__(self, config: TaskOptions, label_names: list[str]):
@@ -129,6 +135,14 @@ class Task(ABC):
         return (lambda ex: str(ex.label)) if cls.stratify else None
 
     @classmethod
+    def read_file(cls, path, **options) -> list[Example]:
+        """Every example of a data file (`read_examples`' keyword arguments); a task whose rows have
+        another shape (chat conversations) reads them its own way."""
+        from paretune.data.readers import read_examples
+
+        return read_examples(path, **options)
+
+    @classmethod
     def reader_options(cls, config: TaskOptions) -> dict[str, Any]:
         """Extra keyword arguments for `read_examples` (NER: the tag scheme to check tags against)."""
         return {}
@@ -175,6 +189,24 @@ class Task(ABC):
     @abstractmethod
     def readable(self, output: np.ndarray, example: Example, all_scores: bool = False) -> dict[str, Any]:
         """One prediction as JSON-ready data for users (label and score, value, or entities)."""
+
+    def inspect(self, examples: list[Example], tokenizer, max_length: int, shown: int = 3) -> list[str]:
+        """Lines for `paretune inspect`: the first examples as the model sees them, with targets."""
+        encoded = self.encode(examples[:shown], self.parse(examples[:shown], "data", "label"), tokenizer, max_length)
+        return [f"row {ex.row}: {tokenizer.decode(encoded.input_ids[i].tolist())!r} -> {ex.label!r}"
+                for i, ex in enumerate(examples[:shown])]
+
+    # Predictions are generated text, not read from one forward pass's logits: the Predictor (and so
+    # `paretune predict` and the server) asks `answer_examples` instead.
+    generates: ClassVar[bool] = False
+
+    def answer_examples(self, model, tokenizer, examples: list[Example], device) -> list[dict[str, Any]]:
+        raise NotImplementedError(f"the {self.name} task does not generate")
+
+    def model_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
+        """Metrics that need the model itself, not only its logits (generated text), computed
+        after training and by `paretune eval`; none by default."""
+        return {}
 
     def greater_is_better(self, metric: str) -> bool:
         return metric not in self.lower_is_better

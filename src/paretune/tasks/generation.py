@@ -1,0 +1,296 @@
+"""Generative fine-tuning of decoder-only language models: instruction and chat tuning.
+
+Rows are raw text, prompt/completion, instruction/output or chat conversations (data/chat_rows.py),
+rendered with the tokenizer's chat template, a named one or a Jinja file (tasks/chat_format.py).
+The template is set on the tokenizer, which is saved with the model, so `generate`, `eval` and
+`serve` use the one training used.
+
+Masking: only answer tokens are targets by default (`train_on_prompt` trains the prompt too), the
+end-of-turn token always is, and a row left with no target after truncation is an error naming it.
+Targets are shifted when encoding, so the loss needs no shift and packed examples never predict
+each other's tokens.
+
+Packing (on by default): a batch's examples are laid end to end in one row without padding; the
+position ids restart at each example, which transformers turns into a block-diagonal causal mask
+(attention never crosses examples). Logits are computed only where there is a target
+(`logits_to_keep`), which on an instruction set with short answers skips most of the LM head.
+The loss is a mean over target tokens, weighted by target tokens across gradient accumulation and
+processes (`loss_units`), so packed and unpacked training take the same steps.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from paretune.data.chat_rows import read_generation_examples
+from paretune.data.collation import pad_rows
+from paretune.data.encoded import Encoded
+from paretune.data.examples import Example
+from paretune.errors import DataError, DataProblem, ParetuneError
+from paretune.evaluation.generation_metrics import generation_metrics
+from paretune.tasks import chat_format
+from paretune.tasks.base import IGNORE_INDEX, Task, TaskOptions
+from paretune.tasks.decoding import DecodeSettings, generate_texts
+
+# Raised when what is trained changes, so cached encodings made by an earlier rule are not reused.
+MASKING_VERSION = 2
+
+
+class GenerationOptions(TaskOptions):
+    type: Literal["generation"] = "generation"
+    chat: bool | None = Field(None, description="Render rows with the chat template (default: when the "
+                                                "tokenizer or task.chat_template gives one; false: raw text).")
+    chat_template: str | None = Field(None, description="A named template (chatml) or a Jinja file; "
+                                                        "default: the tokenizer's own.")
+    system_prompt: str | None = Field(None, description="System message put first in conversations without one.")
+    train_on_prompt: bool = Field(False, description="Train on prompt tokens too (default: answers only).")
+    packing: bool = Field(True, description="Pack a batch's examples into one row, attention kept within each.")
+    max_new_tokens: int = Field(64, ge=1, description="Most tokens generated per answer (evaluation, generate).")
+    generate_rows: int = Field(200, ge=0, description="Validation rows answered by generation after training "
+                                                      "for exact_match and the other text metrics (0: none).")
+    match: str | None = Field(None, description="Structured-output metric: regex:PATTERN or json:FIELD.")
+
+
+class GenerationTask(Task):
+    name = "generation"
+    options = GenerationOptions
+    config: GenerationOptions
+    auto_model = "AutoModelForCausalLM"
+    default_metric = "perplexity"
+    metric_names = ("perplexity", "token_accuracy", "target_tokens")
+    stratify = False
+    peft_task_type = "CAUSAL_LM"
+    read_logits = "logits[0, -1].argmax()  # the next token"
+    weigh_accumulation_by_units = True
+    generates = True
+
+    def __init__(self, config: GenerationOptions, label_names: list[str]):
+        super().__init__(config, [])
+        # Packed rows need no attention mask: position ids restarting at 0 mark the examples.
+        self.packed = config.packing
+        first = "position_ids" if config.packing else "attention_mask"
+        self.model_inputs = ("input_ids", first, "logits_to_keep")
+
+    @classmethod
+    def read_file(cls, path, **options) -> list[Example]:
+        return read_generation_examples(path, **options)
+
+    @classmethod
+    def infer_labels(cls, examples, config) -> list[str]:
+        return []
+
+    def check_raw(self, raw: Any) -> list[str]:
+        return []  # answers are free text, not classes
+
+    def parse_label(self, raw: Any) -> Any:
+        return raw
+
+    def parse(self, examples, file, field) -> list[Any]:
+        return [ex.label for ex in examples]
+
+    def model_kwargs(self) -> dict[str, Any]:
+        # No KV cache in training: with one, transformers ignores the packed position ids.
+        return {"use_cache": False}
+
+    # --- encoding -----------------------------------------------------------------------
+    def prepare_tokenizer(self, tokenizer) -> bool:
+        """Set the configured template on the tokenizer (saved with it); whether rows are chat."""
+        if self.config.chat_template:
+            try:
+                tokenizer.chat_template = chat_format.load_template(self.config.chat_template)
+            except ParetuneError:
+                if not tokenizer.chat_template:  # a run's saved tokenizer carries it: the file may be gone
+                    raise
+        if tokenizer.eos_token_id is None and tokenizer.sep_token_id is not None:
+            tokenizer.eos_token = tokenizer.sep_token  # BERT-style vocabularies end texts with [SEP]
+        if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        chat = self.config.chat if self.config.chat is not None else bool(tokenizer.chat_template)
+        if chat and not tokenizer.chat_template:
+            raise DataError(DataProblem("task.chat_template", "task.chat is true but the tokenizer has no chat "
+                                        "template: name one (task.chat_template: chatml, or a Jinja file)"))
+        return chat
+
+    def conversation(self, example: Example) -> list[dict]:
+        messages = list(example.text)
+        if self.config.system_prompt and messages[0]["role"] != "system":
+            messages.insert(0, {"role": "system", "content": self.config.system_prompt})
+        return messages
+
+    def token_row(self, example: Example, tokenizer, chat: bool, end_ids: set[int]) -> chat_format.TokenRow:
+        on_prompt = self.config.train_on_prompt
+        if isinstance(example.text, str):  # raw text: every token is a target
+            return chat_format.raw_tokens(tokenizer, "", example.text, True)
+        messages = self.conversation(example)
+        if chat:
+            return chat_format.chat_tokens(tokenizer, messages, on_prompt, end_ids)
+        answer = messages[-1]["content"] if messages[-1]["role"] == "assistant" else None
+        return chat_format.raw_tokens(tokenizer, chat_format.raw_prompt(messages), answer, on_prompt)
+
+    def prompt_ids(self, example: Example, tokenizer, chat: bool) -> list[int]:
+        """The tokens a model answers: the conversation before its last answer, ready for the answer."""
+        if isinstance(example.text, str):
+            return tokenizer(example.text, add_special_tokens=True)["input_ids"]
+        messages = self.conversation(example)
+        if messages[-1]["role"] == "assistant":
+            messages = messages[:-1]
+        if chat:
+            return tokenizer(chat_format.render(tokenizer, messages, True), add_special_tokens=False)["input_ids"]
+        return tokenizer(chat_format.raw_prompt(messages), add_special_tokens=True)["input_ids"]
+
+    def encode(self, examples, targets, tokenizer, max_length) -> Encoded:
+        chat = self.prepare_tokenizer(tokenizer)
+        if targets is None:  # prediction input: the prompts, next-token logits at their ends
+            ids = [np.asarray(self.prompt_ids(ex, tokenizer, chat)[-max_length:], dtype=np.int32) for ex in examples]
+            return Encoded(input_ids=ids)
+        input_ids, token_labels, empty, end_trained = [], [], [], False
+        end_ids = chat_format.end_of_turn_ids(tokenizer)
+        for ex in examples:
+            row = self.token_row(ex, tokenizer, chat, end_ids)
+            ids, trained = row.ids[:max_length], row.trained[:max_length]
+            labels = chat_format.shifted_targets(chat_format.TokenRow(ids, trained), IGNORE_INDEX)
+            if not (labels != IGNORE_INDEX).any():
+                empty.append((ex, any(row.trained[1:])))
+            end_trained = end_trained or bool(np.isin(labels, list(end_ids)).any())
+            input_ids.append(np.asarray(ids, dtype=np.int32))
+            token_labels.append(labels)
+        self._check_targets(empty, end_trained, max_length)
+        return Encoded(input_ids=input_ids, token_labels=token_labels)
+
+    @staticmethod
+    def _check_targets(empty: list[tuple[Example, bool]], end_trained: bool, max_length: int) -> None:
+        """Rows with nothing to learn, and data that never teaches the model to stop, are errors."""
+        problems = [DataProblem("data", (
+            f"no answer token left to train on after truncation to data.max_length={max_length}; raise "
+            "data.max_length or shorten the prompt") if truncated else (
+            "the chat template leaves no token of this conversation to train on (does it render "
+            "assistant turns?); check it with `paretune inspect CONFIG`"), row=ex.row, line=ex.line)
+            for ex, truncated in empty]
+        if not end_trained and not problems:
+            problems.append(DataProblem("data", "no row trains an end-of-turn or EOS token, so the model would "
+                                        "never learn to stop; the chat template must end assistant turns with "
+                                        "one (see `paretune inspect CONFIG`)"))
+        if problems:
+            raise DataError(problems)
+
+    def inspect(self, examples: list[Example], tokenizer, max_length: int, shown: int = 3) -> list[str]:
+        """The first examples with target tokens marked «like this», and target-token counts;
+        encoding all of them raises what training would (nothing to train, EOS never trained)."""
+        from paretune.tasks.inspection import marked_text
+
+        encoded = self.encode(examples, [ex.label for ex in examples], tokenizer, max_length)
+        units = self.loss_units(encoded)
+        lines = [f"{len(examples)} rows, {int(units.sum())} target tokens of {encoded.n_tokens()} "
+                 f"({units.sum() / max(encoded.n_tokens(), 1):.1%}); fewest in a row {units.min()}, most {units.max()}"]
+        for i, ex in enumerate(examples[:shown]):
+            trained = np.r_[False, encoded.token_labels[i][:-1] != IGNORE_INDEX]
+            lines += ["", f"row {ex.row}: {len(trained)} tokens, {int(trained.sum())} trained",
+                      marked_text(tokenizer, encoded.input_ids[i].tolist(), trained.tolist())]
+        return lines
+
+    def encoding_key(self) -> dict[str, Any]:
+        key = {**super().encoding_key(), "masking": MASKING_VERSION}
+        if self.config.chat_template:  # the file's text, not its name, decides the tokens
+            text = chat_format.load_template(self.config.chat_template)
+            key["chat_template_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+        return key
+
+    def loss_units(self, encoded: Encoded) -> np.ndarray:
+        labels = encoded.get("token_labels")
+        if labels is None:
+            return np.ones(len(encoded), dtype=np.int64)
+        return np.fromiter(((t != IGNORE_INDEX).sum() for t in labels), dtype=np.int64, count=len(labels))
+
+    # --- batches, loss, metrics -----------------------------------------------------------
+    def collate(self, encoded: Encoded, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+        rows = [encoded.input_ids[i] for i in indices]
+        targets = encoded.get("token_labels")
+        if targets is not None:
+            labels = [targets[i] for i in indices]
+        else:  # no answers: keep the last position's logits (the next token)
+            labels = [np.r_[np.full(len(r) - 1, IGNORE_INDEX), 0] for r in rows]
+        if self.config.packing:
+            width = sum(len(r) for r in rows)
+            batch = {
+                "input_ids": np.concatenate(rows)[None].astype(np.int64),
+                "position_ids": np.concatenate([np.arange(len(r)) for r in rows])[None],
+                "example": np.concatenate([np.full(len(r), j) for j, r in enumerate(rows)])[None],
+            }
+            label_rows = np.concatenate(labels)[None]
+        else:
+            width = max(len(r) for r in rows)
+            batch = {
+                "input_ids": pad_rows(rows, width, pad_id),
+                "attention_mask": pad_rows([np.ones(len(r)) for r in rows], width, 0),
+                "example": pad_rows([np.full(len(r), j) for j, r in enumerate(rows)], width, -1),
+            }
+            label_rows = pad_rows(labels, width, IGNORE_INDEX)
+        keep = label_rows != IGNORE_INDEX
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).long() for k, v in batch.items()}
+        tensors["logits_to_keep"] = torch.from_numpy(keep)  # a boolean mask: logits come back flat
+        tensors["example"] = tensors["example"][tensors["logits_to_keep"]]
+        tensors["index"] = torch.as_tensor(indices, dtype=torch.int64)
+        if targets is not None:
+            tensors["labels"] = torch.from_numpy(label_rows[keep])
+        return tensors
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean over target tokens (logits arrive flat: one row per kept position)."""
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+    def outputs(self, logits, batch) -> list[np.ndarray]:
+        """Per example: [summed target log-loss, target tokens, correctly predicted target tokens]."""
+        logits = logits.float().reshape(-1, logits.shape[-1])
+        example = batch["example"].to(logits.device)
+        n = len(batch["index"])
+        if "labels" not in batch:
+            return [np.zeros(3) for _ in range(n)]
+        labels = batch["labels"].to(logits.device)
+        nll = F.cross_entropy(logits, labels, reduction="none")
+        correct = (logits.argmax(-1) == labels).float()
+        sums = torch.zeros(n, 3, dtype=torch.float64, device=logits.device)
+        sums[:, 0].index_add_(0, example, nll.double())
+        sums[:, 1].index_add_(0, example, torch.ones_like(nll, dtype=torch.float64))
+        sums[:, 2].index_add_(0, example, correct.double())
+        return list(sums.cpu().numpy())
+
+    def metrics(self, outputs, targets) -> dict[str, Any]:
+        total = np.sum(outputs, axis=0) if outputs else np.zeros(3)
+        tokens = max(total[1], 1.0)
+        return {
+            "perplexity": float(np.exp(min(total[0] / tokens, 50.0))),
+            "token_accuracy": float(total[2] / tokens),
+            "target_tokens": int(total[1]),
+        }
+
+    def readable(self, output, example, all_scores=False) -> dict[str, Any]:
+        return {"target_tokens": int(output[1])}
+
+    # --- generation ---------------------------------------------------------------------
+    def answer(self, model, tokenizer, examples: list[Example], device, settings: DecodeSettings | None = None,
+               text_is_user_turn: bool = False) -> list[str]:
+        """Generated answers (greedy, `max_new_tokens` unless `settings` say otherwise). With
+        `text_is_user_turn`, a plain text in chat mode is the user's message (the server, predict)."""
+        chat = self.prepare_tokenizer(tokenizer)
+        if text_is_user_turn and chat:
+            examples = [Example([{"role": "user", "content": ex.text}], ex.label, ex.row)
+                        if isinstance(ex.text, str) else ex for ex in examples]
+        prompts = [self.prompt_ids(ex, tokenizer, chat) for ex in examples]
+        return generate_texts(model, tokenizer, prompts, settings or DecodeSettings(self.config.max_new_tokens), device)
+
+    def answer_examples(self, model, tokenizer, examples, device) -> list[dict[str, Any]]:
+        return [{"completion": text} for text in self.answer(model, tokenizer, examples, device, text_is_user_turn=True)]
+
+    def model_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
+        """exact_match, contains, ROUGE-L, BLEU/chrF of greedy answers to the first
+        `generate_rows` examples with a reference answer."""
+        scored = [ex for ex in examples if ex.label is not None][: self.config.generate_rows]
+        if not scored:
+            return {}
+        answers = self.answer(model, tokenizer, scored, device)
+        return generation_metrics(answers, [str(ex.label) for ex in scored], self.config.match)
