@@ -128,7 +128,7 @@ def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = 
     meter = CostMeter(config.cost, accelerator)  # an unknown price fails here, before any work
     seed_everything(config.training.seed)
     started = time.perf_counter()
-    tokenizer = load_tokenizer(config.model)
+    tokenizer = load_tokenizer(config.model, task=config.task)
     data = prepare_data(config, tokenizer)  # every data check happens here, before any training
     check_metric(config.training, data.task)  # else only the first evaluation would notice
     timings["data_prep_s"] = time.perf_counter() - started
@@ -244,7 +244,7 @@ def _write_results(run: RunFolder, config: Config, metrics: dict, cost: dict) ->
     metrics["run_folder_bytes"] = cost["run_folder_bytes"] = run.size_bytes()
     run.write_json("cost.json", cost)
     run.write_json("metrics.json", metrics)
-    write_model_card(run, config, metrics, cost, model_source(config.model))
+    write_model_card(run, config, metrics, cost, model_source(config.model, config.task))
 
 
 def _warn_if_no_better_than_baseline(validation: dict, labels: list[str], lr: float) -> None:

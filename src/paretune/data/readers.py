@@ -109,6 +109,21 @@ def read_examples(
     return examples
 
 
+def read_records(path: str | Path, fmt: str | None = None, encoding: str = "utf-8",
+                 split: str | None = None) -> tuple[list[str], list[Record], list[DataProblem]]:
+    """Columns, records and per-row problems of a tabular file, for tasks that check rows their own
+    way (images: a path or bytes column instead of a text column)."""
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise DataError(DataProblem(name, "file not found"))
+    fmt = fmt or infer_format(path)
+    _check_format_fits_path(name, path, fmt)
+    if fmt == "conll":
+        raise DataError(DataProblem(name, "CoNLL files hold words, not a table; use csv, jsonl or parquet"))
+    return _read_table(name, path, fmt, encoding, split)
+
+
 def warn_duplicates(examples: list[Example], file: str) -> int:
     """Log one warning if any (text, label) pair repeats; return how many rows are repeats.
 
