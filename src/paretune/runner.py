@@ -27,12 +27,14 @@ from paretune.engine.loop import Trainer, check_metric
 from paretune.engine.plan import planned_steps, train_plan
 from paretune.engine.rng import seed_everything
 from paretune.errors import ConfigError, ParetuneError
+from paretune.evaluation.confusion_plot import draw_run_confusions
 from paretune.methods import get_method
 from paretune.methods.base import MethodContext
 from paretune.model_card import write_model_card
 from paretune.models import count_parameters, load_model, load_tokenizer, model_source
 from paretune.run_folder import RunFolder, check_writable
 from paretune.run_replace import discard_staging, staged_target, swap_in
+from paretune.tasks import task_class
 from paretune.tasks.base import Task
 from paretune.tracking.session import RunHooks
 
@@ -237,6 +239,8 @@ def _write_results(run: RunFolder, config: Config, metrics: dict, cost: dict) ->
     """Results, metrics.json last (its presence marks a finished run), then the folder slimmed
     and its final size recorded."""
     run.write_json("cost.json", cost)
+    if task_class(config.task.type).confusion_picture:  # before metrics.json marks the run finished
+        draw_run_confusions(metrics, metrics.get("labels") or [], run.path)
     run.write_json("metrics.json", metrics)
     fault_point("finished")
     if not config.output.keep_checkpoints_after_run:

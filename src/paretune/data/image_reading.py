@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from paretune.data.examples import Example
-from paretune.data.images import ImageProblem, decode, folder_examples
+from paretune.data.images import IMAGE_EXTENSIONS, ImageProblem, decode, folder_examples, list_images
 from paretune.data.readers import infer_format, read_records
 from paretune.errors import DataError, DataProblem
 
@@ -33,6 +33,24 @@ def read_image_examples(path: Path, options, *, fmt: str | None = None, label_co
                                              require_labels)
     if problems:
         raise DataError(problems)
+    return usable(examples, name, options)
+
+
+def read_prediction_inputs(path: Path, options) -> list[Example]:
+    """Images to predict: every image under a folder, the paths listed in a text file (one a line,
+    relative to it), or the image column of a table; checked like training images."""
+    if path.is_dir() or path.suffix.lower() in (".txt", ".lst"):
+        if not path.exists():
+            raise DataError(DataProblem(str(path), "file not found"))
+        listed = [Example(image, None, row) for row, image in enumerate(list_images(path), 1)]
+        if not listed:
+            raise DataError(DataProblem(str(path), f"holds no images ({', '.join(IMAGE_EXTENSIONS)})"))
+        return usable(listed, str(path), options)
+    return read_image_examples(path, options, require_labels=False)
+
+
+def usable(examples: list[Example], name: str, options) -> list[Example]:
+    """The examples whose image decodes; the others fail together, or are skipped and counted."""
     bad = check_images(examples, name, options, options.image_size or 224)
     if bad and not options.skip_bad_images:
         raise DataError(bad)

@@ -84,6 +84,8 @@ class Task(ABC):
     # Batches by a padded-token budget (text); False: fixed-size batches (every example is one unit).
     batch_by_tokens: ClassVar[bool] = True
     cache_encoding: ClassVar[bool] = True  # encodings go to the tokenization cache
+    confusion_picture: ClassVar[bool] = False  # the run folder gets confusion_matrix.png
+    takes_images: ClassVar[bool] = False  # the server adds its image routes (serving/images.py)
     loader_workers: int = 0  # DataLoader worker processes that run `collate` (images decode there)
     lower_is_better: ClassVar[frozenset[str]] = frozenset(
         {"loss", "mse", "rmse", "mae", "hamming_loss"}
@@ -144,6 +146,16 @@ class Task(ABC):
     def read_examples(cls, path, config: TaskOptions, **reader_kwargs) -> list[Example]:
         """Every example of a data file (`data.readers.read_examples`'s keyword arguments)."""
         return read_examples(path, **reader_kwargs, **cls.reader_options(config))
+
+    @classmethod
+    def read_prediction_inputs(cls, path, config: TaskOptions) -> list[Example] | None:
+        """Inputs of `paretune predict` this task reads itself (images: a folder or a list file);
+        None: a table of texts, streamed by batch_predict."""
+        return None
+
+    def sample_input(self) -> Any:
+        """One input to warm a served model up with."""
+        return "A short sentence to warm the model up before the first request."
 
     @classmethod
     def load_preprocessor(cls, source: str, config: TaskOptions, revision: str | None = None,

@@ -23,7 +23,7 @@ from paretune.backbones import DEFAULT_IMAGE_BACKBONE, packaged_preprocessing, r
 from paretune.data import image_transforms as tf
 from paretune.data.encoded import Encoded
 from paretune.data.examples import Example
-from paretune.data.image_reading import check_images, read_image_examples
+from paretune.data.image_reading import check_images, read_image_examples, read_prediction_inputs
 from paretune.data.images import ImagePreprocessor, ImageProblem, decode
 from paretune.errors import DataError, ParetuneError
 from paretune.evaluation.classification_metrics import classification_metrics
@@ -62,6 +62,8 @@ class ImageClassificationTask(Task):
     problem_type = "single_label_classification"
     peft_task_type = None  # peft's plain PeftModel: the forward passes pixel_values through
     batch_by_tokens = False  # every image is one unit of work: fixed-size batches
+    confusion_picture = True
+    takes_images = True
     cache_encoding = False  # encoding only records where each image is; images change under a path
     read_logits = "model.config.id2label[logits.argmax(-1).item()]  # the predicted class"
 
@@ -76,6 +78,20 @@ class ImageClassificationTask(Task):
     @classmethod
     def read_examples(cls, path, config: ImageClassificationOptions, **reader_kwargs) -> list[Example]:
         return read_image_examples(Path(path), config, **reader_kwargs)
+
+    @classmethod
+    def read_prediction_inputs(cls, path, config: ImageClassificationOptions) -> list[Example]:
+        return read_prediction_inputs(Path(path), config)
+
+    def sample_input(self) -> bytes:
+        """A small grey PNG, to warm a served model up."""
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (32, 32), (128, 128, 128)).save(buffer, format="PNG")
+        return buffer.getvalue()
 
     @classmethod
     def load_preprocessor(cls, source: str, config: ImageClassificationOptions, **_) -> ImagePreprocessor:
