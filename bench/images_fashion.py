@@ -8,7 +8,7 @@ Training uses the first N training images (one epoch), validation the 1,000 afte
 50,000 (never trained on), and the score is top-1 on the full 10,000-image test set. Images are
 28 px grey: they are upsampled to --size (a config choice; the backbone's own 224 px costs ~5x more
 per image). The peer is the classic loop: fixed-size resize, batch 32, AdamW, no augmentation, no
-loader workers, decoding in the training process. Results go to OUT/results.json.
+loader workers, decoding in the training process. Results go to OUT/results-*.json.
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def run_ours(files: dict, method: str, size: int, out: Path, workers: int | None
     section, lr = METHODS[method]
     started = time.perf_counter()
     run = paretune.finetune({
-        "task": {"type": "image-classification", "image_size": size, "crop_scale": [0.7, 1.0],
+        "task": {"type": "image-classification", "image_size": size, "crop_scale": [0.85, 1.0],
                  "trivial_augment": False, "label_smoothing": 0.1, "workers": workers},
         "data": {k: str(v) for k, v in files.items()},
         "method": section,
@@ -149,7 +149,8 @@ def main() -> None:
         peer = results[-1]
         print(f"train time ratio peer/paretune: {peer['train_s'] / ours['train_s']:.2f}x; "
               f"test top-1 paretune {ours['test_accuracy']:.4f} vs peer {peer['test_accuracy']:.4f}")
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    name = "-".join([m for m in args.methods.split(",") if m] + (["peer"] if args.peer else []))
+    (args.out / f"results-{name}-{args.train_rows}-{args.size}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

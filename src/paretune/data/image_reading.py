@@ -33,7 +33,7 @@ def read_image_examples(path: Path, options, *, fmt: str | None = None, label_co
                                              require_labels)
     if problems:
         raise DataError(problems)
-    return usable(examples, name, options)
+    return usable(examples, name, options, by_file=path.is_dir())
 
 
 def read_prediction_inputs(path: Path, options) -> list[Example]:
@@ -45,35 +45,38 @@ def read_prediction_inputs(path: Path, options) -> list[Example]:
         listed = [Example(image, None, row) for row, image in enumerate(list_images(path), 1)]
         if not listed:
             raise DataError(DataProblem(str(path), f"holds no images ({', '.join(IMAGE_EXTENSIONS)})"))
-        return usable(listed, str(path), options)
+        return usable(listed, str(path), options, by_file=path.is_dir())
     return read_image_examples(path, options, require_labels=False)
 
 
-def usable(examples: list[Example], name: str, options) -> list[Example]:
+def usable(examples: list[Example], name: str, options, by_file: bool = False) -> list[Example]:
     """The examples whose image decodes; the others fail together, or are skipped and counted."""
-    bad = check_images(examples, name, options, options.image_size or 224)
+    bad = check_images(examples, name, options, options.image_size or 224, by_file)
     if bad and not options.skip_bad_images:
         raise DataError(bad)
     if bad:
         shown = "; ".join(str(p) for p in bad[:_SHOWN])
         log.warning("%s: skipped %d of %d images that cannot be used (task.skip_bad_images): %s%s",
                     name, len(bad), len(examples), shown, " ..." if len(bad) > _SHOWN else "")
-        skipped = {p.row for p in bad}
-        examples = [ex for ex in examples if ex.row not in skipped]
+        skipped = {p.file for p in bad} if by_file else {p.row for p in bad}
+        examples = [ex for ex in examples if (ex.text if by_file else ex.row) not in skipped]
     if not examples:
         raise DataError(DataProblem(name, "holds no usable images"))
     return examples
 
 
-def check_images(examples: list[Example], name: str, options, size: int) -> list[DataProblem]:
-    """A problem for every example whose image cannot be used (file, row, and why)."""
+def check_images(examples: list[Example], name: str, options, size: int, by_file: bool = False) -> list[DataProblem]:
+    """A problem for every example whose image cannot be used: the data file, row and field (a
+    table, a list) or, `by_file`, the image file itself (a folder of images), and why."""
     problems = []
     for ex in examples:
         try:
             decode(ex.text, options.max_image_pixels, draft_size=size)
         except ImageProblem as err:
-            where = ex.text if isinstance(ex.text, str) and name != ex.text else name
-            problems.append(DataProblem(where, str(err), row=ex.row, field=options.image_column, line=ex.line))
+            if by_file:
+                problems.append(DataProblem(str(ex.text), str(err)))
+            else:
+                problems.append(DataProblem(name, str(err), row=ex.row, field=options.image_column, line=ex.line))
     return problems
 
 

@@ -9,6 +9,7 @@ when the user asks. Training then decodes them again in DataLoader workers (imag
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import warnings
@@ -77,13 +78,13 @@ def decode(source: str | bytes, max_pixels: int, draft_size: int | None = None) 
 
 
 def folder_examples(root: Path) -> list[tuple[str, str]]:
-    """(image path, class name) for `root/<class>/<image>`, in a stable (sorted) order."""
-    pairs = []
+    """(image path, class name) for `root/<class>/<image>`, in a stable order that takes the classes
+    in turn, so the first N rows (data.max_train_rows) hold every class, not the first few."""
+    per_class = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(class_dir.rglob("*")):
-            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-                pairs.append((str(path), class_dir.name))
-    return pairs
+        images = [p for p in sorted(class_dir.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        per_class.append([(str(path), class_dir.name) for path in images])
+    return [pair for turn in itertools.zip_longest(*per_class) for pair in turn if pair is not None]
 
 
 def list_images(path: Path) -> list[str]:

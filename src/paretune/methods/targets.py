@@ -33,13 +33,13 @@ FAMILIES: dict[str, dict[str, str]] = {
         "ffn_input": r"intermediate\.dense",
         "ffn_output": r"layer\.\d+\.output\.dense",
     },
-    "vit": {  # ViT, DeiT, BEiT-style image transformers
-        "query": r"attention\.attention\.query",
-        "key": r"attention\.attention\.key",
-        "value": r"attention\.attention\.value",
-        "attention_output": r"attention\.output\.dense",
-        "ffn_input": r"intermediate\.dense",
-        "ffn_output": r"layer\.\d+\.output\.dense",
+    "vit": {  # ViT and DeiT image transformers (transformers 5 names)
+        "query": r"attention\.q_proj",
+        "key": r"attention\.k_proj",
+        "value": r"attention\.v_proj",
+        "attention_output": r"attention\.o_proj",
+        "ffn_input": r"mlp\.fc1",
+        "ffn_output": r"mlp\.fc2",
     },
     "deberta": {
         "query": r"attention\.self\.in_proj",
