@@ -157,3 +157,36 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"benchmark data not found at {SHARED_DATA} (quality tests need ../shared/data)")
     return SHARED_DATA
+
+
+def write_images(root: Path, per_class: int, seed: int = 0, size: int = 16) -> Path:
+    """A learnable toy image set, a folder per class: dark or light squares on mid-grey noise."""
+    from PIL import Image
+
+    rng = random.Random(seed)
+    for label, base in (("dark", 40), ("light", 215)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = Image.new("RGB", (size, size), tuple(rng.randrange(100, 156) for _ in range(3)))
+            corner = rng.randrange(0, size // 2)
+            image.paste(tuple(base + rng.randrange(-20, 20) for _ in range(3)),
+                        (corner, corner, corner + size // 2, corner + size // 2))
+            image.save(root / label / f"{label}-{i:03d}.png")
+    return root
+
+
+def tiny_vit(folder: Path, image_size: int = 16) -> Path:
+    """A 2-layer ViT (hidden 32, patches of 8 px) built from a config: no preprocessor file."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=64, num_labels=2)
+    ViTForImageClassification(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_dir(tmp_path_factory) -> Path:
+    return tiny_vit(tmp_path_factory.mktemp("tiny-vit"))

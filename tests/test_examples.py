@@ -29,14 +29,17 @@ def test_example_config_parses_and_its_data_exists(path):
     config = load_config(path)
     named = {key: getattr(config.data, key) for key in ("train", "validation", "test")}
     for key, file in named.items():
-        if file is not None:
-            assert Path(file).is_file(), f"{path.name}: data.{key} = {file} does not exist"
+        if file is not None:  # a file, or a folder of class folders (images)
+            assert Path(file).exists(), f"{path.name}: data.{key} = {file} does not exist"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_example_config_trains_a_few_steps(path, tiny_model_dir, tmp_path):
-    model_dir = tiny_model_dir
-    if load_config(path).task.type == "generation":  # a decoder with a chat template, words of its data
+def test_example_config_trains_a_few_steps(path, tiny_model_dir, tiny_vit_dir, tmp_path):
+    from paretune.tasks import task_class
+
+    task_type = load_config(path).task.type
+    model_dir = tiny_vit_dir if task_class(task_type).takes_images else tiny_model_dir
+    if task_type == "generation":  # a decoder with a chat template, words of its data
         from generation_fixtures import tiny_llama_dir, words_of
 
         model_dir = tiny_llama_dir(tmp_path / "llama", extra_words=words_of(*(EXAMPLES / "data" / "chat").iterdir()))
@@ -46,6 +49,7 @@ def test_example_config_trains_a_few_steps(path, tiny_model_dir, tmp_path):
         "data.max_train_rows=64",
         f"data.cache_dir={tmp_path / 'cache'}",
         f"output.dir={tmp_path / 'run'}",
+        *(["task.image_size=16", "task.workers=0"] if images else []),  # the tiny ViT's input size
     ])
     metrics = json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["steps"] == 3

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ner_sentences, sentiment_rows, write_conll, write_csv
+from conftest import ner_sentences, sentiment_rows, tiny_vit, write_conll, write_csv, write_images
 from pydantic import Field
 
 import paretune
@@ -139,8 +139,16 @@ def _generation(folder: Path) -> tuple[dict, dict]:
                                                        "validation": folder / "validation.jsonl"}
 
 
+def _image_classification(folder: Path) -> tuple[dict, dict]:
+    # Its own tiny model (a ViT) and its own prediction inputs (image paths).
+    train, validation = write_images(folder / "train", 24, 1), write_images(folder / "validation", 8, 2)
+    inputs = [str(p) for p in sorted((folder / "validation" / "dark").glob("*.png"))[:3]]
+    return {"workers": 0}, {"train": train, "validation": validation, "model": tiny_vit(folder / "vit"),
+                            "inputs": inputs}
+
+
 DATA = {"classification": _classification, "multilabel": _multilabel, "regression": _regression, "ner": _ner,
-        "generation": _generation}
+        "generation": _generation, "image-classification": _image_classification}
 
 
 def _config(model_dir: Path, folder: Path, task: str, options: dict, files: dict) -> dict:
@@ -166,15 +174,16 @@ def _assert_same_numbers(got: dict, expected: dict) -> None:
 def test_every_task_trains_saves_reloads_and_predicts_the_same(name, tiny_model_dir, tmp_path):
     assert name in DATA, f"task {name!r} has no data maker in tests/test_task_plugins.py: add one"
     options, files = DATA[name](tmp_path)
-    run = paretune.finetune(_config(tiny_model_dir, tmp_path, name, options, files))
+    model_dir, inputs = files.pop("model", tiny_model_dir), files.pop("inputs", None)
+    run = paretune.finetune(_config(model_dir, tmp_path, name, options, files))
     assert run.metrics["steps"] == 3
     assert type(run.config.task) is TASKS[name].options
 
     predictor = Predictor.load(run.path)  # the task comes back from the saved config
     assert type(predictor.task) is TASKS[name] and predictor.task.label_names == run.metrics["labels"]
     _assert_same_numbers(predictor.evaluate(files["validation"]), run.validation)
-    inputs = [words for words, _ in ner_sentences(3, 5)] if TASKS[name].word_level else \
-        [text for text, _ in sentiment_rows(3, 5)]
+    inputs = inputs or ([words for words, _ in ner_sentences(3, 5)] if TASKS[name].word_level else
+                        [text for text, _ in sentiment_rows(3, 5)])
     first = predictor.predict(inputs)
     assert len(first) == 3 and first == Predictor.load(run.path).predict(inputs)
 

@@ -74,6 +74,24 @@ def predict_file(predictor, input: Path, output: Path, *, fmt: str | None = None
     return BatchResult(output, total, done)
 
 
+def predict_listed(predictor, examples, input: Path, output: Path, *, all_scores: bool = False,
+                   batch_size: int = 64, overwrite: bool = False) -> BatchResult:
+    """Inputs the task read itself (an image folder or list): {"row", "input", **prediction} per line,
+    written in chunks to a partial file that replaces `output` once all are done."""
+    input, output = Path(input), Path(output)
+    check_output(input, output, overwrite)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    with open(partial, "w", encoding="utf-8") as out:
+        for start in range(0, len(examples), CHUNK_ROWS):
+            chunk = examples[start:start + CHUNK_ROWS]
+            for ex, prediction in zip(chunk, predictor.predict_examples(chunk, all_scores, batch_size)):
+                where = ex.text if isinstance(ex.text, str) else f"row {ex.row}"
+                out.write(json.dumps({"row": ex.row, "input": where, **prediction}, ensure_ascii=False) + "\n")
+    os.replace(partial, output)
+    return BatchResult(output, len(examples), 0)
+
+
 def check_output(input: Path, output: Path, overwrite: bool) -> None:
     """Refuse an output that would replace something the user had, before any work is done.
 

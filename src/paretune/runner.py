@@ -27,12 +27,14 @@ from paretune.engine.loop import Trainer, check_metric
 from paretune.engine.plan import planned_steps, train_plan
 from paretune.engine.rng import seed_everything
 from paretune.errors import ConfigError, ParetuneError
+from paretune.evaluation.confusion_plot import draw_run_confusions
 from paretune.methods import get_method
 from paretune.methods.base import MethodContext
 from paretune.model_card import write_model_card
 from paretune.models import count_parameters, load_model, load_tokenizer, model_source
 from paretune.run_folder import RunFolder, check_writable
 from paretune.run_replace import discard_staging, staged_target, swap_in
+from paretune.tasks import task_class
 from paretune.tasks.base import Task
 from paretune.tracking.session import RunHooks
 
@@ -128,7 +130,7 @@ def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = 
     meter = CostMeter(config.cost, accelerator)  # an unknown price fails here, before any work
     seed_everything(config.training.seed)
     started = time.perf_counter()
-    tokenizer = load_tokenizer(config.model)
+    tokenizer = load_tokenizer(config.model, task=config.task)
     data = prepare_data(config, tokenizer)  # every data check happens here, before any training
     check_metric(config.training, data.task)  # else only the first evaluation would notice
     timings["data_prep_s"] = time.perf_counter() - started
@@ -244,6 +246,8 @@ def _write_results(run: RunFolder, config: Config, metrics: dict, cost: dict) ->
     """Results, metrics.json last (its presence marks a finished run), then the folder slimmed
     and its final size recorded."""
     run.write_json("cost.json", cost)
+    if task_class(config.task.type).confusion_picture:  # before metrics.json marks the run finished
+        draw_run_confusions(metrics, metrics.get("labels") or [], run.path)
     run.write_json("metrics.json", metrics)
     fault_point("finished")
     if not config.output.keep_checkpoints_after_run:
@@ -251,7 +255,7 @@ def _write_results(run: RunFolder, config: Config, metrics: dict, cost: dict) ->
     metrics["run_folder_bytes"] = cost["run_folder_bytes"] = run.size_bytes()
     run.write_json("cost.json", cost)
     run.write_json("metrics.json", metrics)
-    write_model_card(run, config, metrics, cost, model_source(config.model))
+    write_model_card(run, config, metrics, cost, model_source(config.model, config.task))
 
 
 def _warn_if_no_better_than_baseline(validation: dict, labels: list[str], lr: float) -> None:

@@ -11,7 +11,8 @@ from paretune.remote_code import FLAG_HELP
 
 def predict(
     run: Path = typer.Argument(..., help="Run folder written by paretune train."),
-    input: Path = typer.Option(..., "--input", "-i", help="Texts to label (csv, tsv, jsonl, parquet, conll)."),
+    input: Path = typer.Option(..., "--input", "-i", help="Texts to label (csv, tsv, jsonl, parquet, conll); "
+                               "images: a folder, a list file (.txt) or a table with an image column."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write predictions (JSON lines)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Input format if the extension does not say."),
     text_column: Optional[str] = typer.Option(None, help="Defaults to the run's data.text_column."),
@@ -28,7 +29,7 @@ def predict(
     Streams: memory stays flat however large the file. An interrupted job continues where it
     stopped when run again with the same arguments; OUTPUT appears only once every row is done.
     """
-    from paretune.batch_predict import predict_file
+    from paretune.batch_predict import predict_file, predict_listed
     from paretune.logs import setup_logging
     from paretune.predictor import Predictor
     from paretune.run_folder import RunFolder
@@ -36,6 +37,12 @@ def predict(
     setup_logging()
     config = RunFolder.open(run).read_config()
     predictor = Predictor.load(run, trust_remote_code=trust_remote_code)
+    listed = predictor.task.read_prediction_inputs(input, config.task)  # images; None for text tables
+    if listed is not None:
+        result = predict_listed(predictor, listed, input, output, all_scores=all_scores, batch_size=batch_size,
+                                overwrite=overwrite)
+        print(f"wrote {result.rows} predictions to {result.output}")
+        return
     result = predict_file(
         predictor, input, output, fmt=fmt, text_column=text_column or config.data.text_column,
         encoding=config.data.encoding, all_scores=all_scores, batch_size=batch_size,

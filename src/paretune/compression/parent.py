@@ -16,6 +16,7 @@ from paretune.errors import ParetuneError
 from paretune.remote_code import trust_for_run
 from paretune.run_folder import TASK_FILE, RunFolder
 from paretune.stored import form_of, load_model
+from paretune.tasks import task_class
 
 
 @dataclass
@@ -42,8 +43,9 @@ class Parent:
 
     @cached_property
     def tokenizer(self):
-        return transformers.AutoTokenizer.from_pretrained(
-            self.run.model_dir, trust_remote_code=self.trust_remote_code)
+        task = task_class(self.config.task.type)  # a text model's tokenizer, an image model's preprocessing
+        return task.load_preprocessor(str(self.run.model_dir), self.config.task,
+                                      trust_remote_code=self.trust_remote_code)
 
     @property
     def pad_id(self) -> int:

@@ -106,7 +106,7 @@ def bench_texts(run: RunFolder, config: Config, predictor: Predictor, n: int) ->
     from paretune.data.prepare import read_split
 
     for role, path in (("validation", config.data.validation), ("train", config.data.train)):
-        if not path or not Path(path).is_file():
+        if not path or not Path(path).exists():  # a file, or a folder (saved dataset, image classes)
             continue
         try:
             examples = read_split(config, role, path, require_labels=False)
@@ -130,6 +130,8 @@ def _mean_tokens(run: RunFolder, config: Config) -> int:
 
 def synthetic_texts(predictor: Predictor, tokens: int, n: int) -> list:
     """Texts of whole vocabulary words, about `tokens` tokens long with [CLS]/[SEP]-style specials."""
+    if predictor.task.takes_images:  # no words to draw from: the task's own sample image
+        return [predictor.task.sample_input()] * n
     vocab = sorted(w for w in predictor.tokenizer.get_vocab() if w.isalpha() and len(w) > 1)
     if not vocab:
         raise ParetuneError("bench-infer: no readable texts and no whole words in the tokenizer to make some")

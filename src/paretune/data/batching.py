@@ -196,7 +196,8 @@ class Collator:
         return self.collate(self.encoded, indices, self.pad_id)
 
 
-def make_loader(encoded: Encoded, plan, pad_id: int, pin_memory: bool = False, collate: Collate | None = None):
+def make_loader(encoded: Encoded, plan, pad_id: int, pin_memory: bool = False, collate: Collate | None = None,
+                workers: int = 0):
     """`plan` is a BatchPlan or any iterable of index lists (e.g. `plan.tail(start)`); `collate` is
     the task's (`task.collate`), by default the one of token ids with one target per example."""
     # A private generator: otherwise each new iterator draws a base seed from the global RNG,
@@ -206,5 +207,6 @@ def make_loader(encoded: Encoded, plan, pad_id: int, pin_memory: bool = False, c
         batch_sampler=plan,
         collate_fn=Collator(encoded, pad_id, collate or collate_text),
         pin_memory=pin_memory,
+        num_workers=workers,  # a task's `loader_workers`: image decoding runs beside the model
         generator=torch.Generator(),
     )

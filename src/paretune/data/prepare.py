@@ -37,8 +37,9 @@ class PreparedData:
 def read_split(config: Config, role: str, path: str, require_labels: bool = True) -> list[Example]:
     data = config.data
     task_cls = task_class(config.task.type)
-    return task_cls.read_file(
+    return task_cls.read_examples(
         path,
+        config.task,
         fmt=data.format,
         text_column=data.text_column,
         label_column=data.label_column,
@@ -46,7 +47,6 @@ def read_split(config: Config, role: str, path: str, require_labels: bool = True
         require_labels=require_labels,
         encoding=data.encoding,
         split=role,
-        **task_cls.reader_options(config.task),
     )
 
 
@@ -117,6 +117,7 @@ def prepare_data(config: Config, tokenizer) -> PreparedData:
     label_names = task.label_names
 
     cache_dir = Path(data.cache_dir) if data.cache_dir else default_cache_dir()
+    cache_dir = cache_dir if task.cache_encoding else None
     encode = lambda exs, tg: encode_cached(task, exs, tg, tokenizer, data.max_length, cache_dir)  # noqa: E731
     train, hit = encode(train_examples, train_targets)
     validation = EvalSet(encode(validation_examples, validation_targets)[0], validation_targets)

@@ -111,16 +111,17 @@ def read_examples(
 
 def read_records(path: str | Path, fmt: str | None = None, encoding: str = "utf-8",
                  split: str | None = None) -> tuple[list[str], list[Record], list[DataProblem]]:
-    """Column names, records and per-row problems of a tabular file, for readers of other row
-    shapes (chat conversations); file problems raise at once as in `read_examples`."""
+    """Columns, records and per-row problems of a tabular file, for tasks that check rows their own
+    way (images: a path or bytes column; chat conversations: lists of messages)."""
     path = Path(path)
+    name = str(path)
     if not path.exists():
-        raise DataError(DataProblem(str(path), "file not found"))
+        raise DataError(DataProblem(name, "file not found"))
     fmt = fmt or infer_format(path)
-    _check_format_fits_path(str(path), path, fmt)
+    _check_format_fits_path(name, path, fmt)
     if fmt == "conll":
-        raise DataError(DataProblem(str(path), "conll files hold tagged words, not rows with named fields"))
-    return _read_table(str(path), path, fmt, encoding, split)
+        raise DataError(DataProblem(name, "CoNLL files hold words, not a table; use csv, jsonl or parquet"))
+    return _read_table(name, path, fmt, encoding, split)
 
 
 def warn_duplicates(examples: list[Example], file: str) -> int:

@@ -35,7 +35,8 @@ def _predict(model, task: Task, encoded: Encoded, batches: list[list[int]], pad_
     keep = len(batches) if keep is None else keep
     pairs: list[tuple[int, np.ndarray]] = []
     loss_sum, loss_count = 0.0, 0
-    for b, batch in enumerate(make_loader(encoded, batches, pad_id, device.type == "cuda", task.collate)):
+    for b, batch in enumerate(make_loader(encoded, batches, pad_id, device.type == "cuda", task.collate,
+                                                   workers=task.loader_workers)):
         inputs = model_inputs(task, batch, device)
         with autocast():
             logits = model(**inputs).logits

@@ -186,7 +186,7 @@ class Trainer:
         """Yield lists of micro-batches, one list per optimizer step, from batch `start` on."""
         accum = self.config.gradient_accumulation_steps
         loader = make_loader(self.train_set, self.plan.tail(start), self.pad_id, self.acc.device.type == "cuda",
-                             self.task.collate)
+                             self.task.train_collate, workers=self.task.loader_workers)
         group: list[dict] = []
         for batch in loader:
             group.append(batch)

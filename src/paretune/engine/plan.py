@@ -7,13 +7,15 @@ import math
 from accelerate import Accelerator
 
 from paretune.config.schema import TrainingConfig
-from paretune.data.batching import BatchPlan, resolve_batching
+from paretune.data.batching import DEFAULT_BATCH_SIZE, BatchPlan, resolve_batching
 from paretune.data.encoded import Encoded
 from paretune.tasks.base import Task
 
 
 def train_plan(train: Encoded, config: TrainingConfig, accelerator: Accelerator, task: Task) -> BatchPlan:
     batch_size, batch_tokens = resolve_batching(config, train.n_tokens(), train.lengths().max(initial=1))
+    if not task.batch_by_tokens and batch_tokens is not None:  # images: a fixed number per batch
+        batch_size, batch_tokens = DEFAULT_BATCH_SIZE, None
     return BatchPlan(
         train.lengths(),
         batch_size=batch_size,

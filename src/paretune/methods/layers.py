@@ -18,6 +18,7 @@ def base_model(model: torch.nn.Module) -> torch.nn.Module:
 def transformer_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
     config = getattr(model, "config", None)
     n_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    n_layers = n_layers or len(getattr(config, "depths", None) or ()) or None  # conv nets: stages
     for _, module in base_model(model).named_modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == n_layers:
             return module
@@ -28,7 +29,8 @@ def transformer_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 
 def embedding_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    grouped = getattr(base_model(model), "embeddings", None)
-    if isinstance(grouped, torch.nn.Module):
-        return [grouped]
+    for name in ("embeddings", "embedder"):  # ResNet-style vision models call their stem `embedder`
+        grouped = getattr(base_model(model), name, None)
+        if isinstance(grouped, torch.nn.Module):
+            return [grouped]
     return [model.get_input_embeddings()]

@@ -33,6 +33,14 @@ FAMILIES: dict[str, dict[str, str]] = {
         "ffn_input": r"intermediate\.dense",
         "ffn_output": r"layer\.\d+\.output\.dense",
     },
+    "vit": {  # ViT and DeiT image transformers (transformers 5 names)
+        "query": r"attention\.q_proj",
+        "key": r"attention\.k_proj",
+        "value": r"attention\.v_proj",
+        "attention_output": r"attention\.o_proj",
+        "ffn_input": r"mlp\.fc1",
+        "ffn_output": r"mlp\.fc2",
+    },
     "deberta": {
         "query": r"attention\.self\.in_proj",
         "key": r"attention\.self\.in_proj",
@@ -77,6 +85,17 @@ def projection_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     }
 
 
+def pointwise_convs(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """1x1 convolutions (groups 1) of a convolutional network, outside its head: the channel-mixing
+    projections of ResNet / EfficientNet blocks, and the conv layers peft's LoRA wraps and merges."""
+    heads = tuple(head_modules(model))
+    return {
+        name: module for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1
+        and not name.startswith(heads)
+    }
+
+
 def _matching(names, pattern: str) -> list[str]:
     regex = re.compile(rf"(^|\.){pattern}$")
     return [name for name in names if regex.search(name)]
@@ -92,7 +111,7 @@ def family(model: torch.nn.Module) -> str | None:
 
 def resolve(model: torch.nn.Module, roles: tuple[str, ...], override: list[str] | None = None) -> list[str]:
     """Full names of the modules to wrap: `override` suffixes if given, else the roles' defaults."""
-    names = list(projection_layers(model))
+    names = list(projection_layers(model)) + list(pointwise_convs(model))
     if override is not None:
         if not override:
             raise ParetuneError("method.target_modules is empty: name some layers, or leave it out")
@@ -107,6 +126,8 @@ def resolve(model: torch.nn.Module, roles: tuple[str, ...], override: list[str] 
             found += matched
         return sorted(set(found), key=names.index)
     key = family(model)
+    if key is None and pointwise_convs(model):  # a conv net: its 1x1 convolutions play the projections
+        return list(pointwise_convs(model))
     if key is None:
         raise ParetuneError(
             f"no default target modules for {type(model).__name__} "

@@ -41,7 +41,7 @@ from paretune.version import __version__
 
 log = logging.getLogger("paretune.serve")
 
-ROUTES = {"/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"}
+ROUTES = {"/v1/predict", "/v1/predict-images", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"}
 
 
 class PredictRequest(BaseModel):
@@ -170,6 +170,11 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
             return batcher.submit(texts, payload.all_scores)
         except Overloaded as err:
             raise _busy(err) from None
+
+    if predictor.task.takes_images:  # images in: multipart uploads or base64 JSON (serving/images.py)
+        from paretune.serving.images import add_image_routes
+
+        add_image_routes(app, batcher, caller, settings, info["run"], ERROR_RESPONSES)
 
     @app.get("/v1/model", responses={401: ERROR_RESPONSES[401]})
     async def model(_: str = Depends(caller)) -> dict[str, Any]:

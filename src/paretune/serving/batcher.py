@@ -160,10 +160,12 @@ class MicroBatcher:
         # /readyz says yes, with a single text and with a full batch. The full batch's time is the
         # first estimate of a pass under load.
         try:
+            task = getattr(self.predictor, "task", None)  # a text, or an image for image tasks
+            sample = task.sample_input() if task is not None else WARM_UP_TEXT
             with torch.inference_mode():
-                self.predictor.predict([WARM_UP_TEXT])
+                self.predictor.predict([sample])
                 started = self.clock()
-                self.predictor.predict([WARM_UP_TEXT] * self.max_batch_size,
+                self.predictor.predict([sample] * self.max_batch_size,
                                        batch_size=self.max_batch_size)
                 self.batch_s = self.clock() - started
         except Exception as err:  # the server stays up to say why on /readyz and in the log

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from paretune.data.collation import collate_text
 from paretune.data.encoded import Encoded
 from paretune.data.examples import Example
+from paretune.data.readers import read_examples
 from paretune.errors import DataError, DataProblem
 from paretune.tasks.raw_labels import marker_problem, scalar_problem, warn_declared_markers
 
@@ -84,6 +85,14 @@ class Task(ABC):
     # `collate` lays a batch's examples end to end without padding (generation's packing): the
     # batch plan then budgets and counts summed lengths.
     packed: bool = False
+    # Base model when config.model.name_or_path is omitted (None: the packaged text model).
+    default_model: ClassVar[str | None] = None
+    # Batches by a padded-token budget (text); False: fixed-size batches (every example is one unit).
+    batch_by_tokens: ClassVar[bool] = True
+    cache_encoding: ClassVar[bool] = True  # encodings go to the tokenization cache
+    confusion_picture: ClassVar[bool] = False  # the run folder gets confusion_matrix.png
+    takes_images: ClassVar[bool] = False  # the server adds its image routes (serving/images.py)
+    loader_workers: int = 0  # DataLoader worker processes that run `collate` (images decode there)
     lower_is_better: ClassVar[frozenset[str]] = frozenset(
         {"loss", "mse", "rmse", "mae", "hamming_loss", "perplexity"}
     )
@@ -135,17 +144,34 @@ class Task(ABC):
         return (lambda ex: str(ex.label)) if cls.stratify else None
 
     @classmethod
-    def read_file(cls, path, **options) -> list[Example]:
-        """Every example of a data file (`read_examples`' keyword arguments); a task whose rows have
-        another shape (chat conversations) reads them its own way."""
-        from paretune.data.readers import read_examples
-
-        return read_examples(path, **options)
-
-    @classmethod
     def reader_options(cls, config: TaskOptions) -> dict[str, Any]:
         """Extra keyword arguments for `read_examples` (NER: the tag scheme to check tags against)."""
         return {}
+
+    @classmethod
+    def read_examples(cls, path, config: TaskOptions, **reader_kwargs) -> list[Example]:
+        """Every example of a data file (`data.readers.read_examples`'s keyword arguments); a task
+        whose rows have another shape (images, chat conversations) reads them its own way."""
+        return read_examples(path, **reader_kwargs, **cls.reader_options(config))
+
+    @classmethod
+    def read_prediction_inputs(cls, path, config: TaskOptions) -> list[Example] | None:
+        """Inputs of `paretune predict` this task reads itself (images: a folder or a list file);
+        None: a table of texts, streamed by batch_predict."""
+        return None
+
+    def sample_input(self) -> Any:
+        """One input to warm a served model up with."""
+        return "A short sentence to warm the model up before the first request."
+
+    @classmethod
+    def load_preprocessor(cls, source: str, config: TaskOptions, revision: str | None = None,
+                          trust_remote_code: bool = False):
+        """What turns examples into model inputs, for `encode`: a text model's tokenizer."""
+        import transformers
+
+        return transformers.AutoTokenizer.from_pretrained(source, revision=revision,
+                                                          trust_remote_code=trust_remote_code)
 
     @abstractmethod
     def encode(self, examples: list[Example], targets: list[Any] | None, tokenizer, max_length: int) -> Encoded:
@@ -158,6 +184,10 @@ class Task(ABC):
     def collate(self, encoded: Encoded, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
         """A batch's tensors: `model_inputs`, "labels" when labelled, "index", and what `outputs` reads."""
         return collate_text(encoded, indices, pad_id)
+
+    def train_collate(self, encoded: Encoded, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+        """A training batch: `collate` plus any augmentation, which evaluation never sees."""
+        return self.collate(encoded, indices, pad_id)
 
     def loss_units(self, encoded: Encoded) -> np.ndarray | None:
         """Terms each example adds to the mean loss, when not one per row (labelled tokens for NER):

@@ -77,7 +77,7 @@ class GenerationTask(Task):
         self.model_inputs = ("input_ids", first, "logits_to_keep")
 
     @classmethod
-    def read_file(cls, path, **options) -> list[Example]:
+    def read_examples(cls, path, config: TaskOptions, **options) -> list[Example]:
         return read_generation_examples(path, **options)
 
     @classmethod

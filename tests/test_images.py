@@ -1,0 +1,201 @@
+"""Image classification: reading and checking images, training a tiny ViT end to end (metrics,
+confusion picture, predict, serve), methods on image backbones, and the packaged EfficientNet-Lite0.
+
+Images are written by the tests (16 px squares); models are tiny and built from a config. The train
+and predict round trip of the registry lives in tests/test_task_plugins.py.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+
+import pytest
+import torch
+from conftest import write_images
+from PIL import Image
+
+import paretune
+from paretune.data.images import ImagePreprocessor
+from paretune.errors import DataError
+from paretune.tasks.image_classification import ImageClassificationOptions, ImageClassificationTask
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _png(size=(16, 16), mode="RGB", color=0) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _options(**changes) -> ImageClassificationOptions:
+    return ImageClassificationOptions(workers=0, **changes)
+
+
+def test_every_bad_image_is_named_with_its_file_and_row(tmp_path):
+    (tmp_path / "good.png").write_bytes(_png())
+    (tmp_path / "text.png").write_text("not an image")
+    noisy = io.BytesIO()
+    Image.frombytes("RGB", (30, 30), bytes(range(256)) * 11).save(noisy, format="PNG")
+    (tmp_path / "cut.png").write_bytes(noisy.getvalue()[: len(noisy.getvalue()) // 2])
+    (tmp_path / "big.png").write_bytes(_png((40, 40)))
+    Image.new("F", (8, 8)).save(tmp_path / "float.tif")
+    rows = ["good.png", "missing.png", "text.png", "cut.png", "big.png", "float.tif"]
+    data = tmp_path / "data.csv"
+    data.write_text("image,label\n" + "".join(f"{r},{'ab'[i % 2]}\n" for i, r in enumerate(rows)))
+
+    with pytest.raises(DataError) as failed:
+        ImageClassificationTask.read_examples(data, _options(max_image_pixels=1000))
+    problems = {p.row: p for p in failed.value.problems}
+    assert set(problems) == {2, 3, 4, 5, 6}  # row 1 is fine
+    for row, reason in [(2, "not found"), (3, "not an image"), (4, "truncated"), (5, "over the limit"),
+                        (6, "mode F")]:
+        assert problems[row].file == str(data) and problems[row].field == "image", problems[row]
+        assert reason in problems[row].message, problems[row]
+
+
+def test_bad_images_are_skipped_and_counted_when_asked(tmp_path, caplog):
+    write_images(tmp_path / "train", 3)
+    (tmp_path / "train" / "dark" / "broken.png").write_text("oops")
+    with caplog.at_level(logging.WARNING, logger="paretune.data"):
+        examples = ImageClassificationTask.read_examples(tmp_path / "train", _options(skip_bad_images=True))
+    assert len(examples) == 6 and {ex.label for ex in examples} == {"dark", "light"}
+    assert "skipped 1 of 7 images" in caplog.text and "broken.png" in caplog.text
+
+
+def test_tables_hold_paths_relative_to_the_file_or_the_image_bytes(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(_png())
+    (tmp_path / "data.jsonl").write_text(json.dumps({"image": "imgs/a.png", "label": "x"}) + "\n")
+    pq.write_table(pa.table({"image": [_png(), _png(mode="L")], "label": ["x", "y"]}), tmp_path / "data.parquet")
+
+    (from_json,) = ImageClassificationTask.read_examples(tmp_path / "data.jsonl", _options())
+    assert from_json.text == str(tmp_path / "imgs" / "a.png")
+    from_parquet = ImageClassificationTask.read_examples(tmp_path / "data.parquet", _options())
+    assert [type(ex.text) for ex in from_parquet] == [bytes, bytes]
+
+
+def test_training_batches_are_augmented_and_evaluation_batches_are_not(tmp_path):
+    write_images(tmp_path, 4)
+    task = ImageClassificationTask(_options(image_size=24, mixup_alpha=0.4, cutmix_alpha=1.0), ["dark", "light"])
+    examples = ImageClassificationTask.read_examples(tmp_path, task.config)
+    encoded = task.encode(examples, task.parse(examples, "t", "label"), ImagePreprocessor(size=24), 0)
+    plain = task.collate(encoded, [0, 1, 2], 0)
+    assert plain["pixel_values"].shape == (3, 3, 24, 24) and plain["labels"].dtype == torch.int64
+    assert torch.equal(plain["pixel_values"], task.collate(encoded, [0, 1, 2], 0)["pixel_values"])
+    trained = task.train_collate(encoded, [0, 1, 2], 0)
+    assert trained["labels"].shape == (3, 2) and torch.allclose(trained["labels"].sum(-1), torch.ones(3))
+    assert task.loss(torch.zeros(3, 2), trained["labels"]).item() == pytest.approx(0.6931, abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory, tiny_vit_dir):
+    folder = tmp_path_factory.mktemp("image-run")
+    train, validation = write_images(folder / "train", 16, 1), write_images(folder / "validation", 6, 2)
+    return paretune.finetune({
+        "model": {"name_or_path": str(tiny_vit_dir)},
+        "task": {"type": "image-classification", "workers": 0, "mixup_alpha": 0.2},
+        "data": {"train": str(train), "validation": str(validation)},
+        "training": {"max_steps": 4, "batch_size": 8, "lr": 1e-3, "save_every": 10**6},
+        "output": {"dir": str(folder / "run")},
+    }), validation
+
+
+def test_a_run_reports_top5_per_class_and_draws_its_confusion_matrix(image_run):
+    run, _ = image_run
+    assert {"accuracy", "top5_accuracy", "per_class", "confusion_matrix"} <= set(run.validation)
+    assert run.validation["top5_accuracy"] == 1.0  # two classes: both are in the top 5
+    assert (run.path / "confusion_matrix.png").stat().st_size > 1000
+    assert json.loads((run.path / "model" / "preprocessor_config.json").read_text())["size"]["height"] == 16
+
+
+def test_eval_and_predict_commands_take_image_folders(image_run, tmp_path):
+    from test_bad_input import run_in_process
+
+    run, validation = image_run
+    result = run_in_process(["eval", str(run.path), "--data", str(validation), "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout[result.stdout.index("{"):])["accuracy"] == pytest.approx(run.validation["accuracy"])
+    out = tmp_path / "predictions.jsonl"
+    result = run_in_process(["predict", str(run.path), "--input", str(validation / "dark"), "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 6 and lines[0]["input"].endswith("dark-000.png") and lines[0]["label"] in ("dark", "light")
+
+
+def test_the_server_takes_uploads_and_base64_behind_its_key(image_run):
+    from fastapi.testclient import TestClient
+
+    from paretune.predictor import Predictor
+    from paretune.serving.app import create_app
+    from paretune.serving.auth import hash_key
+    from paretune.serving.settings import ServeSettings
+
+    run, _ = image_run
+    settings = ServeSettings(api_key_hashes=(hash_key("k" * 32),), max_image_pixels=50 * 50, max_wait_ms=0)
+    key = {"Authorization": "Bearer " + "k" * 32}
+    with TestClient(create_app(Predictor.load(run.path), settings)) as client:
+        files = [("images", ("a.png", _png(), "image/png")), ("images", ("b.png", _png(color=255), "image/png"))]
+        assert client.post("/v1/predict-images", files=files).status_code == 401
+        uploaded = client.post("/v1/predict-images", files=files, headers=key)
+        assert uploaded.status_code == 200 and len(uploaded.json()["predictions"]) == 2
+        sent = client.post("/v1/predict-images", json={"image": base64.b64encode(_png()).decode()}, headers=key)
+        assert sent.status_code == 200 and sent.json()["predictions"][0]["label"] in ("dark", "light")
+        huge = client.post("/v1/predict-images", json={"images": [base64.b64encode(_png((60, 60))).decode()]},
+                           headers=key)
+        assert huge.status_code == 422 and "pixels" in huge.text
+        gif = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(gif, format="TIFF")
+        odd = client.post("/v1/predict-images", files=[("images", ("a.tif", gif.getvalue(), "image/tiff"))],
+                          headers=key)
+        assert odd.status_code == 422 and "TIFF is not served" in odd.text
+
+
+def _trainable(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_lora_and_freeze_find_the_layers_of_image_backbones(tiny_vit_dir):
+    from transformers import ResNetConfig, ResNetForImageClassification, ViTForImageClassification
+
+    from paretune.methods import get_method
+    from paretune.methods.base import MethodContext
+
+    context = MethodContext("image-classification", 10)
+    lora = get_method("lora")
+    vit = lora.apply(ViTForImageClassification.from_pretrained(tiny_vit_dir), lora.options(), context)
+    assert any("attention.q_proj.lora_A" in n for n in _trainable(vit))
+    assert any(n.startswith("base_model.model.classifier") for n in _trainable(vit))
+
+    resnet_config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=2)
+    resnet = lora.apply(ResNetForImageClassification(resnet_config), lora.options(), context)
+    assert any("lora_A" in n and "convolution" in n for n in _trainable(resnet))
+    freeze = get_method("freeze")
+    frozen = freeze.apply(ResNetForImageClassification(resnet_config), freeze.options(trainable_layers=1), context)
+    assert not any(n.startswith(("resnet.embedder", "resnet.encoder.stages.0")) for n in _trainable(frozen))
+    assert any(n.startswith("resnet.encoder.stages.1") for n in _trainable(frozen))
+
+
+def test_the_packaged_efficientnet_lite0_is_the_default_and_freezes_by_stage():
+    from paretune.config.schema import ModelConfig
+    from paretune.methods import get_method
+    from paretune.methods.base import MethodContext
+    from paretune.models import load_model, load_tokenizer
+
+    options = _options(image_size=64)
+    task = ImageClassificationTask(options, ["a", "b", "c"])
+    model = load_model(ModelConfig(), task)
+    assert type(model).__name__ == "EfficientNetLiteForImageClassification" and model.config.num_labels == 3
+    preprocessor = load_tokenizer(ModelConfig(), task=options)
+    assert (preprocessor.size, preprocessor.mean) == (64, (0.5, 0.5, 0.5))
+    freeze = get_method("freeze")
+    model = freeze.apply(model, freeze.options(trainable_layers=2), MethodContext("image-classification", 10))
+    trainable = _trainable(model)
+    assert "classifier.weight" in trainable and any(n.startswith("efficientnet_lite.stages.6") for n in trainable)
+    assert not any(n.startswith(("efficientnet_lite.embeddings", "efficientnet_lite.stages.4")) for n in trainable)
+    assert model(torch.zeros(2, 3, 64, 64)).logits.shape == (2, 3)
