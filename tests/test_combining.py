@@ -149,3 +149,22 @@ def test_a_soup_refuses_runs_of_different_bases_or_forms(runs, tmp_path):
     (half / "model" / TASK_FILE).write_text(json.dumps({**info, "form": {"name": "fp16"}}))
     with pytest.raises(ParetuneError, match="plain fp32"):
         build_soup([runs["a"], half], "uniform", tmp_path / "soup2")
+
+
+def test_a_sweep_ends_with_an_ensemble_and_a_soup_on_its_frontier(tiny_config, tmp_path):
+    import yaml
+
+    from paretune.frontier.points import collect
+    from paretune.sweep import load_sweep, run_sweep
+
+    base = {k: v for k, v in tiny_config.items() if k != "output"}
+    base["training"] = {**base["training"], "max_steps": 4}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({
+        "base": "base.yaml", "dir": str(tmp_path / "out"), "grid": {"training.lr": [1e-3, 5e-4, 2e-3]},
+        "ensemble": {"top_k": 3, "method": "weighted"}, "soup": {"top_k": 2, "recipe": "greedy"}}))
+    run_sweep(load_sweep(tmp_path / "sweep.yaml"))
+    points, _ = collect([tmp_path / "out"])
+    methods = {p.name: p.method for p in points if p.finished}
+    assert methods["ensemble-weighted"] == "ensemble" and methods["soup-greedy"] == "soup"
+    assert sum(m == "full" for m in methods.values()) == 3
