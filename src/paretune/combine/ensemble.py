@@ -135,7 +135,6 @@ def _score(task, rule, probs, settings, meta, split: Split, predictors, oof) -> 
 
 
 def _score_by_model(task, rule, settings, split: Split, predictors) -> dict[str, Any]:
-    from paretune.combine.members import member_outputs
     from paretune.predictor import Predictor
 
     first = predictors[0]
@@ -143,8 +142,7 @@ def _score_by_model(task, rule, settings, split: Split, predictors) -> dict[str,
     model = form.EnsembleModel([p.model for p in predictors], [p.tokenizer for p in predictors],
                                [p.max_length for p in predictors], first.tokenizer, recorded)
     joint = Predictor(model, first.tokenizer, task, first.max_length, first.device, first.run_dir)
-    outputs = member_outputs(joint, split)
-    return task.metrics(outputs, split.targets)
+    return task.metrics(member_outputs(joint, split, cache=False), split.targets)
 
 
 def _write_run(members: list[Member], predictors, rule: str, settings: dict, meta, metrics: dict,

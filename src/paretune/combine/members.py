@@ -99,12 +99,25 @@ def read_splits(member: Member) -> tuple[Split, Split | None]:
     return validation, test
 
 
-def member_outputs(predictor: Predictor, split: Split, batch_size: int = 128) -> list[np.ndarray]:
-    """One member's per-example task outputs (class probabilities for classification) on a split."""
+# (member model/ folder, its weights' mtime, the split's texts) -> outputs: making several
+# ensembles of the same runs in one process (a sweep, a benchmark) predicts each split once.
+_OUTPUTS: dict[tuple, list[np.ndarray]] = {}
+
+
+def member_outputs(predictor: Predictor, split: Split, batch_size: int = 128, cache: bool = True) -> list[np.ndarray]:
+    """One member's per-example task outputs (class probabilities for classification) on a split.
+    `cache=False` for a model changed in memory (a soup being mixed)."""
+    model_dir = predictor.run_dir / "model"
+    key = (str(model_dir.resolve()), max((p.stat().st_mtime for p in model_dir.iterdir()), default=0),
+           hash(tuple(str(ex.text) for ex in split.examples)))
+    if cache and key in _OUTPUTS:
+        return _OUTPUTS[key]
     encoded, _ = encode_cached(predictor.task, split.examples, split.targets, predictor.tokenizer,
                                predictor.max_length, None)
     outputs, _ = predict_outputs(predictor.model, predictor.task, encoded, batch_size, predictor.pad_id,
                                  predictor.device)
+    if cache:
+        _OUTPUTS[key] = outputs
     return outputs
 
 

@@ -96,7 +96,7 @@ def average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 def _score(predictor: Predictor, split: Split) -> dict[str, Any]:
-    return predictor.task.metrics(member_outputs(predictor, split), split.targets)
+    return predictor.task.metrics(member_outputs(predictor, split, cache=False), split.targets)
 
 
 def greedy(base: Predictor, states, members: list[Member], validation: Split, metric: str) -> list[int]:
