@@ -83,6 +83,10 @@ def test_the_ensemble_command_and_eval_json(runs, tmp_path):
     scored = cli.invoke(app, ["eval", str(out), "--data", str(runs["folder"] / "test.csv"), "--json"])
     assert scored.exit_code == 0, scored.output
     assert json.loads(scored.stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(recorded(out, "test"))
+    from paretune.cost.inference import bench_inference, model_size_mib
+
+    measured = bench_inference(out, repeats=3, batch_size=4, max_seconds=2, progress=False)
+    assert measured["size_mib"] >= model_size_mib(runs["a"] / "model") + model_size_mib(runs["c"] / "model")
 
 
 def test_runs_with_different_labels_are_refused(runs, tmp_path):

@@ -55,7 +55,7 @@ def run(config: Config) -> Path:
     model = EmbeddingClassifier(body, weight, bias).eval()
     return write_run(config, checked, model, tokenizer, phases, len(texts),
                      {"examples_per_class": options.examples_per_class, "pairs": len(pairs),
-                      "steps": options.epochs * -(-len(pairs) // options.batch_size)})
+                      "pair_steps": options.epochs * -(-len(pairs) // options.batch_size)})
 
 
 def draw_examples(targets: list, per_class: int | None, seed: int) -> list[int]:

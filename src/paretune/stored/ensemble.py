@@ -137,8 +137,12 @@ def combine(probs: list[torch.Tensor], rule: str, soft: str, weights: torch.Tens
     raise ParetuneError(f"unknown ensemble rule '{rule}' (known: average, weighted, vote, stacking)")
 
 
+def members_of(model_dir: Path) -> list[Path]:
+    return member_dirs(model_dir, read_info(model_dir).get("form") or {})
+
+
 FORM = StoredForm(
-    name=NAME, save=save, load=load, plain_transformers=False, counts_parameters=True,
+    name=NAME, save=save, load=load, plain_transformers=False, counts_parameters=True, parts=members_of,
     description="an ensemble over other runs' models (model/paretune.json lists them)",
     use="an ensemble over the member runs listed in `model/paretune.json`: load with paretune's Predictor",
 )
