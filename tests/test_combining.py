@@ -172,3 +172,24 @@ def test_a_sweep_ends_with_an_ensemble_and_a_soup_on_its_frontier(tiny_config, t
     methods = {p.name: p.method for p in points if p.finished}
     assert methods["ensemble-weighted"] == "ensemble" and methods["soup-greedy"] == "soup"
     assert sum(m == "full" for m in methods.values()) == 3
+
+
+def test_an_ner_ensemble_combines_per_token(tiny_model_dir, tmp_path):
+    from conftest import ner_sentences, write_conll
+
+    def ner_run(name: str, seed: int) -> Path:
+        return paretune.finetune({
+            "model": {"name_or_path": str(tiny_model_dir)}, "task": {"type": "ner"},
+            "data": {"train": str(write_conll(tmp_path / "train.conll", ner_sentences(80, seed=1))),
+                     "validation": str(write_conll(tmp_path / "validation.conll", ner_sentences(20, seed=2))),
+                     "max_length": 32, "cache_dir": str(tmp_path / "cache")},
+            "training": {"max_steps": 10, "batch_size": 16, "lr": 3e-3, "scheduler": "constant", "seed": seed,
+                         "warmup_ratio": 0.0, "save_every": 10_000},
+            "output": {"dir": str(tmp_path / name)}}).path
+
+    members = [ner_run("a", 1), ner_run("b", 2)]
+    out = build_ensemble(members, "average", tmp_path / "ens")
+    scored = Predictor.load(out, device="cpu").evaluate(tmp_path / "validation.conll")
+    assert scored["f1"] == pytest.approx(json.loads((out / "metrics.json").read_text())["validation"]["f1"])
+    with pytest.raises(ParetuneError, match="sequence-level"):
+        build_ensemble(members, "weighted", tmp_path / "ens2")
