@@ -2,11 +2,11 @@
 
     OMP_NUM_THREADS=1 python bench/combining.py [members] [combine] [curve] [report]
 
-members  five MiniLM runs on the first 4,000 SST-2 training rows (bench/configs/combining/
+members  three MiniLM runs on the first 4,000 SST-2 training rows (bench/configs/combining/
          sst2_member.yaml; 10% held out as the validation set combining is fitted on), scored on
          the GLUE validation set (872 rows) as `test`, which no combining step sees
-combine  ensembles (average, weighted, vote, stacking) of three diverse members, and uniform and
-         greedy soups of the three full fine-tunes that share a head init (seed 42, lr differs)
+combine  ensembles (average, weighted, vote, stacking) of the three members, and uniform and
+         greedy soups of the two full fine-tunes that share a head init (seed 42, lr differs)
 curve    few-shot (SetFit recipe) vs ordinary full fine-tuning on the very same rows, 8/16/32/64
          examples per class, and zero-shot (label descriptions), all scored on the GLUE set
 report   the tables (markdown, for bench/RESULTS.md), the ratios, and docs/combining_curve.png
@@ -30,14 +30,20 @@ from paretune.combine.soup import build_soup  # noqa: E402
 MEMBER = ROOT / "bench" / "configs" / "combining" / "sst2_member.yaml"
 OUT = ROOT / "runs" / "combining"
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
+SLICES = {2: (4000, 8000), 3: (8000, 12000)}  # further 4,000-row slices of train.tsv (bagging-like)
 MEMBERS = {
     "full-lr1e-4": [],
     "full-lr5e-5": ["training.lr=5e-5"],
     "lora-r16-s7": ["method.name=lora", "method.r=16", "training.lr=5e-4", "training.seed=7"],
-    "full-lr2e-4": ["training.lr=2e-4"],
+    "full-slice2-s11": ["data.train=SLICE2", "training.seed=11"],
+    "full-slice3-s23": ["data.train=SLICE3", "training.seed=23"],
 }
-ENSEMBLE = ["full-lr1e-4", "lora-r16-s7", "full-lr2e-4"]  # different lr, method, seed
-SOUP = ["full-lr1e-4", "full-lr5e-5", "full-lr2e-4"]  # one head init: soups need a shared start
+# Ensembles: members trained on different rows with different seeds (diverse errors, similar
+# quality), and, as the first try that fell short, three runs on the same rows.
+ENSEMBLES = {"ensemble": ["full-lr1e-4", "full-slice2-s11", "full-slice3-s23"],
+             "samerows-ensemble": ["full-lr1e-4", "full-lr5e-5", "lora-r16-s7"]}
+ENSEMBLE = ENSEMBLES["ensemble"]
+SOUP = ["full-lr1e-4", "full-lr5e-5"]  # one head init (seed 42): soups need a shared start
 SHOTS = (8, 16, 32, 64)
 DESCRIPTIONS = {"0": "a negative, bad movie review", "1": "a positive, good movie review"}
 
@@ -49,15 +55,28 @@ def train(name: str, config, overrides: list[str]) -> Path:
     return paretune.finetune(config, overrides + [f"output.dir={path}", "output.overwrite=true"]).path
 
 
+def slice_file(k: int) -> Path:
+    """Rows SLICES[k] of train.tsv (after its header), written under runs/ for one member."""
+    start, end = SLICES[k]
+    lines = (SST2 / "train.tsv").read_text().splitlines(keepends=True)
+    path = OUT / "data" / f"slice-{k}.tsv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(lines[0] + "".join(lines[1 + start:1 + end]))
+    return path
+
+
 def members() -> None:
     for name, overrides in MEMBERS.items():
+        overrides = [o.replace("SLICE2", str(slice_file(2))).replace("SLICE3", str(slice_file(3)))
+                     if "SLICE" in o else o for o in overrides]
         train(name, MEMBER, overrides)
 
 
 def combine() -> None:
-    for rule in ("average", "weighted", "vote", "stacking"):
-        if not (OUT / f"ensemble-{rule}" / "metrics.json").is_file():
-            build_ensemble([OUT / n for n in ENSEMBLE], rule, OUT / f"ensemble-{rule}", overwrite=True)
+    for prefix, names in ENSEMBLES.items():
+        for rule in ("average", "weighted", "vote", "stacking"):
+            if not (OUT / f"{prefix}-{rule}" / "metrics.json").is_file():
+                build_ensemble([OUT / n for n in names], rule, OUT / f"{prefix}-{rule}", overwrite=True)
     for recipe in ("uniform", "greedy"):
         if not (OUT / f"soup-{recipe}" / "metrics.json").is_file():
             build_soup([OUT / n for n in SOUP], recipe, OUT / f"soup-{recipe}", overwrite=True)
@@ -107,14 +126,16 @@ def report() -> None:
     rows = [read(n) for n in MEMBERS if (OUT / n / "metrics.json").is_file()]
     print("| run | held-out validation acc | SST-2 dev acc | training $ | wall s |")
     print("| --- | --- | --- | --- | --- |")
-    combined = [f"ensemble-{r}" for r in ("average", "weighted", "vote", "stacking")] + ["soup-uniform", "soup-greedy"]
+    combined = [f"{prefix}-{r}" for prefix in ENSEMBLES for r in ("average", "weighted", "vote", "stacking")]
+    combined += ["soup-uniform", "soup-greedy"]
     for row in rows + [read(n) for n in combined if (OUT / n / "metrics.json").is_file()]:
         print(f"| {row['name']} | {row['val']:.4f} | {row['test']:.4f} | {row['usd']} | {row['wall_s']} |")
-    best_member = max(read(n)["test"] for n in ENSEMBLE)
-    best_soup_member = max(read(n)["test"] for n in SOUP)
+    best = {prefix: max(read(n)["test"] for n in names) for prefix, names in ENSEMBLES.items()
+            if all((OUT / n / "metrics.json").is_file() for n in names)}
+    best["soup"] = max(read(n)["test"] for n in SOUP)
     for name in combined:
         if (OUT / name / "metrics.json").is_file():
-            base = best_soup_member if name.startswith("soup") else best_member
+            base = best[name.rsplit("-", 1)[0]]
             print(f"{name}: dev {read(name)['test']:.4f} vs best member {base:.4f}: "
                   f"{100 * (read(name)['test'] - base):+.2f} points")
     _curve_report()
@@ -152,6 +173,7 @@ def plot(points, zero) -> None:
     left.axhline(zero["test"], color="grey", ls="--", label="zero-shot ($0)")
     left.set(xscale="log", xlabel="labelled examples per class", ylabel="SST-2 dev accuracy", xticks=ks,
              xticklabels=[str(k) for k in ks], title="Accuracy")
+    left.minorticks_off()
     left.legend()
     right.plot([f["usd"] for _, f, _ in points], [f["test"] for _, f, _ in points], "o-", label="few-shot")
     right.plot([t["usd"] for _, _, t in points], [t["test"] for _, _, t in points], "s-", label="fine-tuning")
@@ -159,7 +181,7 @@ def plot(points, zero) -> None:
         right.annotate(str(k), (f["usd"], f["test"]))
         right.annotate(str(k), (t["usd"], t["test"]))
     right.axhline(zero["test"], color="grey", ls="--", label="zero-shot ($0)")
-    right.set(xlabel="training dollars (2-core CPU price)", ylabel="SST-2 dev accuracy", title="Accuracy per dollar")
+    right.set(xlabel="training dollars (2-core CPU price; shared machine)", ylabel="SST-2 dev accuracy", title="Accuracy per dollar")
     right.legend()
     fig.tight_layout()
     target = ROOT / "docs" / "combining_curve.png"
