@@ -37,9 +37,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("launcher", ("paretune.distributed.launch",)),
     # Experiment tracking and the run's hooks (plan, tracked metrics): used by the runner and sweeps.
     ("tracking", ("paretune.tracking",)),
-    ("runner", ("paretune.runner",)),
+    ("runner", ("paretune.runner", "paretune.recipes")),
     ("commands", ("paretune.compression", "paretune.distillation", "paretune.sweep", "paretune.serving",
-                  "paretune.frontier", "paretune.cost.inference")),
+                  "paretune.frontier", "paretune.cost.inference", "paretune.combine")),
     ("entry points", ("paretune", "paretune.cli", "paretune.__main__", "paretune.distributed.worker")),
 ]
 

@@ -34,7 +34,9 @@ from paretune.export import export_run
 from paretune.methods import METHODS, get_method, targets
 from paretune.methods.base import MethodContext
 
-TRAINED = [name for name in METHODS if name != "qlora"]  # qlora needs CUDA: tested for its refusal
+# qlora needs CUDA: tested for its refusal. Methods not trained by the loop (few-shot, zero-shot,
+# ensemble, soup) are tested in test_combining.py.
+TRAINED = [name for name in METHODS if name != "qlora" and METHODS[name].trained_by_loop]
 MERGEABLE = ("lora", "adalora", "ia3")
 ADAPTER_FORM = ("prefix", "prompt", "p-tuning", "adapter")  # model/ holds base/ plus adapter files
 # Pretrained tensors each method changes (in the merged or saved model); all others stay bit-identical.

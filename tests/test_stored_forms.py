@@ -143,6 +143,7 @@ def test_every_form_reloads_to_what_it_was_in_memory(case, parent, tmp_path):
 def test_the_cases_cover_every_registered_form():
     reached = {TRAINED_FORMS[n] for n in TRAINED_FORMS}
     reached |= {"pytorch", "pruned-heads", "fp16", "bf16", "int8-dynamic", "onnx", "onnx-int8"}
+    reached |= {"ensemble", "embedding-head"}  # made and reloaded through the Predictor in test_combining.py
     assert set(stored.FORMS) == reached, "a new stored form needs a case in this module"
     methods = {name for name in COMPRESSION_METHODS}
     assert methods == {c.split(":")[1] for c in CASES if c.startswith("compress:")}

@@ -72,8 +72,10 @@ def refresh_model_card(run: RunFolder) -> None:
     from paretune.models import model_source
 
     config = run.read_config()
-    write_model_card(run, config, run.read_json("metrics.json"), run.read_json("cost.json"),
-                     model_source(config.model))
+    metrics = run.read_json("metrics.json")
+    if "steps" not in metrics:  # not trained by the loop (an ensemble, a soup, few-/zero-shot): its own card stays
+        return
+    write_model_card(run, config, metrics, run.read_json("cost.json"), model_source(config.model))
 
 
 def precision_name(value: str | None) -> str:

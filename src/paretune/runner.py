@@ -76,6 +76,12 @@ def finetune(config: Config | dict | str | Path, overrides: list[str] | None = N
     The one place a fresh run decides whether to start several processes (each comes back in
     here, already launched, and trains)."""
     config = settled_config(config, overrides)
+    from paretune.recipes import RECIPES  # few-shot, zero-shot: runs made without the Trainer
+
+    if config.method.name in RECIPES:
+        if seam is not None or should_launch(config.distributed.nproc):
+            raise ConfigError(f"method {config.method.name} runs in one process, without a seam")
+        return _finished_run(RECIPES[config.method.name](config))
     if should_launch(config.distributed.nproc):
         if seam is not None:
             raise ConfigError("distributed.nproc > 1 is for `paretune train`; this command trains in one process")

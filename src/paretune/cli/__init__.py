@@ -20,11 +20,11 @@ app = typer.Typer(
 
 def _register() -> None:
     from paretune.cli import bench_infer, compress, distill, evaluate, export, frontier, plan, predict, serve, sweep, train
-    from paretune.cli import generate, inspect
+    from paretune.cli import ensemble, generate, inspect, soup
     from paretune.cli.help_format import use_plain_help
 
     for module in (train, evaluate, predict, export, serve, bench_infer, sweep, frontier, compress, distill, plan,
-                   inspect, generate):
+                   inspect, generate, ensemble, soup):
         module.register(app)
     use_plain_help(app)
 

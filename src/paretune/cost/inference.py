@@ -24,6 +24,7 @@ from paretune.errors import ParetuneError
 from paretune.predictor import Predictor
 from paretune.resources import PeakMemory
 from paretune.run_folder import RunFolder
+from paretune.stored import model_folders
 
 log = logging.getLogger("paretune")
 
@@ -191,7 +192,8 @@ def _sync(predictor: Predictor) -> None:
 
 
 def model_size_mib(model_dir: Path) -> float:
-    return sum(f.stat().st_size for f in Path(model_dir).rglob("*") if f.is_file()) / 2**20
+    """Every file the model needs: an ensemble's members count too."""
+    return sum(f.stat().st_size for d in model_folders(model_dir) for f in Path(d).rglob("*") if f.is_file()) / 2**20
 
 
 def _read_json(run: RunFolder, name: str) -> dict:

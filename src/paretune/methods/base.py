@@ -37,3 +37,6 @@ class Method:
     lr_scale: float = 1.0
     # Added to the task loss of every micro-batch: (model) -> scalar, e.g. a regularizer.
     extra_loss: Callable[[torch.nn.Module], torch.Tensor] | None = None
+    # False: the run is not made by the Trainer (few-shot and zero-shot have their own recipe in
+    # paretune.recipes; ensemble and soup are made from finished runs by their commands).
+    trained_by_loop: bool = True

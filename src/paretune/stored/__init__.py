@@ -19,17 +19,18 @@ import torch
 
 from paretune.errors import ParetuneError
 from paretune.stored import bottleneck, cast, int8_dynamic, onnx, peft_adapter, plain, pruned_heads
+from paretune.stored import embedding_head, ensemble
 from paretune.stored.base import BASE_DIR, StoredForm, read_info, write_info
 from paretune.stored.pruned_heads import head_counts
 
-__all__ = ["BASE_DIR", "FORMS", "StoredForm", "form_of", "get_form", "load_model", "recorded_form",
+__all__ = ["BASE_DIR", "FORMS", "StoredForm", "form_of", "get_form", "load_model", "model_folders", "recorded_form",
            "save_model", "serving_device", "weights_form"]
 
 # Order matters only for folders that record no form: the first form whose `detect` accepts the
 # folder wins, and plain transformers weights are what is left.
 FORMS: dict[str, StoredForm] = {f.name: f for f in (
     peft_adapter.FORM, bottleneck.FORM, pruned_heads.FORM, plain.FORM, cast.FP16, cast.BF16,
-    int8_dynamic.FORM, onnx.ONNX, onnx.ONNX_INT8,
+    int8_dynamic.FORM, onnx.ONNX, onnx.ONNX_INT8, ensemble.FORM, embedding_head.FORM,
 )}
 
 
@@ -76,6 +77,16 @@ def load_model(model_dir: Path, auto_class, device: torch.device | None = None, 
     runtime session for one device (ONNX); kwargs go to transformers (trust_remote_code)."""
     form = form_of(model_dir)
     return form.load(Path(model_dir), auto_class, device, recorded_form(model_dir), **kwargs)
+
+
+ensemble.load_member = load_model  # an ensemble's members are loaded in their own forms
+
+
+def model_folders(model_dir: Path) -> list[Path]:
+    """The folders whose files make up model/: itself, plus an ensemble's members (recursively)."""
+    form = form_of(model_dir)
+    parts = form.parts(Path(model_dir)) if form.parts else []
+    return [Path(model_dir)] + [f for part in parts for f in model_folders(part)]
 
 
 def serving_device(form: StoredForm, requested: str | None) -> torch.device:

@@ -43,6 +43,8 @@ class StoredForm:
     over_base: bool = False  # model/ is an adapter over base/: nothing to export merged
     compressible: bool = False  # fp32 PyTorch weights, the start of every compression
     counts_parameters: bool = True  # .parameters() of the loaded model shows every weight
+    # Other folders whose files are part of this model (an ensemble's members), for its size.
+    parts: Callable[[Path], list[Path]] | None = None
 
 
 def read_info(model_dir: Path) -> dict[str, Any]:

@@ -50,6 +50,10 @@ def run_sweep(sweep: Sweep, backend: str = "local", *, address: str | None = Non
             best = loop.run_search(direction)
     finally:
         executor.close()
+    if sweep.spec.ensemble or sweep.spec.soup:
+        from paretune.sweep.combined import combine_best
+
+        combine_best(sweep, metric, direction)
     if loop.tracking:
         log_frontier(sweep.folder, loop.tracking, sweep.runs_dir)
     records = read_state(sweep.folder).get("variants", {})

@@ -98,6 +98,21 @@ class BenchOptions(Options):
         return self.model_dump(exclude_none=True)
 
 
+class EnsembleStep(Options):
+    """`ensemble:`: the sweep's last step combines its best variants (sweep/combined.py)."""
+
+    top_k: int = Field(3, ge=2, description="The best finished variants (by the sweep's metric) to combine.")
+    method: Literal["average", "weighted", "vote", "stacking"] = "weighted"
+
+
+class SoupStep(Options):
+    """`soup:`: the sweep's last step averages its best variants' weights (sweep/combined.py)."""
+
+    top_k: int = Field(3, ge=2, description="The best finished variants offered to the soup.")
+    recipe: Literal["uniform", "greedy"] = "greedy"
+    merge: Literal["average", "ties", "dare_linear"] = "average"
+
+
 class SweepSpec(Options):
     base: str | dict[str, Any]
     name: str | None = None
@@ -108,6 +123,8 @@ class SweepSpec(Options):
     search: SearchSpec | None = None
     bench_inference: bool | BenchOptions = False
     ray: RayOptions = Field(default_factory=RayOptions)
+    ensemble: EnsembleStep | None = Field(None, description="Last: an ensemble of the best variants (combined.py).")
+    soup: SoupStep | None = Field(None, description="Last: a soup of the best variants (combined.py).")
 
     @model_validator(mode="after")
     def _something_to_run(self) -> "SweepSpec":
