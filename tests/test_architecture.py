@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runner", ("paretune.runner",)),
     ("commands", ("paretune.compression", "paretune.distillation", "paretune.sweep", "paretune.serving",
                   "paretune.frontier", "paretune.cost.inference",
-                  "paretune.audit")),
+                  "paretune.audit", "paretune.continual")),
     ("entry points", ("paretune", "paretune.cli", "paretune.__main__", "paretune.distributed.worker")),
 ]
 

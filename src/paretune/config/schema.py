@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic.fields import FieldInfo
 
+from paretune.config.continual import ContinualConfig
 from paretune.config.distributed import DistributedConfig
 from paretune.methods import method_options_types
 from paretune.tasks import default_task, on_registry_change, task_options, task_options_types
@@ -168,6 +169,7 @@ class Config(Section):
     cost: CostConfig = CostConfig()
     distributed: DistributedConfig = DistributedConfig()  # docs/distributed.md
     tracking: TrackingConfig = TrackingConfig()  # docs/tracking.md
+    continual: ContinualConfig = ContinualConfig()  # read by train --from RUN (docs/continual.md)
 
     @model_validator(mode="after")
     def _one_batching(self) -> "Config":
