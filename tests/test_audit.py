@@ -84,3 +84,14 @@ def test_audit_command_reports_rows_and_writes_a_clean_copy(tiny_model_dir, tmp_
     assert train.read_bytes() == before
     clean = (tmp_path / "clean.csv").read_text().splitlines()
     assert len(clean) == 1 + found["clean_copy"]["rows_kept"] and "?!,positive" not in clean
+
+
+def test_finetune_mode_gives_out_of_fold_probabilities(tiny_config, tmp_path):
+    from paretune.audit.run import AuditOptions, audit
+    from paretune.config import config_from_dict
+
+    tiny_config["training"].update({"epochs": 1, "batch_size": 16})
+    tiny_config["data"]["train"] = str(write_csv(tmp_path / "small.csv", sentiment_rows(40, seed=6)))
+    found = audit(config_from_dict(tiny_config), AuditOptions(mode="finetune", folds=2))
+    assert found["label_probabilities"]["mode"] == "finetune"
+    assert 0 <= found["label_probabilities"]["out_of_fold_accuracy"] <= 1
