@@ -44,7 +44,7 @@ def read_split(config: Config, role: str, path: str, require_labels: bool = True
         text_column=data.text_column,
         label_column=data.label_column,
         word_level=task_cls.word_level,
-        require_labels=require_labels,
+        require_labels=require_labels and task_cls.needs_labels,
         encoding=data.encoding,
         split=role,
         **task_cls.reader_options(config.task),

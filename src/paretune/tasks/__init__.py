@@ -13,13 +13,14 @@ from typing import Any, Callable
 from paretune.data.encoded import Encoded
 from paretune.tasks.base import Task, TaskOptions
 from paretune.tasks.classification import ClassificationTask
+from paretune.tasks.mlm import MlmTask
 from paretune.tasks.multilabel import MultilabelTask
 from paretune.tasks.ner import NerTask
 from paretune.tasks.regression import RegressionTask
 
 # The registry. Order matters only for the default: the first entry is used when `task.type` is omitted.
 TASKS: dict[str, type[Task]] = {
-    t.name: t for t in (ClassificationTask, MultilabelTask, RegressionTask, NerTask)
+    t.name: t for t in (ClassificationTask, MultilabelTask, RegressionTask, NerTask, MlmTask)
 }
 
 # Called after the registry changes: the run config's `task:` union is rebuilt this way, so this
