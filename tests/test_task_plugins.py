@@ -130,7 +130,12 @@ def _ner(folder: Path) -> tuple[dict, dict]:
                                     "validation": write_conll(folder / "validation.conll", ner_sentences(16, 2))}
 
 
-DATA = {"classification": _classification, "multilabel": _multilabel, "regression": _regression, "ner": _ner}
+def _mlm(folder: Path) -> tuple[dict, dict]:
+    return _classification(folder)  # text is what counts; the label column is not read
+
+
+DATA = {"classification": _classification, "multilabel": _multilabel, "regression": _regression, "ner": _ner,
+        "mlm": _mlm}
 
 
 def _config(model_dir: Path, folder: Path, task: str, options: dict, files: dict) -> dict:
