@@ -147,8 +147,12 @@ def _image_classification(folder: Path) -> tuple[dict, dict]:
                             "inputs": inputs}
 
 
+def _mlm(folder: Path) -> tuple[dict, dict]:
+    return _classification(folder)  # text is what counts; the label column is not read
+
+
 DATA = {"classification": _classification, "multilabel": _multilabel, "regression": _regression, "ner": _ner,
-        "generation": _generation, "image-classification": _image_classification}
+        "generation": _generation, "image-classification": _image_classification, "mlm": _mlm}
 
 
 def _config(model_dir: Path, folder: Path, task: str, options: dict, files: dict) -> dict:

@@ -50,6 +50,7 @@ def write_model_card(run: RunFolder, config: Config, metrics: dict, cost: dict, 
         f"- training data: `{_portable_path(config.data.train)}`",
         "",
         *_cost_lines(cost),
+        *_lineage_lines(run.path),
         *_inference_lines(run.path),
         *_run_usage(run, config),
         "Files: `config.yaml` (resolved config), `metrics.json`, `metrics.jsonl` (per evaluation), "
@@ -65,6 +66,22 @@ def write_model_card(run: RunFolder, config: Config, metrics: dict, cost: dict, 
         write_adapter_card(run.path / ADAPTER_DIR, run, f"{run.path.name}/{ADAPTER_DIR}")
     if form_of(run.model_dir).over_base:  # model/ is the adapter beside its frozen base
         write_adapter_card(run.model_dir, run, f"{run.path.name}/model", base=f"{run.path.name}/model/{BASE_DIR}")
+
+
+def _lineage_lines(run_path: Path) -> list[str]:
+    """Where a continued run came from (lineage.json, written by `train --from`) and what it forgot."""
+    file = run_path / "lineage.json"
+    if not file.is_file():
+        return []
+    lineage = json.loads(file.read_text())
+    chain = " -> ".join(f"`{Path(step['run']).name}`" for step in lineage.get("chain", []))
+    old = lineage.get("old_task") or {}
+    before, after = (old.get(k) or {} for k in ("before", "after"))
+    scores = ", ".join(f"{k} {before[k]:.4f} -> {after[k]:.4f}" for k in before
+                       if k != "loss" and isinstance(before.get(k), (int, float)) and isinstance(after.get(k), (int, float)))
+    return ["## Lineage", "", f"Continued from: {chain} -> `{run_path.name}`",
+            f"- strategy: {lineage.get('strategy')}", f"- labels added: {lineage.get('labels_added') or 'none'}",
+            f"- old task (`{Path(str(old.get('data'))).name}`): {scores or 'not scored'}", ""]
 
 
 def refresh_model_card(run: RunFolder) -> None:

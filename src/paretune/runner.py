@@ -67,6 +67,8 @@ class Seam:
     model: Callable[[Task], torch.nn.Module]
     wrap: Callable[[torch.nn.Module, Task], tuple[torch.nn.Module, Any]] = lambda model, task: (model, task)
     unwrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda model: model
+    # Continual learning mixes replayed old rows into the run's data (continual/replay.py).
+    data: Callable[[Config, Any], PreparedData] | None = None
 
 
 def finetune(config: Config | dict | str | Path, overrides: list[str] | None = None, *,
@@ -137,7 +139,8 @@ def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = 
     seed_everything(config.training.seed)
     started = time.perf_counter()
     tokenizer = load_tokenizer(config.model, task=config.task)
-    data = prepare_data(config, tokenizer)  # every data check happens here, before any training
+    # every data check happens here, before any training
+    data = seam.data(config, tokenizer) if seam and seam.data else prepare_data(config, tokenizer)
     check_metric(config.training, data.task)  # else only the first evaluation would notice
     timings["data_prep_s"] = time.perf_counter() - started
     seed_everything(config.training.seed)  # model head init does not depend on data reading

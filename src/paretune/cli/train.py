@@ -15,6 +15,9 @@ def train(
         [], "--set", "-s", metavar="KEY=VALUE", help="Override a key, e.g. --set training.lr=3e-5"
     ),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this killed run folder."),
+    from_run: Optional[Path] = typer.Option(
+        None, "--from", help="Continue this finished run on the config's data, keeping its head and labels "
+        "(continual learning: the config's continual: section, docs/continual.md)."),
     price: Optional[str] = typer.Option(
         None, "--price", help="Price table row (e.g. lambda-h100-sxm) or dollars per device-hour (e.g. 2.5)."
     ),
@@ -42,7 +45,14 @@ def train(
     if resume is None and config is None and not set_:
         raise ParetuneError("give a config file (paretune train examples/sentiment.yaml) or --resume RUN")
     overrides = [*set_, *([] if nproc is None else [f"distributed.nproc={nproc}"])]
-    run = _run(config, overrides, resume, nproc)  # on several processes when the run asks for them
+    if from_run is not None:
+        if config is None or resume is not None:
+            raise ParetuneError("--from RUN needs a config with the new data (and cannot be used with --resume)")
+        from paretune.continual.run import continue_from
+
+        run = continue_from(from_run, config, overrides)
+    else:
+        run = _run(config, overrides, resume, nproc)  # on several processes when the run asks for them
     run_path, metrics = run.path, run.metrics
     if as_json:
         print_metrics({"run": str(run_path), **metrics}, f"final metrics ({run_path})", as_json=True)

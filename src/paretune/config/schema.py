@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic.fields import FieldInfo
 
+from paretune.config.continual import ContinualConfig
 from paretune.config.distributed import DistributedConfig
+from paretune.data.augment import AugmentConfig
 from paretune.methods import method_options_types
 from paretune.tasks import default_task, on_registry_change, task_options, task_options_types
 
@@ -64,6 +66,8 @@ class DataConfig(Section):
     max_train_rows: int | None = Field(None, ge=1, description="Use only the first N training rows.")
     seed: int = Field(42, description="Seed of the train/validation split.")
     cache_dir: str | None = Field(None, description="Tokenization cache; default ~/.cache/paretune.")
+    augment: AugmentConfig | None = Field(None, description="On-the-fly token dropout/swap/mask of training "
+                                          "batches (data/augment.py); off by default.")
 
 
 MethodConfig = Annotated[Union[method_options_types()], Field(discriminator="name")]
@@ -172,6 +176,7 @@ class Config(Section):
     cost: CostConfig = CostConfig()
     distributed: DistributedConfig = DistributedConfig()  # docs/distributed.md
     tracking: TrackingConfig = TrackingConfig()  # docs/tracking.md
+    continual: ContinualConfig = ContinualConfig()  # read by train --from RUN (docs/continual.md)
 
     @model_validator(mode="after")
     def _one_batching(self) -> "Config":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from paretune.config.schema import Config
+from paretune.data.augment import augmented
 from paretune.data.class_checks import check_held_out_classes, warn_single_example_classes
 from paretune.data.encoded import Encoded, EvalSet
 from paretune.data.examples import Example
@@ -44,7 +45,7 @@ def read_split(config: Config, role: str, path: str, require_labels: bool = True
         text_column=data.text_column,
         label_column=data.label_column,
         word_level=task_cls.word_level,
-        require_labels=require_labels,
+        require_labels=require_labels and task_cls.needs_labels,
         encoding=data.encoding,
         split=role,
     )
@@ -120,6 +121,7 @@ def prepare_data(config: Config, tokenizer) -> PreparedData:
     cache_dir = cache_dir if task.cache_encoding else None
     encode = lambda exs, tg: encode_cached(task, exs, tg, tokenizer, data.max_length, cache_dir)  # noqa: E731
     train, hit = encode(train_examples, train_targets)
+    train = augmented(train, data.augment, tokenizer, task.word_level)  # training batches only
     validation = EvalSet(encode(validation_examples, validation_targets)[0], validation_targets)
     test = EvalSet(encode(test_examples, test_targets)[0], test_targets) if test_examples else None
     stats = {

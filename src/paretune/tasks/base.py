@@ -66,6 +66,7 @@ class Task(ABC):
     # before training starts. tests/test_run_folder.py checks them against a real evaluation.
     metric_names: ClassVar[tuple[str, ...]]
     word_level: ClassVar[bool] = False  # examples are word lists (token classification)
+    needs_labels: ClassVar[bool] = True  # False: a label column is not read (masked-LM pretraining)
     # What the model is called with: batch tensors by name (the loop, evaluation, distillation).
     model_inputs: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask")
     # Fewest distinct labels training data must have (classification needs two classes).

@@ -1,0 +1,60 @@
+"""What each `data.augment` policy does to SST-2 accuracy at a few training sizes.
+
+The packaged MiniLM, full fine-tuning, the first N rows of sst2/train.tsv, scored on the whole
+GLUE validation set (872 rows); the same seed and settings for every policy, only data.augment
+differs. Prints one JSON line per run and a table of accuracy and the change against no augmentation.
+
+    OMP_NUM_THREADS=1 python bench/augment_sst2.py [--sizes 200 1000 2000] [--epochs 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+POLICIES = {
+    "none": None,
+    "dropout 0.1": {"token_dropout": 0.1},
+    "swap 0.1": {"token_swap": 0.1},
+    "mask 0.15": {"token_mask": 0.15},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 2000])
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES))
+    parser.add_argument("--epochs", type=float, default=2)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    import paretune
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="augment-"))
+    results: dict[tuple[int, str], float] = {}
+    for size in args.sizes:
+        for name in args.policies:
+            config = {
+                "task": {"type": "classification"},
+                "data": {"train": str(SHARED / "sst2" / "train.tsv"), "validation": str(SHARED / "sst2" / "validation.tsv"),
+                         "text_column": "sentence", "max_train_rows": size, "augment": POLICIES[name]},
+                "training": {"epochs": args.epochs, "seed": 0, "save_every": 1_000_000},
+                "output": {"dir": str(out / f"{size}-{name.split()[0]}"), "overwrite": True},
+            }
+            started = time.perf_counter()
+            results[size, name] = float(paretune.finetune(config).validation["accuracy"])
+            print(json.dumps({"rows": size, "policy": name, "accuracy": round(results[size, name], 4),
+                              "seconds": round(time.perf_counter() - started)}), flush=True)
+    print("| rows | " + " | ".join(args.policies) + " |")
+    print("| --- |" + " --- |" * len(args.policies))
+    for size in args.sizes:
+        base = results.get((size, "none"))
+        cells = [f"{results[size, p]:.4f}" + ("" if p == "none" or base is None else f" ({results[size, p] - base:+.4f})")
+                 for p in args.policies if (size, p) in results]
+        print(f"| {size} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""`paretune audit CONFIG|TRAIN_FILE [--validation F] [--test F] [--out DIR] [--write-clean OUT] [--json]`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from paretune.audit.run import AuditOptions
+from paretune.cli.settings_options import settings_options
+
+_CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+@settings_options(AuditOptions)
+def audit(
+    source: Path = typer.Argument(..., help="A run config (YAML), or the training data file itself."),
+    validation: Optional[Path] = typer.Option(None, "--validation", help="Validation file (sets data.validation)."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Test file (sets data.test)."),
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE",
+                                   help="Config override, e.g. --set data.text_column=sentence"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder; default runs/audit-<name>-<time>."),
+    write_clean: Optional[Path] = typer.Option(
+        None, "--write-clean", help="Write a copy of the training file without the flagged rows here."),
+    drop: list[str] = typer.Option(["labels", "duplicates", "leaks", "lengths"], "--drop",
+                                   help="Findings whose rows --write-clean leaves out (repeatable): labels, "
+                                   "duplicates, leaks, lengths, outliers."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON on the last line."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
+    settings: dict = None,
+) -> None:
+    """Look for mislabeled rows, duplicates, leaks, outliers, odd lengths and label shift in the data."""
+    import json
+    import sys
+
+    from pydantic import ValidationError
+
+    from paretune.audit.clean import rows_to_drop, write_clean as write_copy
+    from paretune.audit.report import summary, write_report
+    from paretune.audit.run import audit as run_audit
+    from paretune.config import load_config
+    from paretune.config.loading import default_output_dir
+    from paretune.errors import ParetuneError
+    from paretune.logs import setup_logging
+    from paretune.validation import validation_problems
+
+    setup_logging(verbose)
+    try:
+        options = AuditOptions(**settings)
+    except ValidationError as err:
+        raise ParetuneError("audit: " + "; ".join(message for _, message in validation_problems(err))) from None
+    overrides = [*set_, *([f"data.validation={validation}"] if validation else []),
+                 *([f"data.test={test}"] if test else [])]
+    if source.suffix.lower() in _CONFIG_SUFFIXES:
+        config = load_config(source, overrides)
+    else:
+        config = load_config(None, [f"data.train={source}", *overrides], name_hint=source.stem)
+    findings = run_audit(config, options)
+    folder = out or Path(default_output_dir(f"audit-{source.stem}"))
+    paths = write_report(findings, folder)
+    if write_clean is not None:
+        train = findings["files"]["train"]["file"]
+        fmt = config.data.format or _format(train)
+        dropped = rows_to_drop(findings, drop, train)
+        kept = write_copy(Path(train), fmt, dropped, write_clean, config.data.encoding)
+        findings["clean_copy"] = {"file": str(write_clean), "rows_kept": kept, "rows_dropped": len(dropped),
+                                  "dropped_for": list(drop)}
+        paths["json"].write_text(json.dumps(findings, indent=2) + "\n")
+    counts = ", ".join(f"{check} {n}" for check, n in summary(findings).items())
+    print(f"audit: {counts}; report {paths['markdown']}", file=sys.stderr if as_json else sys.stdout)
+    if "clean_copy" in findings:
+        c = findings["clean_copy"]
+        print(f"clean copy: {c['file']} ({c['rows_kept']} rows kept, {c['rows_dropped']} dropped)",
+              file=sys.stderr if as_json else sys.stdout)
+    if as_json:
+        print(json.dumps({**findings, "report": str(folder)}))
+
+
+def _format(path: str) -> str:
+    from paretune.data.readers import infer_format
+
+    return infer_format(path)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("audit")(audit)

@@ -1,0 +1,97 @@
+"""`paretune audit`: each check on data built to hold its problem, and the command end to end on the
+tiny model (its random embeddings say nothing about labels, so label finding is checked on
+synthetic features where the answer is known)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import sentiment_rows, write_csv
+from typer.testing import CliRunner
+
+from paretune.audit import duplicates, labels
+from paretune.audit.clean import write_clean
+from paretune.errors import ParetuneError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_flipped_labels_rank_first_on_separable_features():
+    rng = np.random.default_rng(0)
+    truth = np.repeat([0, 1], 100)
+    features = rng.normal(size=(200, 8)) + truth[:, None] * 3.0
+    noisy = truth.copy()
+    flipped = rng.choice(200, 10, replace=False)
+    noisy[flipped] = 1 - noisy[flipped]
+    probs = labels.embedding_probs(features, noisy, 2, folds=5, seed=0)
+    issues = labels.find_issues(noisy, probs)
+    assert {i.index for i in issues[:10]} == set(flipped.tolist())
+    assert all(i.flagged for i in issues[:10]) and issues[0].score >= issues[10].score
+    assert {i.index for i in issues if i.flagged} >= set(flipped.tolist())
+
+
+def test_near_and_exact_duplicates_within_and_across():
+    unit = np.eye(4, dtype=np.float32)
+    near = np.array([0.99, 0.14, 0, 0], dtype=np.float32)
+    train = np.stack([unit[0], unit[1], unit[0], near / np.linalg.norm(near)])
+    texts = ["A  film", "b", "a film", "a film!"]
+    within = duplicates.find_pairs(texts, train, 0.95)
+    assert [(p.index, p.other, p.exact) for p in within] == [(2, 0, True), (3, 0, False)]
+    leaks = duplicates.find_pairs(texts, train, 0.95, ["b"], unit[1:2])
+    assert [(p.index, p.other, p.exact) for p in leaks] == [(1, 0, True)]
+
+
+def test_write_clean_drops_whole_rows_and_never_overwrites(tmp_path):
+    source = tmp_path / "train.csv"
+    source.write_text('text,label\n"one\nline two",a\n\nsecond,b\nthird,a\n')
+    out = tmp_path / "clean.csv"
+    assert write_clean(source, "csv", {1, 3}, out) == 1
+    assert out.read_text() == "text,label\n\nsecond,b\n"
+    with pytest.raises(ParetuneError, match="input file"):
+        write_clean(source, "csv", set(), source)
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"text": "x", "label": 1}\n\n{"text": "y", "label": 0}\n')
+    write_clean(jsonl, "jsonl", {2}, tmp_path / "c.jsonl")
+    assert (tmp_path / "c.jsonl").read_text() == '{"text": "x", "label": 1}\n\n'
+
+
+def test_audit_command_reports_rows_and_writes_a_clean_copy(tiny_model_dir, tmp_path):
+    import typer
+
+    from paretune.cli import audit as audit_cli
+
+    rows = sentiment_rows(60, seed=3)
+    rows[10] = rows[4]  # exact duplicate: data row 11 repeats row 5
+    rows[20] = ("?!", "positive")  # no word at all: data row 21
+    train = write_csv(tmp_path / "train.csv", rows)
+    validation = write_csv(tmp_path / "validation.csv", [rows[30], *sentiment_rows(10, seed=4)])
+    before = train.read_bytes()
+    app = typer.Typer()
+    audit_cli.register(app)
+    result = CliRunner().invoke(app, [
+        str(train), "--validation", str(validation), "--set", f"model.name_or_path={tiny_model_dir}",
+        "--set", "data.max_length=32", "--out", str(tmp_path / "report"),
+        "--write-clean", str(tmp_path / "clean.csv"), "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"file": str(train), "row": 11} == {k: found["duplicates"][0][k] for k in ("file", "row")}
+    assert found["duplicates"][0]["same_as"]["row"] == 5
+    assert any(leak["row"] == 31 and leak["same_as"]["row"] == 1 for leak in found["leaks"])
+    assert any(row["row"] == 21 for row in found["lengths"])
+    assert all({"file", "row", "score"} <= set(item) for item in found["suspect_labels"])
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {"report.json", "report.md", "audit.png"}
+    assert train.read_bytes() == before
+    clean = (tmp_path / "clean.csv").read_text().splitlines()
+    assert len(clean) == 1 + found["clean_copy"]["rows_kept"] and "?!,positive" not in clean
+
+
+def test_finetune_mode_gives_out_of_fold_probabilities(tiny_config, tmp_path):
+    from paretune.audit.run import AuditOptions, audit
+    from paretune.config import config_from_dict
+
+    tiny_config["training"].update({"epochs": 1, "batch_size": 16})
+    tiny_config["data"]["train"] = str(write_csv(tmp_path / "small.csv", sentiment_rows(40, seed=6)))
+    found = audit(config_from_dict(tiny_config), AuditOptions(mode="finetune", folds=2))
+    assert found["label_probabilities"]["mode"] == "finetune"
+    assert 0 <= found["label_probabilities"]["out_of_fold_accuracy"] <= 1
