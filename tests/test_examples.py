@@ -38,7 +38,8 @@ def test_example_config_trains_a_few_steps(path, tiny_model_dir, tiny_vit_dir, t
     from paretune.tasks import task_class
 
     task_type = load_config(path).task.type
-    model_dir = tiny_vit_dir if task_class(task_type).takes_images else tiny_model_dir
+    images = task_class(task_type).takes_images
+    model_dir = tiny_vit_dir if images else tiny_model_dir
     if task_type == "generation":  # a decoder with a chat template, words of its data
         from generation_fixtures import tiny_llama_dir, words_of
 
