@@ -39,7 +39,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("tracking", ("paretune.tracking",)),
     ("runner", ("paretune.runner",)),
     ("commands", ("paretune.compression", "paretune.distillation", "paretune.sweep", "paretune.serving",
-                  "paretune.frontier", "paretune.cost.inference")),
+                  "paretune.frontier", "paretune.cost.inference",
+                  "paretune.cost.generation_speed")),
     ("entry points", ("paretune", "paretune.cli", "paretune.__main__", "paretune.distributed.worker")),
 ]
 

@@ -155,6 +155,10 @@ def test_train_eval_and_generate_with_the_saved_template(llama_dir, tmp_path):
                                         "--max-new-tokens", "3"])
     assert answered.exit_code == 0, answered.output
     assert answered.stdout.strip() == served[0]["completion"].strip()  # the text is the user's turn in both
+    from paretune.cost.inference import bench_inference
+
+    served_cost = bench_inference(run.path, repeats=2, warmup=0, batches=1, batch_size=4, progress=False)
+    assert served_cost["generation"]["tokens_per_s_batched"] > 0 and served_cost["generation"]["time_to_first_token_ms"] > 0
     output = tmp_path / "answers.jsonl"
     done = CliRunner().invoke(app, ["generate", str(run.path), "--input", str(tmp_path / "validation.jsonl"),
                                     "--output", str(output), "--max-new-tokens", "3", "--temperature", "0.8"])
