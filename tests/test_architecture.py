@@ -39,8 +39,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("tracking", ("paretune.tracking",)),
     ("runner", ("paretune.runner", "paretune.recipes")),
     ("commands", ("paretune.compression", "paretune.distillation", "paretune.sweep", "paretune.serving",
-                  "paretune.frontier", "paretune.cost.inference", "paretune.combine",
-                  "paretune.audit", "paretune.continual")),
+                  "paretune.frontier", "paretune.cost.inference", "paretune.cost.generation_speed",
+                  "paretune.combine", "paretune.audit", "paretune.continual")),
     ("entry points", ("paretune", "paretune.cli", "paretune.__main__", "paretune.distributed.worker")),
 ]
 

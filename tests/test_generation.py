@@ -155,8 +155,42 @@ def test_train_eval_and_generate_with_the_saved_template(llama_dir, tmp_path):
                                         "--max-new-tokens", "3"])
     assert answered.exit_code == 0, answered.output
     assert answered.stdout.strip() == served[0]["completion"].strip()  # the text is the user's turn in both
+    from paretune.cost.inference import bench_inference
+
+    served_cost = bench_inference(run.path, repeats=2, warmup=0, batches=1, batch_size=4, progress=False)
+    assert served_cost["generation"]["tokens_per_s_batched"] > 0 and served_cost["generation"]["time_to_first_token_ms"] > 0
     output = tmp_path / "answers.jsonl"
     done = CliRunner().invoke(app, ["generate", str(run.path), "--input", str(tmp_path / "validation.jsonl"),
                                     "--output", str(output), "--max-new-tokens", "3", "--temperature", "0.8"])
     assert done.exit_code == 0, done.output
     assert [json.loads(line)["row"] for line in output.read_text().splitlines()] == list(range(1, 9))
+
+
+def test_two_processes_weighted_by_target_tokens_give_the_one_process_loss_and_gradients(llama_dir):
+    """What the loop does under --nproc 2, without launching: each rank's mean loss over its packed
+    rows, times its share of the batch's target tokens (BatchPlan.share) and the world size, averaged
+    over ranks (the gradient all-reduce), equals one process's loss over the whole batch."""
+    from transformers import AutoModelForCausalLM
+
+    from paretune.data.batching import BatchPlan
+
+    model = AutoModelForCausalLM.from_pretrained(llama_dir, use_cache=False)
+    task, tokenizer = GenerationTask(GenerationOptions(train_on_prompt=True), []), chat_tokenizer()
+    rows = instruction_rows(5, 4)
+    examples = [Example([{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["completion"]}],
+                        r["completion"], i) for i, r in enumerate(rows, 1)]
+    encoded = task.encode(examples, [ex.label for ex in examples], tokenizer, 64)
+    loss_one, grads_one = _loss_and_grads(model, task, encoded, list(range(5)))
+    ranks = [BatchPlan(encoded.lengths(), batch_size=5, shuffle=False, num_replicas=2, rank=r,
+                       loss_units=task.loss_units(encoded), packed=True) for r in (0, 1)]
+    model.zero_grad()
+    total = 0.0
+    for plan in ranks:
+        batch = task.collate(encoded, list(plan)[0], 0)
+        loss = task.loss(model(**{k: batch[k] for k in task.model_inputs}).logits, batch["labels"])
+        part = loss * plan.share(0).loss_weight * 2 / 2  # weight x world size, then the all-reduce mean
+        part.backward()
+        total += float(part.detach())
+    assert total == pytest.approx(loss_one.item(), abs=1e-5)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, grads_one[name], atol=1e-5, rtol=1e-4, msg=name)

@@ -206,8 +206,8 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     validation = dict(reused) if reused is not None else _evaluate(trainer, data.validation)
     final = {"validation": validation, "test": _evaluate(trainer, data.test)}
     if final["validation"] is not None and data.validation_examples:  # generated text, for generative tasks
-        final["validation"].update(train_task.model_metrics(trainer.unwrapped, tokenizer, data.validation_examples,
-                                                            accelerator.device))
+        final["validation"].update(data.task.model_metrics(trainer.unwrapped, tokenizer, data.validation_examples,
+                                                           accelerator.device))
     timings["final_eval_s"] = time.perf_counter() - started
     if final["validation"] is not None and accelerator.is_main_process:  # a run that ended at chance
         _warn_if_no_better_than_baseline(final["validation"], data.task.label_names, trainer.lr)

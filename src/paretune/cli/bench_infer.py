@@ -51,6 +51,15 @@ def format_inference(result: dict) -> str:
         ("price", f"{price['name']}: ${price['usd_per_hour']:g}/h ({price['date']})" if price else "none"),
         ("$ per 1M predictions", f"${usd:.4g}" if usd is not None else "unknown (no price: use --price)"),
     ]
+    generation = result.get("generation")
+    if generation:  # a generative run: its answers timed in tokens too
+        per_m = generation["usd_per_million_generated_tokens"]
+        rows += [
+            ("time to first token", f"{generation['time_to_first_token_ms']:.1f} ms  (batch 1)"),
+            ("tokens/s", f"{generation['tokens_per_s_batch_1']} at batch 1, {generation['tokens_per_s_batched']} "
+                         f"at batch {generation['batched_prompts']}"),
+            ("$ per 1M generated tokens", f"${per_m:.4g}" if per_m is not None else "unknown (no price)"),
+        ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 

@@ -80,6 +80,10 @@ def bench_inference(run_dir: str | Path, *, device: str | None = None, price: st
         "texts": texts_source,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if predictor.task.generates:  # a prediction is a whole answer: also time tokens
+        from paretune.cost.generation_speed import generation_speed
+
+        result["generation"] = generation_speed(predictor, texts, batch_size, chosen)
     run.write_json(INFERENCE_FILE, result)
     _refresh_card(run)
     return result
