@@ -26,7 +26,8 @@ REPLACED_SUFFIX = ".replaced"
 RUN_MARKERS = ("config.yaml", "environment.json")  # RunFolder.create writes both first
 # Everything paretune itself writes at the top of a run folder.
 RUN_ENTRIES = {*RUN_MARKERS, "data.json", "metrics.jsonl", "metrics.json", "cost.json", "README.md",
-               "inference.json", "model", "adapter", "checkpoints"}
+               "inference.json", "model", "adapter", "checkpoints",
+               "lineage.json"}  # lineage.json: a run continued from another (continual/)
 _OUR_TEMP_FILE = re.compile(r"^\..+\.tmp\d+$")  # run_folder.atomic_write's, left by a kill
 
 

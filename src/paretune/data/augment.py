@@ -5,8 +5,8 @@ epoch sees a different version): `token_dropout` deletes tokens, `token_swap` sw
 its right neighbour, `token_mask` replaces tokens with the tokenizer's mask token; each is a
 per-token probability. The first and last ids ([CLS], [SEP]) are never touched. Validation, test
 and prediction never see it: only the training set is wrapped. Tasks with per-token labels (NER)
-are refused, since moving tokens would misalign their tags. Off by default (bench/RESULTS.md:
-measured on SST-2; it did not help enough to be a default).
+are refused, since moving tokens would misalign their tags. Off by default: not yet shown to help
+(bench/RESULTS.md, "Augmentation").
 """
 from __future__ import annotations
 
