@@ -130,7 +130,7 @@ def _point(name: str, run_dir: Path, record: dict, metric: str, split: str, pric
     _add_training_cost(point, _read(run_dir / "cost.json"), price)
     _add_serving_cost(point, _read(run_dir / "inference.json"), price)
     if point.size_mib is None and (run_dir / "model").is_dir():
-        point.size_mib = folder_mib(run_dir / "model")
+        point.size_mib = sum(folder_mib(d) for d in _model_folders(run_dir / "model"))
     return point
 
 
@@ -160,6 +160,16 @@ def _add_serving_cost(point: Point, inference: dict | None, price: Price | None)
         point.serve_usd_per_million = price.usd_per_hour / 3600 / point.throughput_per_s * 1e6
     elif isinstance(inference.get("usd_per_million"), (int, float)):
         point.serve_usd_per_million = inference["usd_per_million"]
+
+
+def _model_folders(model_dir: Path) -> list[Path]:
+    """model/ and, for an ensemble, its members' model folders (they are served too)."""
+    from paretune.stored import model_folders
+
+    try:
+        return model_folders(model_dir)
+    except ParetuneError:  # a member moved away: the folder alone, never a failed frontier
+        return [model_dir]
 
 
 def folder_mib(folder: Path) -> float:
