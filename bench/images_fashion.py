@@ -2,12 +2,12 @@
 plain PyTorch loop, same backbone, data, input size and epoch, in one go; ratios printed.
 
     apt-get install -y dataset-fashion-mnist      # /usr/share/datasets/fashion-mnist/*-ubyte.gz
-    python bench/images_fashion.py --train-rows 10000 --size 96 --methods full,freeze,head-only --peer
+    python bench/images_fashion.py --train-rows 10000 --size 80 --methods full,freeze,head-only --peer
 
 Training uses the first N training images (one epoch), validation the 1,000 after the first
 50,000 (never trained on), and the score is top-1 on the full 10,000-image test set. Images are
 28 px grey: they are upsampled to --size (a config choice; the backbone's own 224 px costs ~5x more
-per image). The peer is the classic loop: fixed-size resize, batch 32, AdamW, no augmentation, no
+per image; 80 px reaches 0.88). The peer is the classic loop: fixed-size resize, batch 32, AdamW, no augmentation, no
 loader workers, decoding in the training process. Results go to OUT/results-*.json.
 """
 from __future__ import annotations
@@ -132,7 +132,7 @@ def run_peer(files: dict, size: int, lr: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-rows", type=int, default=10_000)
-    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--size", type=int, default=80)
     parser.add_argument("--methods", default="full,freeze,head-only")
     parser.add_argument("--peer", action="store_true", help="also run the plain PyTorch loop")
     parser.add_argument("--workers", type=int, default=None, help="paretune's loader workers (default: cores - 1)")

@@ -29,7 +29,8 @@ log = logging.getLogger("paretune")
 
 PARITY_LIMIT = 1e-3  # fp32 ONNX vs PyTorch; measured differences are about 1e-6
 PARITY_ROWS = 64
-EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf files stop at 2 GB: larger weights go beside the graph
+EXTERNAL_DATA_BYTES = 1_800_000_000
+TEXT_INPUTS = ("input_ids", "attention_mask")  # protobuf files stop at 2 GB: larger weights go beside the graph
 
 
 Exporter = Literal["dynamo", "torchscript"]
@@ -49,37 +50,53 @@ class LogitsOnly(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
+class PixelLogitsOnly(LogitsOnly):
+    """Image models: named arguments, because torch.export ties dynamic shapes to them."""
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.model(pixel_values=pixel_values).logits
+
+
 def sample_batches(context: CompressContext, rows: int = PARITY_ROWS, batch_size: int = 16) -> list[dict]:
-    """Validation rows in padded batches of mixed lengths (random order, so padding varies)."""
+    """Validation rows in batches of the task's inputs (text: mixed lengths, so padding varies)."""
     encoded = context.validation.encoded
     plan = BatchPlan(encoded.lengths(), batch_size=batch_size, shuffle=True, seed=0, sort_by_length=False)
     batches = []
-    for batch in make_loader(encoded, plan, context.pad_id, False):
-        batches.append({k: batch[k] for k in ("input_ids", "attention_mask")})
-        if sum(len(b["input_ids"]) for b in batches) >= rows:
+    for batch in make_loader(encoded, plan, context.pad_id, False, context.task.collate):
+        batches.append({k: batch[k] for k in context.task.model_inputs})
+        if sum(len(next(iter(b.values()))) for b in batches) >= rows:
             break
     return batches
+
+
+def _feeds(batch: dict) -> dict[str, np.ndarray]:
+    """ONNX inputs: token ids and masks as int64, pixels as float32 (contiguous, whatever the layout)."""
+    return {k: (v.float() if v.is_floating_point() else v.long()).contiguous().numpy() for k, v in batch.items()}
 
 
 def export_onnx(model: torch.nn.Module, context: CompressContext, path: Path, opset: int | None,
                 exporter: Exporter = "dynamo") -> None:
     for chatty in ("onnx_ir", "onnxscript", "onnxruntime", "torch.onnx", "torch.export"):
         logging.getLogger(chatty).setLevel(logging.ERROR)  # one line per graph pass otherwise
-    wrapper = LogitsOnly(model.float().eval()).eval()
+    input_names = tuple(context.task.model_inputs)
+    text = input_names == TEXT_INPUTS
+    wrapper = (LogitsOnly if text else PixelLogitsOnly)(model.float().eval()).eval()
     example = _example_inputs(context)
-    names = {"input_names": ["input_ids", "attention_mask"], "output_names": ["logits"]}
+    names = {"input_names": list(input_names), "output_names": ["logits"]}
+    # Token inputs vary in batch and length; pixel inputs in batch only (the size is the task's).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about transformers internals
         if exporter == "torchscript":
             token_level = wrapper(*example).ndim == 3
-            axes = {0: "batch", 1: "sequence"}
+            axes = {0: "batch", 1: "sequence"} if text else {0: "batch"}
             torch.onnx.export(wrapper, example, str(path), dynamo=False, opset_version=opset or 17, **names,
-                              dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                              dynamic_axes={**{n: axes for n in input_names},
                                             "logits": axes if token_level else {0: "batch"}})
             return
-        axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence")}
+        axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence")} if text else \
+            {0: torch.export.Dim("batch")}
         program = torch.onnx.export(wrapper, example, dynamo=True, verbose=False, opset_version=opset, **names,
-                                    dynamic_shapes={"input_ids": axes, "attention_mask": axes})
+                                    dynamic_shapes={n: axes for n in input_names})
     size = sum(p.numel() * p.element_size() for p in model.parameters())
     program.save(str(path), external_data=size > EXTERNAL_DATA_BYTES)
     if size <= EXTERNAL_DATA_BYTES:
@@ -97,10 +114,12 @@ def _strip_trace_metadata(path: Path) -> None:
     onnx_lib.save(graph, str(path))
 
 
-def _example_inputs(context: CompressContext) -> tuple[torch.Tensor, torch.Tensor]:
+def _example_inputs(context: CompressContext) -> tuple[torch.Tensor, ...]:
     # Batch and length above 1, and rows of unequal length: torch.export specializes any axis
     # it sees at size 1, and padding must be in the traced graph.
     batch = sample_batches(context, rows=3, batch_size=3)[0]
+    if tuple(batch) != TEXT_INPUTS:  # pixels: two or more images, contiguous
+        return tuple(torch.cat([v, v])[:max(2, len(v))].contiguous() for v in batch.values())
     ids, mask = batch["input_ids"].long(), batch["attention_mask"].long()
     if ids.shape[0] < 2 or ids.shape[1] < 2:
         ids = torch.cat([ids, ids])[:2].repeat(1, 2)
@@ -115,12 +134,12 @@ def max_logit_difference(reference: torch.nn.Module, onnx_path: Path, context: C
     reference = reference.float().eval()
     worst = 0.0
     for batch in sample_batches(context):
-        ids, mask = batch["input_ids"].long(), batch["attention_mask"].long()
-        expected = reference(input_ids=ids, attention_mask=mask).logits.numpy()
-        (got,) = session.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        feeds = _feeds(batch)
+        expected = reference(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+        (got,) = session.run(["logits"], feeds)
         difference = np.abs(got - expected)
         if difference.ndim == 3:  # token classification: ignore logits at padding
-            difference = difference[mask.numpy().astype(bool)]
+            difference = difference[feeds["attention_mask"].astype(bool)]
         worst = max(worst, float(difference.max()))
     return worst
 

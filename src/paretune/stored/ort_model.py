@@ -61,7 +61,12 @@ class OrtModel(torch.nn.Module):
         self.session = make_session(self.path, device)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_) -> OrtOutput:
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                pixel_values: torch.Tensor | None = None, **_) -> OrtOutput:
+        if pixel_values is not None:  # an image model: pixels as float32, in the default layout
+            feeds = {"pixel_values": pixel_values.detach().cpu().float().contiguous().numpy()}
+            (logits,) = self.session.run(["logits"], feeds)
+            return OrtOutput(logits=torch.from_numpy(logits).to(pixel_values.device))
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         given = {"input_ids": input_ids, "attention_mask": attention_mask}
