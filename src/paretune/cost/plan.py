@@ -102,12 +102,12 @@ def workload(trainer, model: torch.nn.Module, method: str, eval_lengths: list[np
 
 
 def _evaluations(cfg, total_steps: int, steps_per_epoch: int) -> int:
-    """Periodic evaluations plus the final one (the loop evaluates the last step if not yet done)."""
-    if cfg.eval_every == "epoch":
-        periodic = total_steps // max(steps_per_epoch, 1)
-    else:
-        periodic = total_steps // cfg.eval_every
-    return periodic + 1
+    """Passes over the validation set: the periodic ones, plus one at the last step when that is not
+    one of them (the loop evaluates the last step). The final score reuses that last evaluation
+    (`Trainer.scored_final_weights`), so it costs no pass of its own, unless the best weights come
+    from an earlier step, which a plan cannot know: it assumes they do not."""
+    every = max(steps_per_epoch, 1) if cfg.eval_every == "epoch" else cfg.eval_every
+    return total_steps // every + (1 if total_steps % every else 0)
 
 
 def _eval_padded(lengths: np.ndarray, batch_size: int) -> int:

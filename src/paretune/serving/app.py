@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from paretune.errors import ParetuneError
-from paretune.models import portable_model_name
+from paretune.models import model_source, portable_model_name
 from paretune.serving.access_log import AccessLog
 from paretune.serving.auth import KeyChecker
 from paretune.serving.batcher import MicroBatcher, Overloaded
@@ -222,7 +222,7 @@ def model_info(predictor) -> dict[str, Any]:
         "task": predictor.task.name,
         "labels": list(predictor.task.label_names),
         "method": saved.get("method", config.method.name),
-        "base_model": portable_model_name(config.model.name_or_path),
+        "base_model": portable_model_name(model_source(config.model, config.task)),  # a task's default too
         "max_length": predictor.max_length,
     }
 
