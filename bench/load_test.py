@@ -104,20 +104,20 @@ def server_counters(url: str) -> dict[str, float]:
     return wanted
 
 
-class served:
-    """`paretune serve RUN` on a free loopback port, stopped with SIGTERM on exit."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    def __init__(self, run: Path, options: list[str], threads: int):
-        self.key = secrets.token_urlsafe(24)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        env = {**os.environ, "PARETUNE_API_KEYS": self.key, "OMP_NUM_THREADS": str(threads)}
-        command = [sys.executable, "-m", "paretune", "serve", str(run), "--host", "127.0.0.1",
-                   "--port", str(self.port), "--rate-limit", "0", "--max-texts", "256", *options]
-        # The server logs every request: to a file, since an unread pipe fills up and blocks it.
+
+class ServerProcess:
+    """A server command on a loopback port: entered once its /readyz answers 200, stopped with
+    SIGTERM on exit. Its output goes to a file, since an unread pipe fills up and blocks it."""
+
+    def __init__(self, command: list[str], port: int, key: str, env: dict, cwd: Path | None = None):
+        self.port, self.key = port, key
         self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd)
 
     def __enter__(self) -> tuple[str, str]:
         url = f"http://127.0.0.1:{self.port}"
@@ -141,6 +141,17 @@ class served:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
+
+
+class served(ServerProcess):
+    """`paretune serve RUN` on a free loopback port, with an API key and no rate limit."""
+
+    def __init__(self, run: Path, options: list[str], threads: int):
+        key, port = secrets.token_urlsafe(24), free_port()
+        env = {**os.environ, "PARETUNE_API_KEYS": key, "OMP_NUM_THREADS": str(threads)}
+        command = [sys.executable, "-m", "paretune", "serve", str(run), "--host", "127.0.0.1",
+                   "--port", str(port), "--rate-limit", "0", "--max-texts", "256", *options]
+        super().__init__(command, port, key, env)
 
 
 async def load(url: str, key: str, texts: list[str], concurrency: int, max_requests: int,

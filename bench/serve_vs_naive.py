@@ -18,19 +18,15 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load_test import load, sample_texts, served  # noqa: E402
+from load_test import ServerProcess, free_port, load, sample_texts, served  # noqa: E402
 
 NAIVE_SERVER = textwrap.dedent('''
     import os
@@ -54,43 +50,17 @@ NAIVE_SERVER = textwrap.dedent('''
 ''')
 
 
-class naive_served:
-    """The peer on a free loopback port, stopped on exit."""
+class naive_served(ServerProcess):
+    """The peer on a free loopback port (no key: the clients' header is ignored)."""
 
     def __init__(self, model_dir: Path, threads: int, workdir: Path):
         (workdir / "naive_server.py").write_text(NAIVE_SERVER)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        port = free_port()
         env = {**os.environ, "NAIVE_MODEL": str(model_dir), "OMP_NUM_THREADS": str(threads),
                "PYTHONPATH": str(workdir)}
-        self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "naive_server:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--no-access-log"], env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
-
-    def __enter__(self) -> tuple[str, str]:
-        url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.log.seek(0)
-                raise SystemExit(f"naive server exited: {self.log.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    return url, "unused"
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit("naive server not ready after 300 s")
-
-    def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
+        command = [sys.executable, "-m", "uvicorn", "naive_server:app", "--host", "127.0.0.1", "--port", str(port),
+                   "--no-access-log"]
+        super().__init__(command, port, "unused", env, cwd=workdir)
 
 
 def main() -> None:
