@@ -152,3 +152,19 @@ def test_logged_paths_cannot_forge_log_lines():
     forged = loggable_path('/x\n10:00:00 INFO 127.0.0.1 "GET /admin" 200')
     assert "\n" not in forged and '"' not in forged.replace('\\"', "")
     assert len(loggable_path("/" + "a" * 5000)) <= 203
+
+
+def test_a_queued_job_no_longer_counts_as_on_its_way():
+    # The worker waits for more jobs only while requests are on their way. A request whose job is
+    # queued is not: if it still counted until its handler left `incoming()`, the worker could take
+    # the job in between and wait out max_wait_s for nobody (a lone client paid it on most requests).
+    batcher, _, _ = warmed_batcher(max_wait_s=5.0)
+    with batcher.incoming():
+        assert batcher._incoming == 1
+        batcher.submit(["t"], False)
+        assert batcher._incoming == 0
+    assert batcher._incoming == 0
+    with pytest.raises(Overloaded), batcher.incoming():  # refused: it counted until it was turned away
+        batcher._accepting = False
+        batcher.submit(["t"], False)
+    assert batcher._incoming == 0

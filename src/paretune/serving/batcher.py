@@ -27,6 +27,7 @@ import threading
 import time
 from concurrent.futures import Future
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -56,6 +57,15 @@ class Job:
     counted: bool = False  # its texts count against max_queue (guarded by the batcher's lock)
 
 
+@dataclass
+class _Arrival:
+    """One request between `incoming()` and its job reaching the queue."""
+
+    queued: bool = False
+
+
+# The request handled by the current asyncio task (each request runs in its own task).
+_ARRIVAL: ContextVar[_Arrival | None] = ContextVar("paretune_arrival", default=None)
 _STOP = object()
 _EWMA = 0.3  # weight of the newest forward pass in the running estimate of its duration
 
@@ -87,10 +97,26 @@ class MicroBatcher:
     @contextmanager
     def incoming(self):
         """Wrap a request's parsing and `submit`: tells the worker a job is on its way."""
+        arrival = _Arrival()
+        token = _ARRIVAL.set(arrival)
         self._incoming += 1
         try:
             yield
         finally:
+            _ARRIVAL.reset(token)
+            if not arrival.queued:
+                self._incoming -= 1
+
+    def _arrived(self) -> None:
+        """The calling request's job is about to be queued: it is no longer on its way.
+
+        Before its job reaches the queue, not after the handler returns: otherwise the worker can
+        take the job while the handler still counts as incoming, and wait out `max_wait_s` for a
+        companion that is not coming (a lone client paid that wait on most requests).
+        """
+        arrival = _ARRIVAL.get()
+        if arrival is not None and not arrival.queued:
+            arrival.queued = True
             self._incoming -= 1
 
     def submit(self, texts: list[str], all_scores: bool) -> Future:
@@ -109,6 +135,7 @@ class MicroBatcher:
             self._queued_texts, job.counted = queued, True
         # A caller that times out cancels its future: its texts stop holding queue room at once.
         job.future.add_done_callback(lambda _: self._uncount(job))
+        self._arrived()
         self._queue.put(job)
         return job.future
 
