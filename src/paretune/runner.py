@@ -200,14 +200,7 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     timings["periodic_eval_s"] = state.eval_seconds
 
     started = time.perf_counter()
-    # The last periodic evaluation often scored these very weights (one epoch ends on it): a
-    # second pass over the validation set would cost its time again for the same figures.
-    reused = trainer.scored_final_weights()
-    validation = dict(reused) if reused is not None else _evaluate(trainer, data.validation)
-    final = {"validation": validation, "test": _evaluate(trainer, data.test)}
-    if final["validation"] is not None and data.validation_examples:  # generated text, for generative tasks
-        final["validation"].update(data.task.model_metrics(trainer.unwrapped, tokenizer, data.validation_examples,
-                                                           accelerator.device))
+    final = _final_evaluation(trainer, data, tokenizer, accelerator)
     timings["final_eval_s"] = time.perf_counter() - started
     if final["validation"] is not None and accelerator.is_main_process:  # a run that ended at chance
         _warn_if_no_better_than_baseline(final["validation"], data.task.label_names, trainer.lr)
@@ -236,6 +229,19 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
         _write_results(run, config, metrics, cost)
         hooks.finish(run.path, metrics, cost)
     return Run(path=run.path, metrics=metrics, config=config, cost=cost)
+
+
+def _final_evaluation(trainer: Trainer, data: PreparedData, tokenizer, accelerator: Accelerator) -> dict:
+    """The final weights' validation and test metrics (None where there is no such set)."""
+    # The last periodic evaluation often scored these very weights (one epoch ends on it): a
+    # second pass over the validation set would cost its time again for the same figures.
+    reused = trainer.scored_final_weights()
+    validation = dict(reused) if reused is not None else _evaluate(trainer, data.validation)
+    final = {"validation": validation, "test": _evaluate(trainer, data.test)}
+    if final["validation"] is not None and data.validation_examples:  # generated text, for generative tasks
+        final["validation"].update(data.task.model_metrics(trainer.unwrapped, tokenizer, data.validation_examples,
+                                                           accelerator.device))
+    return final
 
 
 def _resume_trainer(trainer: Trainer, run: RunFolder) -> None:

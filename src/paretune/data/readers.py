@@ -79,13 +79,7 @@ def read_examples(
     `Example.label` a list of tags of the same length. Labels are kept as stored (strings from
     csv/tsv, native JSON/Arrow types otherwise); the task parses them later.
     """
-    path = Path(path)
-    name = str(path)
-    if not path.exists():
-        raise DataError(DataProblem(name, "file not found"))
-    fmt = fmt or infer_format(path)
-    _check_format_fits_path(name, path, fmt)
-
+    path, name, fmt = _located(path, fmt)
     if fmt == "conll":
         examples, problems = read_conll(name, _decode(name, path, encoding), require_labels, tag_scheme)
     else:
@@ -113,15 +107,22 @@ def read_records(path: str | Path, fmt: str | None = None, encoding: str = "utf-
                  split: str | None = None) -> tuple[list[str], list[Record], list[DataProblem]]:
     """Columns, records and per-row problems of a tabular file, for tasks that check rows their own
     way (images: a path or bytes column; chat conversations: lists of messages)."""
+    path, name, fmt = _located(path, fmt)
+    if fmt == "conll":
+        raise DataError(DataProblem(name, "CoNLL files hold words, not a table; use csv, jsonl or parquet"))
+    return _read_table(name, path, fmt, encoding, split)
+
+
+def _located(path: str | Path, fmt: str | None) -> tuple[Path, str, str]:
+    """The file, its name for messages and its format; a missing file or a format its name
+    contradicts is an error before any row is read."""
     path = Path(path)
     name = str(path)
     if not path.exists():
         raise DataError(DataProblem(name, "file not found"))
     fmt = fmt or infer_format(path)
     _check_format_fits_path(name, path, fmt)
-    if fmt == "conll":
-        raise DataError(DataProblem(name, "CoNLL files hold words, not a table; use csv, jsonl or parquet"))
-    return _read_table(name, path, fmt, encoding, split)
+    return path, name, fmt
 
 
 def warn_duplicates(examples: list[Example], file: str) -> int:
