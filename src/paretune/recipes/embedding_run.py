@@ -12,15 +12,25 @@ import torch
 from paretune.config.schema import Config
 from paretune.cost.device import describe_device
 from paretune.cost.prices import resolve_price
-from paretune.data.prepare import CheckedData, encode_cached
+from paretune.data.prepare import CheckedData, check_data, encode_cached
 from paretune.engine.evaluate import predict_outputs
+from paretune.engine.rng import seed_everything
 from paretune.errors import ConfigError
-from paretune.models import count_parameters, load_model
+from paretune.models import count_parameters, load_model, load_tokenizer
 from paretune.run_folder import RunFolder
 from paretune.stored import save_model
 from paretune.stored.embedding_head import NAME as FORM, EmbeddingClassifier, mean_pool
 
 log = logging.getLogger("paretune")
+
+
+def start(config: Config, method: str) -> tuple[Any, CheckedData]:
+    """Seeded, with the tokenizer and the checked data of a whole-text classification run."""
+    seed_everything(config.training.seed)
+    tokenizer = load_tokenizer(config.model)
+    checked = check_data(config)
+    check_task(checked, method)
+    return tokenizer, checked
 
 
 def check_task(checked: CheckedData, method: str) -> None:

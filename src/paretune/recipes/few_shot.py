@@ -22,10 +22,7 @@ import numpy as np
 import torch
 
 from paretune.config.schema import Config
-from paretune.data.prepare import check_data
-from paretune.engine.rng import seed_everything
-from paretune.models import load_tokenizer
-from paretune.recipes.embedding_run import as_numpy, check_task, device, embed, load_body, write_run
+from paretune.recipes.embedding_run import as_numpy, device, embed, load_body, start, write_run
 from paretune.stored.embedding_head import EmbeddingClassifier, mean_pool
 
 log = logging.getLogger("paretune")
@@ -35,10 +32,7 @@ def run(config: Config) -> Path:
     options = config.method
     phases: dict[str, float] = {}
     started = time.perf_counter()
-    seed_everything(config.training.seed)
-    tokenizer = load_tokenizer(config.model)
-    checked = check_data(config)
-    check_task(checked, "few-shot")
+    tokenizer, checked = start(config, "few-shot")
     shots = draw_examples(checked.train_targets, options.examples_per_class, config.data.seed)
     texts = [checked.train[i].text for i in shots]
     targets = [int(checked.train_targets[i]) for i in shots]

@@ -13,11 +13,8 @@ from pathlib import Path
 import torch
 
 from paretune.config.schema import Config
-from paretune.data.prepare import check_data
-from paretune.engine.rng import seed_everything
 from paretune.errors import ConfigError
-from paretune.models import load_tokenizer
-from paretune.recipes.embedding_run import check_task, device, embed, load_body, write_run
+from paretune.recipes.embedding_run import device, embed, load_body, start, write_run
 from paretune.stored.embedding_head import EmbeddingClassifier
 
 log = logging.getLogger("paretune")
@@ -27,10 +24,7 @@ def run(config: Config) -> Path:
     options = config.method
     phases: dict[str, float] = {}
     started = time.perf_counter()
-    seed_everything(config.training.seed)
-    tokenizer = load_tokenizer(config.model)
-    checked = check_data(config)
-    check_task(checked, "zero-shot")
+    tokenizer, checked = start(config, "zero-shot")
     labels = checked.task.label_names
     unknown = sorted(set(options.descriptions) - set(labels))
     if unknown:
