@@ -30,6 +30,21 @@ def test_repeated_nonfinite_loss_stops_with_clear_error_and_keeps_the_log(tiny_c
     assert (tmp_path / "run" / "metrics.jsonl").read_text().strip()  # evaluations so far are kept
 
 
+def test_deferred_check_skips_bad_steps_on_the_device_and_still_stops_a_streak(tiny_config, tmp_path):
+    # The GPU path (engine/finite.py), forced on the CPU: no host read per step, same outcome.
+    cfg = _with(tiny_config, lr=1e12, max_grad_norm=None, max_nan_steps=3, eval_every=1, warmup_ratio=0.0,
+                finite_check="deferred", log_every=2)
+    with pytest.raises(TrainingError, match="NaN/inf for 3 steps in a row"):
+        paretune.finetune(cfg)
+
+
+def test_deferred_check_trains_exactly_like_the_host_check(tiny_config, tmp_path):
+    runs = [paretune.finetune(_with(tiny_config, finite_check=mode, epochs=2),
+                              [f"output.dir={tmp_path / mode}"]) for mode in ("step", "deferred")]
+    assert runs[0].validation["loss"] == pytest.approx(runs[1].validation["loss"], abs=1e-6)
+    assert runs[1].metrics["nan_steps"] == 0
+
+
 def test_gradient_accumulation_and_token_budget_train(tiny_config):
     run = paretune.finetune(_with(tiny_config, batch_size=None, batch_tokens=128, gradient_accumulation_steps=2,
                                   scheduler="cosine", epochs=20))

@@ -112,6 +112,11 @@ class TrainingConfig(Section):
     early_stopping: EarlyStoppingConfig | None = None
     load_best: bool = Field(True, description="Save the best evaluated weights as the final model.")
     max_nan_steps: int = Field(5, ge=1, description="Consecutive non-finite losses before stopping.")
+    finite_check: Literal["auto", "step", "deferred"] = Field(
+        "auto", description="How NaN/inf losses are caught (engine/finite.py): step = on the host before each "
+        "backward; deferred = the fused optimizer skips the step on the device, flags read every log_every "
+        "steps (no per-step sync); auto = deferred on CUDA when the optimizer is fused, else step."
+    )
     seed: int = 42
     log_every: int = Field(50, ge=1, description="Steps between log lines when stdout is not a terminal.")
 

@@ -50,6 +50,7 @@ from paretune.engine.checkpoint import (
 )
 from paretune.engine.evaluate import evaluate, model_inputs
 from paretune.engine.faults import fault_point
+from paretune.engine.finite import DeferredFiniteCheck, use_deferred
 from paretune.engine.optim import build_optimizer, default_lr
 from paretune.engine.plan import planned_steps
 from paretune.engine.progress import Progress
@@ -93,6 +94,10 @@ class Trainer:
         self.scheduler = build_scheduler(optimizer, config, self.total_steps)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.sharding = sharding(accelerator)
+        # Non-finite steps skipped on the device, read back in batches (engine/finite.py), or
+        # checked on the host before each backward.
+        self.deferred = (DeferredFiniteCheck(self.optimizer, accelerator, config.log_every)
+                         if use_deferred(config.finite_check, self.optimizer, accelerator) else None)
         if accelerator.process_index > 0:  # own dropout masks; process 0 keeps the one-process stream
             seed_everything(config.seed + accelerator.process_index)
         self.state = LoopState()
@@ -153,6 +158,7 @@ class Trainer:
                     break
         if not self._evaluated_at_step():
             self._evaluate_and_track()
+        self._settle_deferred()
         self.progress.close()
         state.train_seconds = time.perf_counter() - started
         state.finished = True
@@ -215,27 +221,43 @@ class Trainer:
             state.padded_tokens_seen += share.padded_tokens
             with self._gradient_sync(i == len(group) - 1):
                 loss = self._loss(batch, share.loss_weight)
-                if not self._finite_everywhere(loss):
+                if self.deferred is not None:
+                    logged = self.deferred.observe(loss)
+                elif not self._finite_everywhere(loss):
                     finite = False
                     break
+                else:
+                    logged = loss.detach()
                 acc.backward(loss * scales[i])
-            self.progress.add_loss(loss.detach())
-            losses.append(loss.detach())
+            self.progress.add_loss(logged)
+            losses.append(logged)
         if finite:
             if self.config.max_grad_norm:
                 acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+            if self.deferred is not None:
+                self.deferred.arm()  # the fused step leaves everything as it was on a bad loss
             self.optimizer.step()
-            state.nan_streak = 0
+            state.nan_streak = 0 if self.deferred is None else state.nan_streak
             if self.on_step is not None:
                 # This step's loss stays on the device: a hook that logs it reads it in batches.
                 self.step_loss = torch.stack(losses).mean()
                 self.on_step(self.unwrapped, state.step + 1)
         else:
-            self._count_nonfinite()
+            self._count_nonfinite(state.step + 1)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
+        if self.deferred is not None and self.deferred.finish_step(state.step):
+            self._settle_deferred()
         self.progress.step(state, self.scheduler.get_last_lr()[0])
+
+    def _settle_deferred(self) -> None:
+        """Count the steps the device skipped since the last read (one sync for all of them)."""
+        for step, skipped in self.deferred.resolve() if self.deferred is not None else []:
+            if skipped:
+                self._count_nonfinite(step)
+            else:
+                self.state.nan_streak = 0
 
     def _accumulation_scales(self, first: int, n: int) -> list[float]:
         """Each micro-batch's share of the step's loss: equal, or by its loss terms when the task's
@@ -261,15 +283,15 @@ class Trainer:
             finite = self.acc.gather(finite).min()
         return bool(finite)
 
-    def _count_nonfinite(self) -> None:
+    def _count_nonfinite(self, step: int) -> None:
         state = self.state
         state.nan_steps += 1
         state.nan_streak += 1
         streak = state.nan_streak
-        self.progress.note(f"non-finite loss at step {state.step + 1}: step skipped ({state.nan_steps} so far)")
+        self.progress.note(f"non-finite loss at step {step}: step skipped ({state.nan_steps} so far)")
         if streak >= self.config.max_nan_steps:
             raise TrainingError(
-                f"loss was NaN/inf for {streak} steps in a row (step {state.step + 1}); "
+                f"loss was NaN/inf for {streak} steps in a row (step {step}); "
                 "lower training.lr, set training.max_grad_norm, or check the labels "
                 "(regression targets far from 0 can overflow)"
             )
@@ -292,6 +314,7 @@ class Trainer:
     # --- evaluation, best model, checkpoints ---------------------------------------------
     def _evaluate_and_track(self) -> None:
         state = self.state
+        self._settle_deferred()  # skipped steps are known before the scores they led to
         if self.validation is None:
             return
         # Training time so far, without evaluation: what "time to reach a metric" is measured in.
@@ -354,6 +377,7 @@ class Trainer:
 
     def _checkpoint(self) -> None:
         acc = self.acc
+        self._settle_deferred()  # the saved counts are the true ones
         staging = staging_dir(self.checkpoints_dir, self.state.step)
         if acc.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while writing
