@@ -115,7 +115,7 @@ def calibrate(config: Config, method_config, data, tokenizer, accelerator: Accel
             trainer.fit()
         except _Timed:
             pass
-        peak = probe_peak_memory(trainer, data, _pad_id(tokenizer), accelerator)
+        peak, eval_spt = probe_peak_memory(trainer, data, _pad_id(tokenizer), accelerator)
     evals = [s.encoded.lengths() for s in (data.validation, data.test) if s is not None]
     work = workload(trainer, trainer.unwrapped, method_config.name, evals)
     spt = timer.seconds_per_token()
@@ -125,7 +125,7 @@ def calibrate(config: Config, method_config, data, tokenizer, accelerator: Accel
              spt * 1e6, len(timer.marks) - 1)
     del trainer, model
     accelerator.free_memory()
-    return work, Measured(here, spt, baseline, setup_s, peak_memory_mib=peak)
+    return work, Measured(here, spt, baseline, setup_s, peak_memory_mib=peak, eval_seconds_per_token=eval_spt)
 
 
 def reset_peak_memory(device) -> None:
@@ -143,26 +143,42 @@ def read_peak_memory(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
 
 
-def probe_peak_memory(trainer: Trainer, data, pad_id: int, accelerator: Accelerator) -> float:
+def probe_peak_memory(trainer: Trainer, data, pad_id: int, accelerator: Accelerator) -> tuple[float, float | None]:
     """Peak memory at the run's heaviest shapes, measured rather than modelled: after the timed
     steps (the optimizer state now exists), one forward and backward of the planned training
     batch with the most padded tokens, then one forward of the largest evaluation batch. What the
-    allocator holds, what autograd saves and the runtime's own buffers are all in the reading."""
+    allocator holds, what autograd saves and the runtime's own buffers are all in the reading.
+    A second forward of that evaluation batch is timed: seconds per padded evaluation token
+    (None without a validation set). Evaluation runs large batches without gradients, so its
+    speed is not a fixed share of a training step's, least of all for methods with many small
+    adapter layers."""
     plan = trainer.plan
     largest = max(range(len(plan)), key=lambda i: plan.share(i).padded_tokens)
     batch = trainer.task.collate(data.train, plan.tail(largest)[0], pad_id)
     trainer.model.train()
     accelerator.backward(trainer._loss(batch))
     trainer.optimizer.zero_grad(set_to_none=True)
+    eval_spt = None
     for split in (data.validation, data.test):  # the run evaluates both (the test set at the end)
         if split is None:
             continue
         eval_set = split.encoded
         batches = eval_batches(eval_set, trainer.config.eval_batch_size)
         heaviest = max(batches, key=lambda rows: len(rows) * int(eval_set.lengths()[rows].max()))
-        predict_batches(trainer.model, trainer.task, eval_set, [heaviest], pad_id, accelerator.device,
-                        accelerator.autocast)
-    return read_peak_memory(accelerator.device)
+        predict = lambda: predict_batches(trainer.model, trainer.task, eval_set, [heaviest], pad_id,  # noqa: E731
+                                          accelerator.device, accelerator.autocast)
+        predict()
+        if eval_spt is None:  # evaluation speed, timed on a second pass (the first warms the shapes)
+            started = time.perf_counter()
+            predict()
+            synchronize(accelerator.device)
+            eval_spt = (time.perf_counter() - started) / (len(heaviest) * int(eval_set.lengths()[heaviest].max()))
+    return read_peak_memory(accelerator.device), eval_spt
+
+
+def synchronize(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _device_row(device: str, work, measured: Measured, config: Config, table, here: Device) -> dict:

@@ -164,13 +164,16 @@ class Measured:
     baseline_rss_mib: float
     setup_s: float
     peak_memory_mib: float | None = None  # measured at the planned shapes (cost/calibrate.py)
+    eval_seconds_per_token: float | None = None  # timed on the largest evaluation batch (idem)
 
 
 def estimate_here(work: Workload, measured: Measured, usd_per_hour: float | None) -> dict:
     """This device's row, from measured step time."""
     train_s = measured.seconds_per_token * work.run_padded_tokens
-    eval_s = (measured.seconds_per_token * work.forward_flops_per_token / max(work.flops_per_token, 1)
-              * work.eval_padded_tokens * work.evaluations)
+    eval_spt = measured.eval_seconds_per_token
+    if eval_spt is None:  # not timed (the in-run plan): a forward pass's share of a training step's FLOPs
+        eval_spt = measured.seconds_per_token * work.forward_flops_per_token / max(work.flops_per_token, 1)
+    eval_s = eval_spt * work.eval_padded_tokens * work.evaluations
     if measured.device.type == "cuda":
         parts = memory_parts(work, activation_bytes=2)
         peak = sum(parts.values())
