@@ -325,3 +325,17 @@ def test_an_image_run_distills_into_a_smaller_backbone_with_the_same_preprocessi
         tmp_path / "other-size")
     with pytest.raises(ParetuneError, match="reads its inputs differently"):
         distill_run(run.path, str(tmp_path / "other-size"), output=tmp_path / "refused", bench=_no_bench())
+
+
+def test_the_model_card_of_an_image_run_shows_the_image_path_and_its_snippet_runs(image_run, tmp_path,
+                                                                                   monkeypatch):
+    run, validation = image_run
+    card = (run.path / "README.md").read_text()
+    assert "AutoTokenizer" not in card and "some text" not in card
+    assert f"paretune predict {run.path.name} --input photos/" in card and "/v1/predict-images" in card
+    snippet = card.split("With plain transformers")[1].split("```python\n")[1].split("```")[0]
+    assert "AutoImageProcessor" in snippet
+    monkeypatch.chdir(run.path.parent)
+    (run.path.parent / "photo.jpg").write_bytes((validation / "light" / "light-000.png").read_bytes())
+    exec(snippet.replace("model.config.id2label[", "answer = model.config.id2label["), scope := {})
+    assert scope["answer"] == paretune.Predictor.load(run.path).predict([str(validation / "light" / "light-000.png")])[0]["label"]
