@@ -239,11 +239,12 @@ def _no_bench():
     return BenchSettings(enabled=False)
 
 
-def test_image_runs_compress_to_int8_onnx_pruned_and_16_bit_forms(image_run, tmp_path):
+def test_image_runs_compress_to_int8_static_int8_onnx_pruned_and_16_bit_forms(image_run, tmp_path):
     from paretune.compression.run import compress_run
 
     run, validation = image_run
     for method, options in (("int8-dynamic", {}), ("onnx-int8", {"exporter": "torchscript"}),
+                            ("onnx-int8-static", {"exporter": "torchscript", "calibration_rows": 16}),
                             ("prune-magnitude", {"sparsity": 0.5}), ("fp16", {})):
         out = compress_run(run.path, method, options, output=tmp_path / method, bench=_no_bench())
         metrics = json.loads((out / "metrics.json").read_text())
@@ -253,6 +254,12 @@ def test_image_runs_compress_to_int8_onnx_pruned_and_16_bit_forms(image_run, tmp
             assert metrics["compression"]["checks"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert json.loads((tmp_path / "int8-dynamic" / "metrics.json").read_text())["compression"]["settings"][
         "quantized_layers"] > 0
+    static = json.loads((tmp_path / "onnx-int8-static" / "metrics.json").read_text())["compression"]
+    assert static["settings"]["calibrated_on_rows"] == 16 and static["form"]["name"] == "onnx-int8"
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "onnx-int8-static" / "model" / "model.onnx"))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.graph.node}
 
 
 def test_a_convolutional_backbone_gets_clear_answers_from_compression(tmp_path):
