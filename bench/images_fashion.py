@@ -3,6 +3,8 @@ plain PyTorch loop, same backbone, data, input size and epoch, in one go; ratios
 
     apt-get install -y dataset-fashion-mnist      # /usr/share/datasets/fashion-mnist/*-ubyte.gz
     python bench/images_fashion.py --train-rows 10000 --size 80 --methods full,freeze,head-only --peer
+    # the speed peer at the issue's fixed 224 px, batch 32 (a few minutes: train and test slices)
+    python bench/images_fashion.py --size 224 --batch-size 32 --train-rows 640 --test-rows 1000 --methods full --peer
 
 Training uses the first N training images (one epoch), validation the 1,000 after the first
 50,000 (never trained on), and the score is top-1 on the full 10,000-image test set. Images are
@@ -38,7 +40,7 @@ def _idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-def write_parquet(out: Path, train_rows: int) -> dict[str, Path]:
+def write_parquet(out: Path, train_rows: int, test_rows: int = 10_000) -> dict[str, Path]:
     """train / validation / test as Parquet files of PNG bytes and class names."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -47,10 +49,11 @@ def write_parquet(out: Path, train_rows: int) -> dict[str, Path]:
     images = {"train": _idx(FASHION / "train-images-idx3-ubyte.gz"), "test": _idx(FASHION / "t10k-images-idx3-ubyte.gz")}
     labels = {"train": _idx(FASHION / "train-labels-idx1-ubyte.gz"), "test": _idx(FASHION / "t10k-labels-idx1-ubyte.gz")}
     splits = {"train": ("train", slice(0, train_rows)), "validation": ("train", slice(50_000, 51_000)),
-              "test": ("test", slice(0, 10_000))}
+              "test": ("test", slice(0, test_rows))}
     files = {}
     for split, (source, rows) in splits.items():
-        files[split] = out / f"{split}-{train_rows if split == 'train' else 'all'}.parquet"
+        rows_in = {"train": train_rows, "validation": "all", "test": "all" if test_rows == 10_000 else test_rows}
+        files[split] = out / f"{split}-{rows_in[split]}.parquet"
         if files[split].is_file():
             continue
         pngs = []
@@ -64,7 +67,7 @@ def write_parquet(out: Path, train_rows: int) -> dict[str, Path]:
     return files
 
 
-def run_ours(files: dict, method: str, size: int, out: Path, workers: int | None) -> dict:
+def run_ours(files: dict, method: str, size: int, out: Path, workers: int | None, batch_size: int = 32) -> dict:
     import paretune
 
     section, lr = METHODS[method]
@@ -74,7 +77,7 @@ def run_ours(files: dict, method: str, size: int, out: Path, workers: int | None
                  "trivial_augment": False, "label_smoothing": 0.1, "workers": workers},
         "data": {k: str(v) for k, v in files.items()},
         "method": section,
-        "training": {"epochs": 1, "batch_size": 32, "lr": lr, "eval_batch_size": 128, "save_every": 10**9,
+        "training": {"epochs": 1, "batch_size": batch_size, "lr": lr, "eval_batch_size": 128, "save_every": 10**9,
                      "load_best": False},
         "output": {"dir": str(out / f"run-{method}"), "overwrite": True},
     })
@@ -86,7 +89,7 @@ def run_ours(files: dict, method: str, size: int, out: Path, workers: int | None
             "trainable_params": run.metrics["trainable_params"], "run": str(run.path)}
 
 
-def run_peer(files: dict, size: int, lr: float) -> dict:
+def run_peer(files: dict, size: int, lr: float, batch_size: int = 32) -> dict:
     """The classic loop: decode, resize, normalize in the training process; batch 32; AdamW."""
     import pyarrow.parquet as pq
     import torch
@@ -111,8 +114,8 @@ def run_peer(files: dict, size: int, lr: float) -> dict:
     order = torch.randperm(len(images)).tolist()
     started = time.perf_counter()
     model.train()
-    for i in range(0, len(order), 32):
-        batch = order[i:i + 32]
+    for i in range(0, len(order), batch_size):
+        batch = order[i:i + batch_size]
         loss = F.cross_entropy(model(tensors([images[j] for j in batch])).logits, labels[batch])
         optimizer.zero_grad()
         loss.backward()
@@ -133,15 +136,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-rows", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=80)
+    parser.add_argument("--test-rows", type=int, default=10_000, help="score on the first N test images")
+    parser.add_argument("--batch-size", type=int, default=32, help="both sides (the issue's peer: 32)")
     parser.add_argument("--methods", default="full,freeze,head-only")
     parser.add_argument("--peer", action="store_true", help="also run the plain PyTorch loop")
     parser.add_argument("--workers", type=int, default=None, help="paretune's loader workers (default: cores - 1)")
     parser.add_argument("--out", type=Path, default=Path.home() / ".cache" / "paretune-bench" / "fashion")
     args = parser.parse_args()
-    files = write_parquet(args.out, args.train_rows)
-    results = [run_ours(files, m, args.size, args.out, args.workers) for m in args.methods.split(",") if m]
+    files = write_parquet(args.out, args.train_rows, args.test_rows)
+    results = [run_ours(files, m, args.size, args.out, args.workers, args.batch_size)
+               for m in args.methods.split(",") if m]
     if args.peer:
-        results.append(run_peer(files, args.size, METHODS["full"][1]))
+        results.append(run_peer(files, args.size, METHODS["full"][1], args.batch_size))
     for r in results:
         print(json.dumps(r))
     ours = next((r for r in results if r["side"] == "paretune full"), None)
@@ -150,7 +156,7 @@ def main() -> None:
         print(f"train time ratio peer/paretune: {peer['train_s'] / ours['train_s']:.2f}x; "
               f"test top-1 paretune {ours['test_accuracy']:.4f} vs peer {peer['test_accuracy']:.4f}")
     name = "-".join([m for m in args.methods.split(",") if m] + (["peer"] if args.peer else []))
-    (args.out / f"results-{name}-{args.train_rows}-{args.size}.json").write_text(json.dumps(results, indent=2))
+    (args.out / f"results-{name}-{args.train_rows}-{args.size}-{args.test_rows}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

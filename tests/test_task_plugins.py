@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ner_sentences, sentiment_rows, tiny_vit, write_conll, write_csv, write_images
+from conftest import (ner_sentences, sentiment_rows, tiny_vit, write_conll, write_csv, write_images,
+                      write_multilabel_images)
 from pydantic import Field
 
 import paretune
@@ -147,12 +148,21 @@ def _image_classification(folder: Path) -> tuple[dict, dict]:
                             "inputs": inputs}
 
 
+def _image_multilabel(folder: Path) -> tuple[dict, dict]:
+    train = write_multilabel_images(folder / "train", 24, 1)
+    validation = write_multilabel_images(folder / "validation", 9, 2)
+    inputs = [str(folder / "validation" / "images" / f"00{i}.png") for i in range(3)]
+    return {"workers": 0}, {"train": train, "validation": validation, "model": tiny_vit(folder / "vit"),
+                            "inputs": inputs}
+
+
 def _mlm(folder: Path) -> tuple[dict, dict]:
     return _classification(folder)  # text is what counts; the label column is not read
 
 
 DATA = {"classification": _classification, "multilabel": _multilabel, "regression": _regression, "ner": _ner,
-        "generation": _generation, "image-classification": _image_classification, "mlm": _mlm}
+        "generation": _generation, "image-classification": _image_classification,
+        "image-multilabel": _image_multilabel, "mlm": _mlm}
 
 
 def _config(model_dir: Path, folder: Path, task: str, options: dict, files: dict) -> dict:

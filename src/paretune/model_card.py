@@ -128,9 +128,13 @@ def _transformers_lines(config: Config, folder: str, load: str, trust: str) -> l
 
 
 def _run_usage(run: RunFolder, config: Config) -> list[str]:
+    from paretune.tasks import task_class
+
     name, auto = run.path.name, _auto_class(config)
     trust = config.model.trust_remote_code  # the model needs its own code: say so where it is loaded
     flag, arg = (" --trust-remote-code", ", trust_remote_code=True") if trust else ("", "")
+    if task_class(config.task.type).takes_images:
+        return _image_usage(run, config, flag, arg)
     lines = [
         "## Use",
         "",
@@ -160,6 +164,57 @@ def _run_usage(run: RunFolder, config: Config) -> list[str]:
         "",
         *_transformers_lines(config, f"{name}/model",
                              f'model = {auto}.from_pretrained("{name}/model"{arg})', arg),
+        "```",
+        "",
+    ]
+
+
+def _image_usage(run: RunFolder, config: Config, flag: str, arg: str) -> list[str]:
+    """An image run: predict over a folder, serve uploads, or transformers' AutoImageProcessor
+    (model/preprocessor_config.json holds the resize and normalization evaluation used)."""
+    from paretune.stored import BASE_DIR, form_of
+    from paretune.tasks import task_class
+
+    name, form = run.path.name, form_of(run.model_dir)
+    lines = [
+        "## Use",
+        "",
+        f"From the folder that holds `{name}/`, with paretune (a folder of images, a .txt list of image "
+        f"paths, or a table with an `{config.task.image_column}` column):",
+        "",
+        "```bash",
+        f"paretune predict {name} --input photos/ --output predictions.jsonl{flag}",
+        f"paretune serve {name} --api-key-file keys.txt{flag}",
+        'curl -H "Authorization: Bearer $KEY" -F images=@photo.jpg http://127.0.0.1:8000/v1/predict-images',
+        "```",
+        "",
+        "```python",
+        "from paretune import Predictor",
+        f'predictor = Predictor.load("{name}"{arg})',
+        'predictor.predict(["photo.jpg"])',
+        "```",
+        "",
+    ]
+    if form.over_base:
+        return lines + [f"`model/` holds the adapter over its frozen base `model/{BASE_DIR}/`: "
+                        "to load it with transformers, see `model/README.md`.", ""]
+    model_type = json.loads((run.model_dir / "config.json").read_text()).get("model_type", "") \
+        if (run.model_dir / "config.json").is_file() else ""
+    register = (["import paretune.backbones.efficientnet_lite  # registers the packaged backbone with transformers"]
+                if model_type.startswith("paretune-") else [])
+    read = task_class(config.task.type).read_logits.format(**config.task.model_dump())
+    return lines + [
+        "With plain transformers (`model/` is a standard Hugging Face model folder):",
+        "",
+        "```python",
+        "from PIL import Image",
+        f"from transformers import {_auto_class(config)}, AutoImageProcessor",
+        *register,
+        "",
+        f'processor = AutoImageProcessor.from_pretrained("{name}/model")',
+        f'model = {_auto_class(config)}.from_pretrained("{name}/model"{arg})',
+        'logits = model(**processor(Image.open("photo.jpg").convert("RGB"), return_tensors="pt")).logits',
+        read,
         "```",
         "",
     ]

@@ -57,6 +57,7 @@ class Predictor:
         target = serving_device(form_of(model_dir), device)
         model = load_model(model_dir, auto_class, device=target, trust_remote_code=trust)
         tokenizer = task.load_preprocessor(str(model_dir), config.task, trust_remote_code=trust)
+        task.use_preprocessor(tokenizer)
         model.to(target).eval()
         return cls(model, tokenizer, task, info["max_length"], target, run.path)
 

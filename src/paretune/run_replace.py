@@ -27,7 +27,8 @@ RUN_MARKERS = ("config.yaml", "environment.json")  # RunFolder.create writes bot
 # Everything paretune itself writes at the top of a run folder.
 RUN_ENTRIES = {*RUN_MARKERS, "data.json", "metrics.jsonl", "metrics.json", "cost.json", "README.md",
                "inference.json", "model", "adapter", "checkpoints",
-               "lineage.json"}  # lineage.json: a run continued from another (continual/)
+               "lineage.json",  # a run continued from another (continual/)
+               "confusion_matrix.png", "confusion_matrix_test.png"}  # classification pictures (evaluation/confusion_plot.py)
 _OUR_TEMP_FILE = re.compile(r"^\..+\.tmp\d+$")  # run_folder.atomic_write's, left by a kill
 
 

@@ -14,7 +14,7 @@ from paretune.cli.settings_options import settings_options
 from paretune.errors import ParetuneError
 from paretune.remote_code import FLAG_HELP
 
-METHOD_HELP = ("int8-dynamic, onnx, onnx-int8 (quantize/export), prune-magnitude, prune-heads, "
+METHOD_HELP = ("int8-dynamic, onnx, onnx-int8, onnx-int8-static (quantize/export), prune-magnitude, prune-heads, "
                "drop-layers (prune), fp16, bf16 (cast for GPUs)")
 
 

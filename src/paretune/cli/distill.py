@@ -16,7 +16,7 @@ from paretune.remote_code import FLAG_HELP
 def distill(
     teacher: Path = typer.Option(..., "--teacher", "-t", help="Finished run whose model teaches."),
     student: str = typer.Option(
-        ..., "--student", help="A model folder or hub id with the teacher's vocabulary, or "
+        ..., "--student", help="A model folder or hub id with the teacher's vocabulary (images: size, mean, std), or "
         "teacher:layers=0,2,4 (also first:N, every:K) for a copy of some of the teacher's blocks."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="New run folder; default TEACHER-distilled."),
     set_: list[str] = typer.Option(

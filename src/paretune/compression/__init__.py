@@ -7,12 +7,13 @@ name in their result and never import back.
 """
 from __future__ import annotations
 
-from paretune.compression import cast, drop_layers, int8_dynamic, onnx, onnx_int8, prune_heads, prune_magnitude
+from paretune.compression import (cast, drop_layers, int8_dynamic, onnx, onnx_int8, onnx_int8_static, prune_heads,
+                                  prune_magnitude)
 from paretune.compression.base import CompressionMethod
 from paretune.errors import ParetuneError
 
 METHODS: dict[str, CompressionMethod] = {m.name: m for m in (
-    int8_dynamic.METHOD, onnx.METHOD, onnx_int8.METHOD, prune_magnitude.METHOD, prune_heads.METHOD,
+    int8_dynamic.METHOD, onnx.METHOD, onnx_int8.METHOD, onnx_int8_static.METHOD, prune_magnitude.METHOD, prune_heads.METHOD,
     drop_layers.METHOD, cast.FP16, cast.BF16,
 )}
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 # Tasks whose outputs are scores per label, answered by the highest one (per token for NER).
-ARGMAX_TASKS = ("classification", "ner")
+ARGMAX_TASKS = ("classification", "ner", "image-classification")
 
 
 def predicted_labels(task_name: str, outputs: list[np.ndarray]) -> list[np.ndarray] | None:

@@ -42,9 +42,20 @@ def parse_layers(spec: str, n_layers: int) -> list[int]:
     return kept
 
 
+def check_interchangeable(model: torch.nn.Module, blocks: torch.nn.ModuleList) -> None:
+    """Blocks can be dropped only when each has the same shapes (transformer layers): the stages
+    of a convolutional network change width, and its config could not describe the cut anyway."""
+    shapes = [[tuple(p.shape) for p in block.parameters()] for block in blocks]
+    if any(s != shapes[0] for s in shapes[1:]):
+        raise ParetuneError(f"the {len(blocks)} blocks of {type(model).__name__} differ in shape (the stages of a "
+                            "convolutional network): they cannot be dropped or kept one by one; distill into a "
+                            "smaller backbone, or use prune-magnitude or onnx-int8")
+
+
 def keep_layers(model: torch.nn.Module, kept: list[int]) -> torch.nn.Module:
     """Cut the model down to blocks `kept` (in place) and update its config to match."""
     blocks = transformer_blocks(model)
+    check_interchangeable(model, blocks)
     owner_name, attribute = next(
         (name.rpartition(".")[0], name.rpartition(".")[2]) for name, m in model.named_modules() if m is blocks
     )

@@ -14,6 +14,7 @@ import torch
 from pydantic import Field
 
 from paretune.compression.base import CompressContext, Compressed, CompressionMethod, CompressOptions
+from paretune.errors import ParetuneError
 from paretune.stored.int8_dynamic import NAME, quantize, quantized_linear
 
 
@@ -26,6 +27,9 @@ class Int8Options(CompressOptions):
 def apply(model: torch.nn.Module, options: Int8Options, context: CompressContext) -> Compressed:
     quantized = quantize(model, options.per_channel)
     layers = sum(isinstance(m, quantized_linear()) for m in quantized.modules())
+    if not layers:  # a convolutional network: its only Linear is the fp32 head, nothing would change
+        raise ParetuneError(f"int8-dynamic quantizes Linear layers, and the body of {type(model).__name__} has "
+                            "none (a convolutional network); use --method onnx-int8, which quantizes convolutions")
     return Compressed(form=NAME, model=quantized, form_settings={"per_channel": options.per_channel},
                       settings={**options.model_dump(), "quantized_layers": layers})
 

@@ -1,4 +1,5 @@
-"""onnx-int8: the ONNX export, then ONNX Runtime's dynamic int8 quantization of its MatMuls.
+"""onnx-int8: the ONNX export, then ONNX Runtime's dynamic int8 quantization of its MatMuls and
+convolutions (ConvInteger: the int8 form of a convolutional image backbone).
 
 Like int8-dynamic, weights become int8 once and activations are quantized per call, with no
 calibration data. The graph is first run through ONNX Runtime's quantization pre-processing

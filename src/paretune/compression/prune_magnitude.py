@@ -1,7 +1,8 @@
 """prune-magnitude: global unstructured pruning, the smallest weights set to zero for good.
 
-All Linear weights of the model body (not embeddings, not the task head) are ranked together by
-|w| and the smallest `sparsity` fraction is zeroed (torch.nn.utils.prune.global_unstructured,
+All Linear weights of the model body (not embeddings, not the task head), and the convolution
+weights of an image backbone's body outside its stem (the embeddings that read the pixels), are
+ranked together by |w| and the smallest `sparsity` fraction is zeroed (torch.nn.utils.prune.global_unstructured,
 then prune.remove, so the zeros are plain weights in the saved model). A global ranking lets
 layers that tolerate it lose more than layers that do not.
 
@@ -17,16 +18,20 @@ from pydantic import Field
 from torch.nn.utils import prune
 
 from paretune.compression.base import CompressContext, Compressed, CompressionMethod, CompressOptions
+from paretune.errors import ParetuneError
 from paretune.methods.layers import base_model
 from paretune.stored import weights_form
 
 
 class PruneMagnitudeOptions(CompressOptions):
-    sparsity: float = Field(..., gt=0, lt=1, description="Fraction of the body's Linear weights set to zero.")
+    sparsity: float = Field(..., gt=0, lt=1, description="Fraction of the body's Linear (and convolution) weights set to zero.")
 
 
 def prunable(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str]]:
-    return [(m, "weight") for m in base_model(model).modules() if isinstance(m, torch.nn.Linear)]
+    body = base_model(model)
+    stem = {id(m) for name, module in body.named_children() if "embed" in name for m in module.modules()}
+    return [(m, "weight") for m in body.modules() if isinstance(m, torch.nn.Linear)
+            or isinstance(m, torch.nn.Conv2d) and id(m) not in stem]
 
 
 def sparsity(targets: list[tuple[torch.nn.Module, str]]) -> float:
@@ -37,6 +42,9 @@ def sparsity(targets: list[tuple[torch.nn.Module, str]]) -> float:
 
 def apply(model: torch.nn.Module, options: PruneMagnitudeOptions, context: CompressContext) -> Compressed:
     targets = prunable(model)
+    if not targets:
+        raise ParetuneError(f"prune-magnitude found no Linear or convolution weights in the body of "
+                            f"{type(model).__name__} to prune")
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=options.sparsity)
     for module, name in targets:
         prune.remove(module, name)  # masks folded into the weights: the zeros are permanent
@@ -44,7 +52,7 @@ def apply(model: torch.nn.Module, options: PruneMagnitudeOptions, context: Compr
     pruned = sum(getattr(m, n).numel() for m, n in targets)
     return Compressed(
         form=weights_form(model), model=model, keep_zero=targets,
-        settings={**options.model_dump(), "scope": "Linear weights of the model body", "weights": pruned},
+        settings={**options.model_dump(), "scope": "Linear and convolution weights of the model body", "weights": pruned},
         checks={"sparsity": round(reached, 6), "zero_weights": round(reached * pruned)},
     )
 

@@ -77,7 +77,8 @@ def mix(pixels: torch.Tensor, targets: torch.Tensor, num_labels: int, mixup_alph
         rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
     """Mixup (blend two images) or cutmix (paste a box of one into another), one per batch, with
     soft targets weighted by how much of each image is left. Returns (pixels, [B, C] targets)."""
-    soft = torch.nn.functional.one_hot(targets, num_labels).float()
+    # Class ids become one-hot rows; multi-label rows (0/1 per label) are mixed as they are.
+    soft = targets.float() if targets.is_floating_point() else torch.nn.functional.one_hot(targets, num_labels).float()
     use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or rng.random() < 0.5)
     lam = rng.betavariate(*(2 * [cutmix_alpha if use_cutmix else mixup_alpha]))
     order = torch.arange(len(pixels) - 1, -1, -1)  # each image mixes with its mirror in the batch

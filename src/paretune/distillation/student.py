@@ -5,7 +5,8 @@
     --student path/or/hub-id           a pretrained body with a fresh task head
 
 The student reads the same token ids as the teacher, so its tokenizer must have the same
-vocabulary (a model from the same family: MiniLM for BERT, DistilRoBERTa for RoBERTa, ...).
+vocabulary (a model from the same family: MiniLM for BERT, DistilRoBERTa for RoBERTa, ...); an
+image student reads the same pixels, so it must expect the same size, mean and std.
 """
 from __future__ import annotations
 
@@ -38,10 +39,12 @@ def plan_student(spec: str, teacher: Parent, teacher_model: torch.nn.Module) -> 
         return _from_teacher(spec, teacher, teacher_model)
     # Trust as the caller gave it for the teacher run (--trust-remote-code), not the teacher's config.yaml.
     model_config = ModelConfig(name_or_path=spec, trust_remote_code=teacher.trust_remote_code)
-    if load_tokenizer(model_config).get_vocab() != teacher.tokenizer.get_vocab():
-        raise ParetuneError(f"student '{spec}' has a different vocabulary from the teacher's tokenizer: "
-                            "distillation feeds both the same token ids; choose a student of the same "
-                            "family, or 'teacher:layers=...'")
+    # What stands for the tokenizer in the task: an image student's preprocessing (size, mean, std).
+    if load_tokenizer(model_config, task=teacher.config.task).get_vocab() != teacher.tokenizer.get_vocab():
+        raise ParetuneError(f"student '{spec}' reads its inputs differently from the teacher (a text model's "
+                            "vocabulary; an image model's size, mean and std): distillation feeds both the same "
+                            "inputs; choose a student of the same family (or set task.image_size), or "
+                            "'teacher:layers=...'")
     return StudentPlan(source=spec, build=lambda task: load_model(model_config, task),
                        settings={"student": spec, "init": "pretrained"})
 

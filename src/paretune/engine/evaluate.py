@@ -20,9 +20,19 @@ from paretune.data.encoded import Encoded, EvalSet
 from paretune.tasks.base import Task
 
 
-def model_inputs(task: Task, batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
-    """The tensors of `batch` the task's model is called with, on `device`."""
-    return {k: batch[k].to(device, non_blocking=True) for k in task.model_inputs}
+def model_inputs(task: Task, batch: dict[str, torch.Tensor], device,
+                 dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of `batch` the task's model is called with, on `device`; float inputs (pixels)
+    in `dtype` when given: a 16-bit model takes 16-bit pixels (token ids stay integers)."""
+    inputs = {k: batch[k].to(device, non_blocking=True) for k in task.model_inputs}
+    if dtype is not None:
+        inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+    return inputs
+
+
+def weights_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first float weight (None: no torch weights, e.g. ONNX Runtime)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
 
 
 @torch.no_grad()
@@ -35,9 +45,10 @@ def _predict(model, task: Task, encoded: Encoded, batches: list[list[int]], pad_
     keep = len(batches) if keep is None else keep
     pairs: list[tuple[int, np.ndarray]] = []
     loss_sum, loss_count = 0.0, 0
+    dtype = weights_dtype(model)  # a model stored in 16 bits takes 16-bit pixels
     for b, batch in enumerate(make_loader(encoded, batches, pad_id, device.type == "cuda", task.collate,
                                                    workers=task.loader_workers)):
-        inputs = model_inputs(task, batch, device)
+        inputs = model_inputs(task, batch, device, dtype)
         with autocast():
             logits = model(**inputs).logits
         if b >= keep:

@@ -48,4 +48,4 @@ def _form(name: str, description: str) -> StoredForm:
 
 
 ONNX = _form("onnx", "ONNX graph run by ONNX Runtime")
-ONNX_INT8 = _form("onnx-int8", "ONNX graph with int8 MatMuls (ONNX Runtime dynamic quantization)")
+ONNX_INT8 = _form("onnx-int8", "ONNX graph with int8 MatMuls and convolutions (ONNX Runtime quantization)")

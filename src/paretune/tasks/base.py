@@ -174,6 +174,11 @@ class Task(ABC):
         return transformers.AutoTokenizer.from_pretrained(source, revision=revision,
                                                           trust_remote_code=trust_remote_code)
 
+    def use_preprocessor(self, preprocessor) -> None:
+        """Keep what `load_preprocessor` returned, for tasks whose batches do the work of `encode`
+        (images are decoded and resized in `collate`): a loaded run's task collates encodings made
+        elsewhere (compression scores the parent's data with the child's task). Text: nothing to keep."""
+
     @abstractmethod
     def encode(self, examples: list[Example], targets: list[Any] | None, tokenizer, max_length: int) -> Encoded:
         """Tokenize examples (targets None for unlabelled prediction input)."""

@@ -120,21 +120,27 @@ class ImageClassificationTask(Task):
     def parse_label(self, raw: Any) -> int:
         return check_known(label_text(raw), self.label_to_id)
 
+    def use_preprocessor(self, preprocessor) -> None:
+        if isinstance(preprocessor, ImagePreprocessor):
+            self.preprocessor = preprocessor
+
     def encode(self, examples, targets, tokenizer, max_length) -> Encoded:
-        if isinstance(tokenizer, ImagePreprocessor):
-            self.preprocessor = tokenizer
+        self.use_preprocessor(tokenizer)
         if targets is None:  # prediction input was not read through read_examples: check it now
             bad = check_images(examples, "input", self.config, self.preprocessor.size)
             if bad:
                 raise DataError(bad)
         sources = [ex.text.encode("utf-8") if isinstance(ex.text, str) else bytes(ex.text) for ex in examples]
-        labels = None if targets is None else np.asarray(targets, dtype=np.int64)
+        labels = None if targets is None else self.stack_targets(targets)
         return Encoded(
             labels=labels, size_key="row",  # one unit per image: batches and cost count images
             image=[np.frombuffer(s, dtype=np.uint8) for s in sources],
             image_is_path=[np.array([isinstance(ex.text, str)], dtype=np.int8) for ex in examples],
             row=[np.array([ex.row], dtype=np.int64) for ex in examples],
         )
+
+    def stack_targets(self, targets: list[Any]) -> np.ndarray:
+        return np.asarray(targets, dtype=np.int64)  # class ids
 
     # --- batches: decoded here, in the loader's workers -------------------------------------
     def _image(self, encoded: Encoded, i: int, size: int):
