@@ -44,7 +44,9 @@ CHANGES = {
     "full": r".*",
     "freeze": r"(?!embeddings\.).*",  # default trainable_layers=2: both blocks and the pooler
     # The pooler trains with the head (methods/targets.py: head_modules) under every method.
-    "lora": r"encoder\.layer\.\d\.attention\.self\.(query|value)\.weight|pooler\..*",
+    # LoRA's default: every projection in the blocks; AdaLoRA keeps the paper's query and value
+    "lora": r"encoder\.layer\.\d\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense"
+            r"|output\.dense)\.weight|pooler\..*",
     "adalora": r"encoder\.layer\.\d\.attention\.self\.(query|value)\.weight|pooler\..*",
     # keys/values are rescaled on their output (weight and bias), the FFN output on its input
     "ia3": r"encoder\.layer\.\d\.(attention\.self\.(key|value)\.(weight|bias)|output\.dense\.weight)|pooler\..*",
@@ -98,6 +100,8 @@ def trained(request, pretrained_dir, tmp_path_factory, one_torch_thread):
     # is small enough that the thread count in effect decided whether their loss fell.
     folder = tmp_path_factory.mktemp(f"method-{request.param}")
     method = {"name": request.param}
+    if request.param == "lora":  # the default rank 16 is the body's width here; rank 4 keeps proportions
+        method["r"], method["alpha"] = 4, 8
     if request.param in ("prompt", "p-tuning", "prefix"):
         method["num_virtual_tokens"] = 4
     if request.param == "prefix":

@@ -63,7 +63,7 @@ def apply(model: torch.nn.Module, options: AdaLoraOptions, context: MethodContex
         lora_dropout=options.dropout, tinit=tinit, tfinal=tfinal, deltaT=options.allocate_every,
         beta1=options.beta1, beta2=options.beta2, total_step=context.total_steps,
         orth_reg_weight=options.orth_reg_weight,
-        **target_kwargs(model, options.target_modules, context),
+        **target_kwargs(model, options.target_modules, context, all_linear=False),  # query and value
     )
     return targets.wrap_with_peft(model, config)
 
