@@ -14,6 +14,7 @@ minutes a member at load 10.)
 members  ens-a, ens-b, ens-c
 combine  ensembles (average, weighted, vote, stacking) and uniform and greedy soups of the three
 report   tables for bench/RESULTS.md, and the ensemble with log-probabilities (= logits) averaged
+noise    the average ensemble against the best member on dev, row by row, with a bootstrap interval
 
 Runs land in runs/combining-equal/ (ignored by git); a run already finished there is reused.
 """
@@ -118,6 +119,27 @@ def report() -> None:
               f"({100 * (dev - best):+.2f} points)")
 
 
+def noise() -> None:
+    """How far "average ensemble minus best member" on dev is from chance: the rows where they
+    differ, how often members disagree, and a bootstrap interval over the dev rows."""
+    from paretune.combine.members import load_predictors, member_outputs, open_members, read_splits
+
+    found = open_members([OUT / n for n in ENSEMBLE])
+    _, dev = read_splits(found[0])
+    targets = np.asarray(dev.targets)
+    probs = [np.stack(member_outputs(p, dev)) for p in load_predictors(found)]
+    right = [p.argmax(1) == targets for p in probs]
+    ensemble, best = sum(probs).argmax(1) == targets, max(right, key=lambda r: r.mean())
+    print(f"ensemble right where the best member is wrong: {int((ensemble & ~best).sum())} rows; the reverse: "
+          f"{int((~ensemble & best).sum())}; members disagree on "
+          f"{[int((probs[i].argmax(1) != probs[j].argmax(1)).sum()) for i in range(3) for j in range(i + 1, 3)]} rows")
+    diff = ensemble.astype(float) - best
+    rng = np.random.default_rng(0)
+    boot = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(10000)]
+    print(f"ensemble - best member: {100 * diff.mean():+.2f} points, bootstrap 95% "
+          f"[{100 * np.percentile(boot, 2.5):+.2f}, {100 * np.percentile(boot, 97.5):+.2f}]")
+
+
 if __name__ == "__main__":
     for step in sys.argv[1:] or ["members", "combine", "report"]:
-        {"members": members, "combine": combine, "report": report}[step]()
+        {"members": members, "combine": combine, "report": report, "noise": noise}[step]()
