@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import paretune
@@ -44,6 +45,9 @@ def runs(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
         cfg["training"]["lr"] = lr
         made[name] = paretune.finetune(cfg).path
     made["lora"] = paretune.finetune(config(tiny_model_dir, folder, "lora", name="lora", r=4)).path
+    second = config(tiny_model_dir, folder, "lora2", name="lora", r=4)
+    second["training"]["lr"] = 2e-3
+    made["lora2"] = paretune.finetune(second).path
     made["folder"] = folder
     return made
 
@@ -135,6 +139,34 @@ def test_a_soup_is_one_plain_model(runs, recipe, tmp_path):
         assert recorded(out) >= max(recorded(m) for m in members) - 1e-9 or len(metrics["kept"]) == 1
     else:
         assert len(metrics["kept"]) == 3
+
+
+@pytest.mark.parametrize("merge", ["average", "ties", "dare_linear"])
+def test_lora_runs_merge_into_one_plain_model(runs, merge, tiny_model_dir, tmp_path):
+    """average: the mean of the merged weights (W + mean of B_i A_i, the exact linear merge); ties and
+    dare_linear: peft's add_weighted_adapter over the runs' adapter/ folders, heads averaged."""
+    from paretune.combine.soup import build_soup
+
+    out = build_soup([runs["lora"], runs["lora2"]], "uniform", tmp_path / "soup", merge=merge)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["merge"] == merge and len(metrics["kept"]) == 2
+    assert json.loads((out / "model" / TASK_FILE).read_text())["form"]["name"] == "pytorch"
+    predictor = Predictor.load(out, device="cpu")
+    assert predictor.evaluate(runs["folder"] / "validation.csv")["accuracy"] == pytest.approx(recorded(out))
+    # the merged model is neither member nor the bare base: the adapters' deltas were combined
+    from transformers import BertModel
+
+    mine = predictor.model.state_dict()
+    bare = {f"bert.{k}": v for k, v in BertModel.from_pretrained(tiny_model_dir).state_dict().items()}
+    for theirs in [bare] + [Predictor.load(m, device="cpu").model.state_dict() for m in (runs["lora"], runs["lora2"])]:
+        assert any(not torch.allclose(mine[k], theirs[k]) for k in mine if "query.weight" in k)
+
+
+def test_merging_adapters_needs_lora_runs(runs, tmp_path):
+    from paretune.combine.soup import build_soup
+
+    with pytest.raises(ParetuneError, match="no adapter/ folder"):
+        build_soup([runs["lora"], runs["a"]], "uniform", tmp_path / "soup", merge="ties")
 
 
 def test_a_soup_refuses_runs_of_different_bases_or_forms(runs, tmp_path):

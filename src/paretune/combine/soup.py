@@ -47,7 +47,7 @@ def build_soup(run_dirs: list[str | Path], recipe: str, output: str | Path, *, m
     metric = member_metric(members)
     if merge != "average":
         kept = list(range(len(members)))
-        base.model.load_state_dict(peft_merge(members, base, merge))
+        base.model.load_state_dict(peft_merge(members, base, states, merge))
     elif recipe == "uniform":
         kept = list(range(len(members)))
         base.model.load_state_dict(average([states[i] for i in kept]))
@@ -100,14 +100,18 @@ def _score(predictor: Predictor, split: Split) -> dict[str, Any]:
 
 
 def greedy(base: Predictor, states, members: list[Member], validation: Split, metric: str) -> list[int]:
-    """Indices kept: best run first, each next one only if the soup's validation score improves."""
-    better = base.task.greater_is_better(metric)
-    sign = 1.0 if better else -1.0
-    order = sorted(range(len(members)), key=lambda i: sign * (members[i].quality(metric) or float("-inf")),
-                   reverse=True)
-    kept = [order[0]]
-    base.model.load_state_dict(states[order[0]])
-    best = _score(base, validation)[metric]
+    """Indices kept: best run first, each next one only if the soup's validation score strictly
+    improves (a tie adds nothing). Runs are ranked by their score on the soup's own validation rows,
+    not by the figure each recorded: members validated on different rows would be ranked unfairly.
+    Equal scores keep the order the runs were given in."""
+    sign = 1.0 if base.task.greater_is_better(metric) else -1.0
+    alone = []
+    for state in states:
+        base.model.load_state_dict(state)
+        alone.append(_score(base, validation)[metric])
+    order = sorted(range(len(members)), key=lambda i: sign * alone[i], reverse=True)
+    kept, best = [order[0]], alone[order[0]]
+    log.info("greedy soup: starts from %s (validation %s %.4f)", members[order[0]].name, metric, best)
     for i in order[1:]:
         base.model.load_state_dict(average([states[j] for j in kept + [i]]))
         score = _score(base, validation)[metric]
@@ -118,23 +122,32 @@ def greedy(base: Predictor, states, members: list[Member], validation: Split, me
     return kept
 
 
-def peft_merge(members: list[Member], base: Predictor, merge: str) -> dict[str, torch.Tensor]:
+def peft_merge(members: list[Member], base: Predictor, states, merge: str) -> dict[str, torch.Tensor]:
     """LoRA adapters merged by peft's add_weighted_adapter (ties, dare_linear) onto the base, with
     the members' trained heads averaged; returns the merged model's weights."""
     import peft
 
     from paretune.models import load_model
 
+    def lora_only(member: Member):
+        # peft refuses to merge adapters that each carry a trained head (modules_to_save); the heads
+        # are averaged from the members' own weights below, so only the LoRA matrices are loaded.
+        config = peft.PeftConfig.from_pretrained(member.path / "adapter")
+        config.modules_to_save = None
+        config.task_type = None  # a classification task_type would wrap the head again
+        return config
+
     fresh = load_model(members[0].config.model, base.task)
     names = [f"m{i}" for i in range(len(members))]
-    model = peft.PeftModel.from_pretrained(fresh, members[0].path / "adapter", adapter_name=names[0])
+    model = peft.PeftModel.from_pretrained(fresh, members[0].path / "adapter", adapter_name=names[0],
+                                           config=lora_only(members[0]))
     for name, member in zip(names[1:], members[1:]):
+        model.add_adapter(name, lora_only(member))  # load_adapter then keeps this config
         model.load_adapter(member.path / "adapter", adapter_name=name)
     model.add_weighted_adapter(names, [1.0] * len(names), "soup", combination_type=merge, density=0.5)
     model.set_adapter("soup")
     merged = model.merge_and_unload().state_dict()
-    heads = average([{k: v for k, v in p_state.items()} for p_state in
-                     (Predictor.load(m.path, device="cpu").model.state_dict() for m in members)])
+    heads = average(states)
     return {k: (heads[k] if k in heads and _is_head(k, base) else v) for k, v in merged.items()}
 
 

@@ -1,0 +1,145 @@
+"""Ensembles and soups of equal-strength members, fitted on a 1,000-row held-out set (issue 19).
+
+    OMP_NUM_THREADS=1 python bench/combining_equal.py [members] [combine] [report]
+
+The first try (bench/combining.py) fell short of both bars with one-epoch members spreading
+0.77-0.85 and a 400-row validation set. Here the three members are alike: full fine-tunes of the
+packaged MiniLM, lr 1e-4, 2 epochs, one seed (one head init, so they also soup), each on its own
+2,500 SST-2 training rows (0-2.5k, 2.5k-5k, 5k-7.5k: their errors differ), all validated on the
+same 1,000 training rows (60,000-61,000) that no member trains on; weights, the stacking
+meta-model and the greedy soup's choices are fitted there. "dev" is the GLUE validation set
+(872 rows, each run's `test`), which nothing selects on. (Sized for a shared 2-core CPU: about 20
+minutes a member at load 10.)
+
+members  ens-a, ens-b, ens-c
+combine  ensembles (average, weighted, vote, stacking) and uniform and greedy soups of the three
+report   tables for bench/RESULTS.md, and the ensemble with log-probabilities (= logits) averaged
+noise    the average ensemble against the best member on dev, row by row, with a bootstrap interval
+
+Runs land in runs/combining-equal/ (ignored by git); a run already finished there is reused.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import paretune  # noqa: E402
+from paretune.combine.ensemble import build_ensemble  # noqa: E402
+from paretune.combine.soup import build_soup  # noqa: E402
+
+MEMBER = ROOT / "bench" / "configs" / "combining" / "sst2_member.yaml"
+OUT = ROOT / "runs" / "combining-equal"
+SST2 = ROOT.parent / "shared" / "data" / "sst2"
+HELD_OUT = (60000, 61000)
+COMMON = ["training.epochs=2", "training.seed=42", "data.max_train_rows=null"]
+# One seed (42): one head init, so the members also soup; disjoint rows make their errors differ.
+MEMBERS = {"ens-a": (0, 2500), "ens-b": (2500, 5000), "ens-c": (5000, 7500)}  # name: train rows
+ENSEMBLE = list(MEMBERS)
+SOUPS = {"soup": ENSEMBLE}
+RULES = ("average", "weighted", "vote", "stacking")
+
+
+def rows_file(name: str, start: int, end: int) -> Path:
+    """Rows [start, end) of train.tsv (after its header), written under runs/."""
+    path = OUT / "data" / f"{name}.tsv"
+    if not path.is_file():
+        lines = (SST2 / "train.tsv").read_text().splitlines(keepends=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(lines[0] + "".join(lines[1 + start:1 + end]))
+    return path
+
+
+def members() -> None:
+    held_out = rows_file("held-out", *HELD_OUT)
+    for name, (start, end) in MEMBERS.items():
+        path = OUT / name
+        if (path / "metrics.json").is_file():
+            continue
+        train = rows_file(f"rows-{start}-{end}", start, end)
+        paretune.finetune(MEMBER, COMMON + [f"data.train={train}", f"data.validation={held_out}",
+                                            f"output.dir={path}", "output.overwrite=true"])
+
+
+def combine() -> None:
+    for rule in RULES:
+        if not (OUT / f"ensemble-{rule}" / "metrics.json").is_file():
+            build_ensemble([OUT / n for n in ENSEMBLE], rule, OUT / f"ensemble-{rule}", overwrite=True)
+    for prefix, names in SOUPS.items():
+        for recipe in ("uniform", "greedy"):
+            if not (OUT / f"{prefix}-{recipe}" / "metrics.json").is_file():
+                build_soup([OUT / n for n in names], recipe, OUT / f"{prefix}-{recipe}", overwrite=True)
+
+
+def read(name: str) -> dict:
+    metrics = json.loads((OUT / name / "metrics.json").read_text())
+    cost = json.loads((OUT / name / "cost.json").read_text())
+    return {"name": name, "val": metrics["validation"]["accuracy"], "test": metrics["test"]["accuracy"],
+            "usd": cost.get("usd"), "wall_s": cost.get("wall_s"), "metrics": metrics}
+
+
+def logit_average() -> tuple[float, float]:
+    """(held-out, dev) accuracy of the ensemble that averages log-probabilities (for softmax
+    outputs the same as averaging logits) instead of probabilities."""
+    from paretune.combine.members import load_predictors, member_outputs, open_members, read_splits
+
+    found = open_members([OUT / n for n in ENSEMBLE])
+    predictors = load_predictors(found)
+    scores = []
+    for split in read_splits(found[0]):
+        logp = sum(np.log(np.clip(np.stack(member_outputs(p, split)), 1e-12, 1)) for p in predictors)
+        scores.append(float((logp.argmax(1) == np.asarray(split.targets)).mean()))
+    return scores[0], scores[1]
+
+
+def report() -> None:
+    names = list(MEMBERS) + [f"ensemble-{r}" for r in RULES]
+    names += [f"{p}-{r}" for p in SOUPS for r in ("uniform", "greedy")]
+    print("| run | held-out acc (1,000) | SST-2 dev acc | training $ | wall s |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in [read(n) for n in names if (OUT / n / "metrics.json").is_file()]:
+        kept = row["metrics"].get("kept") or row["metrics"].get("weights") or ""
+        print(f"| {row['name']} | {row['val']:.4f} | {row['test']:.4f} | {row['usd']} | {row['wall_s']} | {kept}")
+    groups = {"ensemble": ENSEMBLE, **SOUPS}
+    for name in names[len(MEMBERS):]:
+        if (OUT / name / "metrics.json").is_file():
+            group = groups[name.rsplit("-", 1)[0]]
+            best = max(read(n)["test"] for n in group)
+            print(f"{name}: dev {read(name)['test']:.4f} vs best member {best:.4f}: "
+                  f"{100 * (read(name)['test'] - best):+.2f} points")
+    if all((OUT / n / "metrics.json").is_file() for n in ENSEMBLE):
+        val, dev = logit_average()
+        best = max(read(n)["test"] for n in ENSEMBLE)
+        print(f"ensemble averaging log-probabilities: held-out {val:.4f}, dev {dev:.4f} "
+              f"({100 * (dev - best):+.2f} points)")
+
+
+def noise() -> None:
+    """How far "average ensemble minus best member" on dev is from chance: the rows where they
+    differ, how often members disagree, and a bootstrap interval over the dev rows."""
+    from paretune.combine.members import load_predictors, member_outputs, open_members, read_splits
+
+    found = open_members([OUT / n for n in ENSEMBLE])
+    _, dev = read_splits(found[0])
+    targets = np.asarray(dev.targets)
+    probs = [np.stack(member_outputs(p, dev)) for p in load_predictors(found)]
+    right = [p.argmax(1) == targets for p in probs]
+    ensemble, best = sum(probs).argmax(1) == targets, max(right, key=lambda r: r.mean())
+    print(f"ensemble right where the best member is wrong: {int((ensemble & ~best).sum())} rows; the reverse: "
+          f"{int((~ensemble & best).sum())}; members disagree on "
+          f"{[int((probs[i].argmax(1) != probs[j].argmax(1)).sum()) for i in range(3) for j in range(i + 1, 3)]} rows")
+    diff = ensemble.astype(float) - best
+    rng = np.random.default_rng(0)
+    boot = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(10000)]
+    print(f"ensemble - best member: {100 * diff.mean():+.2f} points, bootstrap 95% "
+          f"[{100 * np.percentile(boot, 2.5):+.2f}, {100 * np.percentile(boot, 97.5):+.2f}]")
+
+
+if __name__ == "__main__":
+    for step in sys.argv[1:] or ["members", "combine", "report"]:
+        {"members": members, "combine": combine, "report": report, "noise": noise}[step]()
