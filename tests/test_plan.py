@@ -18,6 +18,10 @@ def config(tiny_config):
 def test_plan_rows_measured_here_scaled_elsewhere(config, one_torch_thread):
     from paretune.cost.calibrate import plan_run
 
+    from paretune.methods.lora import LoraOptions
+
+    # Rank 2: the default rank 16 is this tiny body's width, not the few adapter weights it is meant to be.
+    config = config.model_copy(update={"method": LoraOptions(r=2, alpha=4)})
     rows = plan_run(config, ["full", "lora"], ["cpu", "a100", "h100"], steps=3)
     by = {(r["method"], r["device"]): r for r in rows}
     assert set(by) == {(m, d) for m in ("full", "lora") for d in ("cpu", "a100", "h100")}
