@@ -174,17 +174,21 @@ async def load(url: str, key: str, texts: list[str], concurrency: int, max_reque
     shares the 2 cores with the server, and httpx spends ~4 ms of CPU per request there, as much as
     a paretune server's whole request path)."""
     host, port = url.removeprefix("http://").split(":")
-    clients = [await RawClient.open(host, int(port), key) for _ in range(concurrency)]
-    for i, client in enumerate(clients[:8]):  # connections open, server warm
-        await client.post({"texts": [texts[i % len(texts)]]})
+    warm = await RawClient.open(host, int(port), key)
+    for i in range(min(concurrency, 8)):  # server warm
+        await warm.post({"texts": [texts[i % len(texts)]]})
+    warm.close()
+    # Each client opens its connection as it starts: one opened early would sit idle through the
+    # warm-up, and uvicorn closes connections idle for 5 s.
     latencies: list[float] = []
     errors = 0
     issued = 0
     started = time.perf_counter()
     stop_at = started + max_seconds
 
-    async def client_loop(client: "RawClient") -> None:
+    async def client_loop() -> None:
         nonlocal issued, errors
+        client = await RawClient.open(host, int(port), key)
         while issued < max_requests and time.perf_counter() < stop_at:
             batch = [texts[(issued * per_request + j) % len(texts)] for j in range(per_request)]
             issued += 1
@@ -193,17 +197,17 @@ async def load(url: str, key: str, texts: list[str], concurrency: int, max_reque
                 status = await client.post({"texts": batch})
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 errors += 1
+                client.close()
                 client = await RawClient.open(host, int(port), key)
                 continue
             if status == 200:
                 latencies.append(time.perf_counter() - sent)
             else:
                 errors += 1
-
-    await asyncio.gather(*(client_loop(c) for c in clients))
-    elapsed = time.perf_counter() - started
-    for client in clients:
         client.close()
+
+    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
     ms = np.asarray(latencies) * 1000
     return {
         "requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),

@@ -109,9 +109,9 @@ class ModelPool:
         try:  # the fork server imports torch while this process exports the model
             self._onnx_path, _ = await asyncio.gather(asyncio.to_thread(self._export),
                                                       asyncio.to_thread(_fork_server))
-        except ParetuneError as err:
-            self.warm_up_error = str(err)
-            log.error("%s", err)
+        except Exception as err:  # the server stays up to say why on /readyz and in the log
+            self.warm_up_error = str(err) if isinstance(err, ParetuneError) else f"{type(err).__name__}: {err}"
+            log.error("the model processes cannot start: %s", self.warm_up_error)
             return
         for _ in range(self.options.processes):
             await self._add_worker()
