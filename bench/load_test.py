@@ -1,5 +1,6 @@
 """Load test of `paretune serve` on loopback: throughput and p50/p95/p99 latency at several
-concurrency levels, with dynamic micro-batching (with and without a wait) and without, in one run.
+concurrency levels: model processes (the default on a CPU), the model in a thread of the server
+process (`--model-processes 0`, the default before), and no batching, in one run.
 
     python bench/load_test.py RUN [--concurrency 1 4 16 64] [--requests 400] [--seconds 20]
 
@@ -28,8 +29,9 @@ import httpx
 import numpy as np
 
 SETTINGS = {  # name -> extra `paretune serve` options
-    "micro-batching (max 32 texts, 5 ms)": ["--max-batch-size", "32", "--max-wait-ms", "5"],
-    "micro-batching, no wait (max 32 texts)": ["--max-batch-size", "32", "--max-wait-ms", "0"],
+    "model processes (default on CPU)": [],
+    "model in the server process (max 32 texts, 5 ms)": ["--model-processes", "0", "--max-batch-size", "32",
+                                                         "--max-wait-ms", "5"],
     "one request at a time": ["--max-batch-size", "1"],
 }
 FALLBACK_TEXTS = ["a gripping, funny film with a fine cast", "dull plot and a boring ending",
