@@ -12,7 +12,7 @@ import time
 import httpx
 import psutil
 import pytest
-from test_serve import (KEY, TEXTS, cls_run, folder, metric, post, predictor, running,  # noqa: F401
+from test_serve import (TEXTS, cls_run, folder, metric, post, predictor, running,  # noqa: F401
                         settings, wait_for)
 
 from paretune.errors import ParetuneError
