@@ -1,5 +1,6 @@
 """Load test of `paretune serve` on loopback: throughput and p50/p95/p99 latency at several
-concurrency levels, with dynamic micro-batching (with and without a wait) and without, in one run.
+concurrency levels: model processes (the default on a CPU), the model in a thread of the server
+process (`--model-processes 0`, the default before), and no batching, in one run.
 
     python bench/load_test.py RUN [--concurrency 1 4 16 64] [--requests 400] [--seconds 20]
 
@@ -28,8 +29,9 @@ import httpx
 import numpy as np
 
 SETTINGS = {  # name -> extra `paretune serve` options
-    "micro-batching (max 32 texts, 5 ms)": ["--max-batch-size", "32", "--max-wait-ms", "5"],
-    "micro-batching, no wait (max 32 texts)": ["--max-batch-size", "32", "--max-wait-ms", "0"],
+    "model processes (default on CPU)": [],
+    "model in the server process (max 32 texts, 5 ms)": ["--model-processes", "0", "--max-batch-size", "32",
+                                                         "--max-wait-ms", "5"],
     "one request at a time": ["--max-batch-size", "1"],
 }
 FALLBACK_TEXTS = ["a gripping, funny film with a fine cast", "dull plot and a boring ending",
@@ -134,6 +136,20 @@ class ServerProcess:
             time.sleep(0.2)
         raise SystemExit("server not ready after 300 s")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the server and every process under it, so far."""
+        import psutil
+
+        root = psutil.Process(self.process.pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
     def __exit__(self, *exc) -> None:
         self.process.terminate()
         try:
@@ -156,35 +172,44 @@ class served(ServerProcess):
 
 async def load(url: str, key: str, texts: list[str], concurrency: int, max_requests: int,
                max_seconds: float, per_request: int) -> dict:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as client:
-        for i in range(min(concurrency, 8)):  # connections open, server warm
-            await client.post("/v1/predict", json={"texts": [texts[i % len(texts)]]})
-        latencies: list[float] = []
-        errors = 0
-        issued = 0
-        started = time.perf_counter()
-        stop_at = started + max_seconds
+    """Closed-loop clients, each on its own keep-alive connection (RawClient: the load generator
+    shares the 2 cores with the server, and httpx spends ~4 ms of CPU per request there, as much as
+    a paretune server's whole request path)."""
+    host, port = url.removeprefix("http://").split(":")
+    warm = await RawClient.open(host, int(port), key)
+    for i in range(min(concurrency, 8)):  # server warm
+        await warm.post({"texts": [texts[i % len(texts)]]})
+    warm.close()
+    # Each client opens its connection as it starts: one opened early would sit idle through the
+    # warm-up, and uvicorn closes connections idle for 5 s.
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+    started = time.perf_counter()
+    stop_at = started + max_seconds
 
-        async def client_loop() -> None:
-            nonlocal issued, errors
-            while issued < max_requests and time.perf_counter() < stop_at:
-                batch = [texts[(issued * per_request + j) % len(texts)] for j in range(per_request)]
-                issued += 1
-                sent = time.perf_counter()
-                try:
-                    answer = await client.post("/v1/predict", json={"texts": batch})
-                except httpx.HTTPError:
-                    errors += 1
-                    continue
-                if answer.status_code == 200:
-                    latencies.append(time.perf_counter() - sent)
-                else:
-                    errors += 1
+    async def client_loop() -> None:
+        nonlocal issued, errors
+        client = await RawClient.open(host, int(port), key)
+        while issued < max_requests and time.perf_counter() < stop_at:
+            batch = [texts[(issued * per_request + j) % len(texts)] for j in range(per_request)]
+            issued += 1
+            sent = time.perf_counter()
+            try:
+                status = await client.post({"texts": batch})
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                errors += 1
+                client.close()
+                client = await RawClient.open(host, int(port), key)
+                continue
+            if status == 200:
+                latencies.append(time.perf_counter() - sent)
+            else:
+                errors += 1
+        client.close()
 
-        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
     ms = np.asarray(latencies) * 1000
     return {
         "requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),
@@ -192,6 +217,35 @@ async def load(url: str, key: str, texts: list[str], concurrency: int, max_reque
         "texts_per_s": round(len(latencies) * per_request / elapsed, 1),
         **{f"p{q}_ms": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)},
     }
+
+
+class RawClient:
+    """HTTP/1.1 POST /v1/predict over one keep-alive connection; reads the status and skips the body."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, key: str):
+        self.reader, self.writer = reader, writer
+        self.head = (f"POST /v1/predict HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+                     "Content-Type: application/json\r\n").encode()
+
+    @classmethod
+    async def open(cls, host: str, port: int, key: str) -> "RawClient":
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer, host, key)
+
+    async def post(self, body: dict) -> int:
+        payload = json.dumps(body).encode()
+        self.writer.write(self.head + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 60)
+        status = int(head.split(b" ", 2)[1])
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), None)
+        if length is None:
+            raise ValueError("answer without Content-Length")
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def table(results: list[dict]) -> str:

@@ -8,6 +8,11 @@ exported to a plain transformers folder (`paretune export`) that the pipeline lo
 serves the run folder itself with an API key shared by all clients and `--rate-limit 0`.
 Both get the same closed-loop clients (bench/load_test.py: each sends one text, waits for the
 answer, sends the next) on loopback, one server at a time, with the same torch thread count.
+The clients are raw keep-alive HTTP/1.1 connections (load_test.RawClient), because the load
+generator shares the machine's cores with the server under test: httpx spent ~4 ms of CPU per
+request, as much as paretune's whole request path. Beside requests/s the table gives the CPU
+time the server (all its processes) spent per answer, which other jobs on a shared machine move
+far less than requests/s, and the load average during each level.
 Prints a table and, per concurrency, paretune's throughput over the peer's, and checks the
 issue's targets: at 32 clients >= 3x the peer's requests/s (>= 4x for `--also`), p99 below the
 peer's p50, zero errors.
@@ -76,13 +81,21 @@ def main() -> None:
         if args.also:
             servers[f"paretune serve {args.also.name}"] = lambda: served(args.also, [], args.threads)
         for name, start in servers.items():
-            with start() as (url, key):
+            server = start()
+            with server as (url, key):
                 for concurrency in args.concurrency:
+                    # CPU per answer, server side: unlike requests/s, it hardly moves with other
+                    # jobs on a shared machine, so it tells the servers apart even there.
+                    cpu_before, load_before = server.cpu_seconds(), os.getloadavg()[0]
                     figures = asyncio.run(load(url, key, texts, concurrency, args.requests, args.seconds, 1))
+                    figures["server_cpu_ms"] = round(1000 * (server.cpu_seconds() - cpu_before)
+                                                     / max(figures["requests"], 1), 1)
+                    figures["load_average"] = round((load_before + os.getloadavg()[0]) / 2, 1)
                     results.setdefault(name, {})[concurrency] = figures
                     print(f"{name:40s} c={concurrency:<3d} {figures['throughput_rps']:8.1f} req/s  "
                           f"p50 {figures['p50_ms']:7.1f} ms  p99 {figures['p99_ms']:7.1f} ms  "
-                          f"errors {figures['errors']}", file=sys.stderr)
+                          f"errors {figures['errors']}  CPU {figures['server_cpu_ms']} ms/req  "
+                          f"load {figures['load_average']}", file=sys.stderr)
     print(report(results, args))
     if args.json:
         args.json.write_text(json.dumps({"threads": args.threads, "results": results}, indent=2) + "\n")
@@ -90,13 +103,14 @@ def main() -> None:
 
 def report(results: dict[str, dict[int, dict]], args) -> str:
     naive, *ours = list(results)
-    lines = ["| server | clients | requests | req/s | p50 ms | p99 ms | errors | vs naive |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| server | clients | requests | req/s | p50 ms | p99 ms | errors | server CPU ms/req | load avg | vs naive |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in results:
         for c, r in results[name].items():
             ratio = r["throughput_rps"] / max(results[naive][c]["throughput_rps"], 1e-9)
             lines.append(f"| {name} | {c} | {r['requests']} | {r['throughput_rps']} | {r['p50_ms']} | "
-                         f"{r['p99_ms']} | {r['errors']} | {ratio:.2f}x |")
+                         f"{r['p99_ms']} | {r['errors']} | {r['server_cpu_ms']} | {r['load_average']} | "
+                         f"{ratio:.2f}x |")
     top = max(args.concurrency)
     lines.append("")
     for name, target in zip(ours, (3.0, 4.0)):

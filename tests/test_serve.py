@@ -66,7 +66,10 @@ def predictor(cls_run) -> Predictor:
 
 
 def settings(**changes) -> ServeSettings:
+    # The model in a thread of the server (model_processes=0): tests wrap the Predictor to make it
+    # slow or fail, which only works in this process. tests/test_serve_processes.py covers the pool.
     base = {"api_key_hashes": (hash_key(KEY), hash_key(OTHER_KEY)), "rate_limit": 0, "max_wait_ms": 50,
+            "model_processes": 0,
             "max_texts": 4, "max_chars": 100, "max_body_bytes": 4096, "log_inputs": True}
     return ServeSettings(**{**base, **changes})
 
@@ -447,7 +450,7 @@ def test_serve_command_starts_answers_and_stops_on_sigterm(cls_run):
             except httpx.TransportError:
                 return False
 
-        wait_for(ready, timeout=120)
+        wait_for(ready, timeout=240)  # model processes import torch again: minutes on a busy machine
         assert post(url, {"texts": TEXTS[:2]}).status_code == 200
         server.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal so supervisors see it.

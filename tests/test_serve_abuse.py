@@ -64,7 +64,9 @@ def server(tiny_run, tmp_path_factory):
     options = ["--port", str(port), "--max-batch-size", str(MAX_BATCH), "--max-queue", "256",
                "--timeout", str(TIMEOUT_S), "--max-texts", str(MAX_TEXTS), "--max-chars", str(MAX_CHARS),
                "--max-body-bytes", str(MAX_BODY), "--rate-limit", "0",
-               "--max-auth-failures", str(AUTH_FAILURES)]
+               "--max-auth-failures", str(AUTH_FAILURES),
+               # The model in the server process: serve_slowly.py slows the Predictor loaded there.
+               "--model-processes", "0"]
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, str(HERE / "serve_slowly.py"), str(tiny_run), *options],
                                    env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -41,7 +41,8 @@ def _predict(model, task: Task, encoded: Encoded, batches: list[list[int]], pad_
     """([(example index, output)], loss summed over rows, rows with a loss) of the first `keep`
     batches; batches after those are run and dropped (see `evaluate`)."""
     was_training = model.training
-    model.eval()
+    if was_training:  # eval() walks every module: a serving-sized batch paid for it on each call
+        model.eval()
     keep = len(batches) if keep is None else keep
     pairs: list[tuple[int, np.ndarray]] = []
     loss_sum, loss_count = 0.0, 0
@@ -58,7 +59,8 @@ def _predict(model, task: Task, encoded: Encoded, batches: list[list[int]], pad_
             loss_sum += float(loss) * len(batch["index"])
             loss_count += len(batch["index"])
         pairs += zip(batch["index"].tolist(), task.outputs(logits, batch))
-    model.train(was_training)
+    if was_training:
+        model.train()
     return pairs, loss_sum, loss_count
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,6 +37,7 @@ from paretune.serving.limits import (BodySizeLimit, FailedAuthLimiter, RateLimit
                                      text_problems)
 from paretune.serving.masking import preview
 from paretune.serving.metrics import MetricsMiddleware, ServerMetrics
+from paretune.serving.model_pool import ModelPool, PoolOptions
 from paretune.serving.settings import ServeSettings
 from paretune.version import __version__
 
@@ -88,9 +90,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def create_app(predictor, settings: ServeSettings) -> FastAPI:
     info = model_info(predictor)
     metrics = ServerMetrics({k: str(info[k]) for k in ("run", "task", "method", "base_model")})
-    batcher = MicroBatcher(predictor, metrics, max_batch_size=settings.max_batch_size,
-                           max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
-                           timeout_s=settings.request_timeout_s)
+    batcher = model_runner(predictor, metrics, settings)
     keys = KeyChecker(settings.api_key_hashes)
     limiter = RateLimiter(settings.rate_limit, settings.burst)
     failed_logins = FailedAuthLimiter(settings.max_auth_failures)
@@ -100,7 +100,7 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
         batcher.start()  # warms up in its thread; /readyz says when it is done
         yield
         # uvicorn has let in-flight requests finish; the queue is empty by now unless they timed out.
-        await asyncio.to_thread(batcher.stop, settings.request_timeout_s)
+        await batcher.close(settings.request_timeout_s)
 
     app = FastAPI(title="paretune", version=__version__, lifespan=lifespan, description=(
         f"Predictions of the fine-tuned run `{info['run']}` ({info['task']}). Send the API key as "
@@ -202,6 +202,33 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
         return Response(body, media_type=content_type)
 
     return app
+
+
+def model_runner(predictor, metrics: ServerMetrics, settings: ServeSettings) -> MicroBatcher | ModelPool:
+    """Model processes fed through a queue (model_pool.py), or a thread of this process (batcher.py)."""
+    processes = model_processes(predictor, settings)
+    if processes == 0:
+        return MicroBatcher(predictor, metrics, max_batch_size=settings.max_batch_size,
+                            max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
+                            timeout_s=settings.request_timeout_s)
+    return ModelPool(PoolOptions(
+        run_dir=predictor.run_dir, processes=processes, threads=settings.model_threads, device=settings.device,
+        trust_remote_code=settings.trust_remote_code, engine=settings.engine,
+        max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
+        timeout_s=settings.request_timeout_s, predictor=predictor), metrics)
+
+
+def model_processes(predictor, settings: ServeSettings) -> int:
+    """How many model processes: the setting, or one per CPU core on a CPU (0 on a GPU, with
+    `--workers` above 1, and for image and generative tasks, whose inputs stay in this process)."""
+    task = predictor.task
+    if task.takes_images or task.generates:
+        return 0
+    if settings.model_processes is not None:
+        return settings.model_processes
+    if str(predictor.device) != "cpu" or settings.workers > 1:
+        return 0
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _busy(err: Overloaded) -> HTTPException:

@@ -21,6 +21,7 @@ out the timeout, the model does work nobody receives, and throughput collapses t
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -146,6 +147,10 @@ class MicroBatcher:
         if self._running_since is not None:
             running = max(0.0, self._running_since + self.batch_s - now)
         return running + -(-queued_texts // self.max_batch_size) * self.batch_s
+
+    async def close(self, timeout: float | None = None) -> None:
+        """`stop` from the event loop (the server's shutdown), without blocking it."""
+        await asyncio.to_thread(self.stop, timeout)
 
     def stop(self, timeout: float | None = None) -> None:
         """Refuse new jobs, finish the queued ones, then end the worker thread."""

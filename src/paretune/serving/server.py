@@ -15,7 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
-from paretune.errors import ParetuneError
+from paretune.serving.loading import load_predictor
 from paretune.serving.settings import ServeSettings
 
 log = logging.getLogger("paretune.serve")
@@ -38,24 +38,13 @@ class Server(uvicorn.Server):
             getattr(self, "_captured_signals", []).clear()  # handled here: uvicorn need not re-raise
 
 
-def load_predictor(run_dir: Path, device: str | None = None, trust_remote_code: bool = False):
-    """Predictor.load with any failure turned into one error that says which run and why."""
-    from paretune.predictor import Predictor
-
-    try:
-        return Predictor.load(run_dir, device=device, trust_remote_code=trust_remote_code)
-    except ParetuneError:
-        raise
-    except Exception as err:  # broken weights, wrong device, missing files: all stop the server
-        log.debug("loading %s failed", run_dir, exc_info=True)
-        raise ParetuneError(f"cannot serve {run_dir}: loading its model failed with "
-                            f"{type(err).__name__}: {err}") from err
-
-
 def uvicorn_options(settings: ServeSettings) -> dict:
     """Keyword arguments for uvicorn.Config / uvicorn.run."""
     return {
         "host": settings.host, "port": settings.port,
+        # h11 even where httptools is installed: it refuses ambiguous framing and oversized headers
+        # that httptools lets through (tests/test_serve_abuse.py).
+        "http": "h11",
         "log_config": None,  # keep paretune's logging set-up; uvicorn's loggers propagate into it
         "server_header": False,  # do not advertise the server software and version
         "access_log": False,  # it logs query strings; access_log.AccessLog logs requests instead

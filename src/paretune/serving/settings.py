@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +22,14 @@ class ServeSettings(BaseModel):
     workers: int = Field(1, ge=1, description="Server processes, each loading its own copy of the model.")
     device: str | None = Field(None, description="torch device (default: cuda if available, else cpu).")
     trust_remote_code: bool = Field(False, description=FLAG_HELP)
+
+    # Where the model runs (serving/model_pool.py, serving/onnx_engine.py).
+    model_processes: int | None = Field(None, ge=0, description=(
+        "Processes running the model, fed by the HTTP process; 0: a thread of the HTTP process. "
+        "Default: one per CPU core on a CPU, 0 on a GPU."))
+    model_threads: int = Field(1, ge=1, description="Threads of each model process (torch / ONNX Runtime).")
+    engine: Literal["auto", "torch", "onnxruntime"] = Field("auto", description=(
+        "auto: ONNX Runtime on a CPU when the run is (or exports cleanly to) ONNX, else torch."))
 
     # Micro-batching: texts from concurrent requests share one forward pass.
     max_batch_size: int = Field(32, ge=1, description="Most texts per forward pass; 1 turns micro-batching off.")
