@@ -56,6 +56,24 @@ def test_write_clean_drops_whole_rows_and_never_overwrites(tmp_path):
     assert (tmp_path / "c.jsonl").read_text() == '{"text": "x", "label": 1}\n\n'
 
 
+def test_write_clean_relabels_suspect_rows_leaving_the_rest_byte_identical(tmp_path):
+    source = tmp_path / "train.csv"
+    source.write_text('text,label\n"one, ""two""",a\nsecond,b\nthird,a\n')
+    assert write_clean(source, "csv", {3}, tmp_path / "c.csv", relabel={1: "b", 3: "b"}) == 2
+    assert (tmp_path / "c.csv").read_text() == 'text,label\n"one, ""two""",b\nsecond,b\n'
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text('sentence\tlabel\nit "was" fine\t0\nbad\t0\n')
+    write_clean(tsv, "tsv", set(), tmp_path / "c.tsv", relabel={1: "1"})
+    assert (tmp_path / "c.tsv").read_text() == 'sentence\tlabel\nit "was" fine\t1\nbad\t0\n'
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"text": "x", "label": 1}\n{"text": "y", "label": 0}\n')
+    write_clean(jsonl, "jsonl", set(), tmp_path / "c.jsonl", relabel={2: "1"})
+    assert (tmp_path / "c.jsonl").read_text() == '{"text": "x", "label": 1}\n{"text": "y", "label": 1}\n'
+    with pytest.raises(ParetuneError, match="label column .missing."):
+        write_clean(tsv, "tsv", set(), tmp_path / "d.tsv", relabel={1: "1"}, label_column="label")  # present: ok
+        write_clean(tsv, "tsv", set(), tmp_path / "e.tsv", relabel={1: "1"}, label_column="missing")
+
+
 def test_audit_command_reports_rows_and_writes_a_clean_copy(tiny_model_dir, tmp_path):
     import typer
 
@@ -72,7 +90,7 @@ def test_audit_command_reports_rows_and_writes_a_clean_copy(tiny_model_dir, tmp_
     result = CliRunner().invoke(app, [
         str(train), "--validation", str(validation), "--set", f"model.name_or_path={tiny_model_dir}",
         "--set", "data.max_length=32", "--out", str(tmp_path / "report"),
-        "--write-clean", str(tmp_path / "clean.csv"), "--json"])
+        "--write-clean", str(tmp_path / "clean.csv"), "--fix", "labels", "--json"])
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"file": str(train), "row": 11} == {k: found["duplicates"][0][k] for k in ("file", "row")}
@@ -84,6 +102,9 @@ def test_audit_command_reports_rows_and_writes_a_clean_copy(tiny_model_dir, tmp_
     assert train.read_bytes() == before
     clean = (tmp_path / "clean.csv").read_text().splitlines()
     assert len(clean) == 1 + found["clean_copy"]["rows_kept"] and "?!,positive" not in clean
+    assert "labels" not in found["clean_copy"]["dropped_for"]  # --fix labels relabels instead of dropping
+    dropped = {r["row"] for k in ("duplicates", "leaks", "lengths") for r in found[k] if r["file"] == str(train)}
+    assert found["clean_copy"]["rows_relabelled"] == len({s["row"] for s in found["suspect_labels"]} - dropped)
 
 
 def test_finetune_mode_gives_out_of_fold_probabilities(tiny_config, tmp_path):

@@ -1,4 +1,4 @@
-"""`paretune audit CONFIG|TRAIN_FILE [--validation F] [--test F] [--out DIR] [--write-clean OUT] [--json]`."""
+"""`paretune audit CONFIG|TRAIN_FILE [--validation F] [--test F] [--out DIR] [--write-clean OUT [--fix labels]] [--json]`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,6 +25,8 @@ def audit(
     drop: list[str] = typer.Option(["labels", "duplicates", "leaks", "lengths"], "--drop",
                                    help="Findings whose rows --write-clean leaves out (repeatable): labels, "
                                    "duplicates, leaks, lengths, outliers."),
+    fix: list[str] = typer.Option([], "--fix", help="With --write-clean: `--fix labels` keeps suspect-label rows "
+                                  "and gives them the audit's suggested label instead of dropping them."),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON on the last line."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
     settings: dict = None,
@@ -35,7 +37,7 @@ def audit(
 
     from pydantic import ValidationError
 
-    from paretune.audit.clean import rows_to_drop, write_clean as write_copy
+    from paretune.audit.clean import labels_to_fix, rows_to_drop, write_clean as write_copy
     from paretune.audit.report import summary, write_report
     from paretune.audit.run import audit as run_audit
     from paretune.config import load_config
@@ -61,16 +63,22 @@ def audit(
     if write_clean is not None:
         train = findings["files"]["train"]["file"]
         fmt = config.data.format or _format(train)
+        if set(fix) - {"labels"}:
+            raise ParetuneError(f"--fix {', '.join(sorted(set(fix) - {'labels'}))}: only `--fix labels` exists")
+        drop = [d for d in drop if not (d == "labels" and fix)]
         dropped = rows_to_drop(findings, drop, train)
-        kept = write_copy(Path(train), fmt, dropped, write_clean, config.data.encoding)
+        relabel = {r: s for r, s in labels_to_fix(findings, train).items() if r not in dropped} if fix else {}
+        kept = write_copy(Path(train), fmt, dropped, write_clean, config.data.encoding, relabel,
+                          config.data.label_column)
         findings["clean_copy"] = {"file": str(write_clean), "rows_kept": kept, "rows_dropped": len(dropped),
-                                  "dropped_for": list(drop)}
+                                  "dropped_for": list(drop), "rows_relabelled": len(relabel)}
         paths["json"].write_text(json.dumps(findings, indent=2) + "\n")
     counts = ", ".join(f"{check} {n}" for check, n in summary(findings).items())
     print(f"audit: {counts}; report {paths['markdown']}", file=sys.stderr if as_json else sys.stdout)
     if "clean_copy" in findings:
         c = findings["clean_copy"]
-        print(f"clean copy: {c['file']} ({c['rows_kept']} rows kept, {c['rows_dropped']} dropped)",
+        print(f"clean copy: {c['file']} ({c['rows_kept']} rows kept, {c['rows_dropped']} dropped, "
+              f"{c['rows_relabelled']} relabelled)",
               file=sys.stderr if as_json else sys.stdout)
     if as_json:
         print(json.dumps({**findings, "report": str(folder)}))
