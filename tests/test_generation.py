@@ -148,6 +148,12 @@ def test_train_eval_and_generate_with_the_saved_template(llama_dir, tmp_path):
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert metrics["exact_match"] == run.validation["exact_match"]
+    data = ["eval", str(run.path), "--data", str(tmp_path / "validation.jsonl"), "--json"]
+    scored = CliRunner().invoke(app, [*data, "--metric", r"regex:(\w+)"])  # a structured match, after the fact
+    assert scored.exit_code == 0, scored.output
+    assert 0 <= json.loads(scored.stdout.strip().splitlines()[-1])["structured_match"] <= 1
+    refused = CliRunner().invoke(app, [*data, "--metric", "jsn"])
+    assert refused.exit_code != 0 and "--metric: unknown match 'jsn'" in str(refused.exception)
 
     served = paretune.Predictor.load(run.path).predict(["review : good film"])  # what predict and serve answer
     assert list(served[0]) == ["completion"]
