@@ -41,7 +41,7 @@ def main(base: str, train: str, validation: str, batch: int, lr: float, r: int, 
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from generation_sst2 import exact_match
+    from generation_sst2 import exact_match, target_loss
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(base)
     model = transformers.AutoModelForCausalLM.from_pretrained(base)
@@ -63,6 +63,7 @@ def main(base: str, train: str, validation: str, batch: int, lr: float, r: int, 
     validation_loss = trainer.evaluate()["eval_loss"]
     merged = trainer.model.merge_and_unload()
     result = {"train_s": round(train_s, 1), "steps": trainer.state.global_step, "validation_loss": validation_loss,
+              "target_loss": round(target_loss(merged, tokenizer, Path(validation)), 5),
               "train_tokens": tokens, "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
               **exact_match(merged, tokenizer, Path(validation))}
     return result

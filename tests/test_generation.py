@@ -148,6 +148,12 @@ def test_train_eval_and_generate_with_the_saved_template(llama_dir, tmp_path):
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert metrics["exact_match"] == run.validation["exact_match"]
+    data = ["eval", str(run.path), "--data", str(tmp_path / "validation.jsonl"), "--json"]
+    scored = CliRunner().invoke(app, [*data, "--metric", r"regex:(\w+)"])  # a structured match, after the fact
+    assert scored.exit_code == 0, scored.output
+    assert 0 <= json.loads(scored.stdout.strip().splitlines()[-1])["structured_match"] <= 1
+    refused = CliRunner().invoke(app, [*data, "--metric", "jsn"])
+    assert refused.exit_code != 0 and "--metric: unknown match 'jsn'" in str(refused.exception)
 
     served = paretune.Predictor.load(run.path).predict(["review : good film"])  # what predict and serve answer
     assert list(served[0]) == ["completion"]
@@ -164,6 +170,9 @@ def test_train_eval_and_generate_with_the_saved_template(llama_dir, tmp_path):
                                     "--output", str(output), "--max-new-tokens", "3", "--temperature", "0.8"])
     assert done.exit_code == 0, done.output
     assert [json.loads(line)["row"] for line in output.read_text().splitlines()] == list(range(1, 9))
+    ranked = CliRunner().invoke(app, ["frontier", str(tmp_path)])  # ranked by validation perplexity
+    assert ranked.exit_code == 0, ranked.output
+    assert "best quality**: run: perplexity" in ranked.stdout
 
 
 def test_two_processes_weighted_by_target_tokens_give_the_one_process_loss_and_gradients(llama_dir):

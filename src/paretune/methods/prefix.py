@@ -20,6 +20,7 @@ from pydantic import Field
 
 from paretune.methods import targets
 from paretune.methods.base import Method, MethodContext, MethodOptions
+from paretune.methods.causal_virtual_tokens import unpack_for_virtual_tokens
 
 
 class PrefixOptions(MethodOptions):
@@ -41,7 +42,9 @@ def apply(model: torch.nn.Module, options: PrefixOptions, context: MethodContext
         init_weights="zero" if options.init == "zero" else None,
         modules_to_save=targets.head_modules(model),
     )
-    return targets.wrap_with_peft(model, config)
+    model = targets.wrap_with_peft(model, config)
+    unpack_for_virtual_tokens(model)  # a causal LM's packed rows: one row per example
+    return model
 
 
 METHOD = Method("prefix", PrefixOptions, apply, "learned key/value prefixes in every layer (peft)",

@@ -47,7 +47,11 @@ def align_token_logits(model: torch.nn.Module) -> None:
 
     Prompt tuning and p-tuning prepend the prompt to the input sequence, and peft's token
     classification returns logits for it too; prefix tuning adds to keys and values only.
+    A causal LM gets one padded row per example instead of packed rows (causal_virtual_tokens.py).
     """
+    from paretune.methods.causal_virtual_tokens import unpack_for_virtual_tokens
+
+    unpack_for_virtual_tokens(model)
     config = model.active_peft_config
     if config.task_type == "TOKEN_CLS" and config.peft_type in ("PROMPT_TUNING", "P_TUNING"):
         model.register_forward_hook(_drop_virtual_tokens)

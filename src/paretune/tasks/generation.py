@@ -25,14 +25,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from paretune.data.chat_rows import read_generation_examples
 from paretune.data.collation import pad_rows
 from paretune.data.encoded import Encoded
 from paretune.data.examples import Example
 from paretune.errors import DataError, DataProblem, ParetuneError
-from paretune.evaluation.generation_metrics import generation_metrics
+from paretune.evaluation.generation_metrics import check_match, generation_metrics
 from paretune.tasks import chat_format
 from paretune.tasks.base import IGNORE_INDEX, Task, TaskOptions
 from paretune.tasks.decoding import DecodeSettings, generate_texts
@@ -53,7 +53,13 @@ class GenerationOptions(TaskOptions):
     max_new_tokens: int = Field(64, ge=1, description="Most tokens generated per answer (evaluation, generate).")
     generate_rows: int = Field(200, ge=0, description="Validation rows answered by generation after training "
                                                       "for exact_match and the other text metrics (0: none).")
-    match: str | None = Field(None, description="Structured-output metric: regex:PATTERN or json:FIELD.")
+    match: str | None = Field(None, description="Structured-output metric: regex:PATTERN, json:FIELD, or "
+                                                "json-list (micro F1 over the items of JSON lists).")
+
+    @field_validator("match")
+    @classmethod
+    def _known_match(cls, match: str | None) -> str | None:
+        return check_match(match) if match else match
 
 
 class GenerationTask(Task):
