@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -90,7 +91,7 @@ def test_train_records_its_plan_beside_the_actuals(tiny_config, one_torch_thread
     tiny_config["training"].update(epochs=2)
     run = finetune(tiny_config)
     plan = run.cost["plan"]
-    assert plan["method"] == "full" and plan["basis"].startswith("first 6 timed steps")
+    assert plan["method"] == "full" and re.match(r"first \d+ timed steps", plan["basis"])
     assert plan["train_s"] > 0 and plan["peak_memory_mib"] > 0 and plan["fits"] is True
     assert plan["steps"] == run.metrics["steps"]
     assert json.loads((run.path / "cost.json").read_text())["plan"] == plan

@@ -15,7 +15,7 @@ def plan(
                                 help="Comma-separated devices: cpu, t4, l4, a10g, a100, h100, h200."),
     rows: Optional[int] = typer.Option(None, "--rows", min=1, help="Plan for the first N training rows "
                                        "(sets data.max_train_rows)."),
-    steps: int = typer.Option(6, "--steps", min=2, help="Timed training steps per method on this machine."),
+    steps: int = typer.Option(10, "--steps", min=2, help="Timed training steps per method on this machine."),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a config key."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON on the last line."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),

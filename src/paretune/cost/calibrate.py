@@ -43,7 +43,7 @@ class _Timed(Exception):
     """Raised from on_step once enough steps are timed: ends the calibration run."""
 
 
-def plan_run(config: Config, methods: list[str], devices: list[str], steps: int = 6) -> list[dict]:
+def plan_run(config: Config, methods: list[str], devices: list[str], steps: int = 10) -> list[dict]:
     """One row per (method, device): time, memory, dollars, whether it fits, measured or scaled."""
     unknown = [d for d in devices if d != "cpu" and d not in DEVICES]
     if unknown:

@@ -29,7 +29,7 @@ WARMUP_STEPS = 1  # the first step allocates buffers and warms kernels: not time
 class StepTimer:
     """Seconds per padded token from the first optimizer steps of a Trainer (its on_step hook)."""
 
-    def __init__(self, steps: int = 6):
+    def __init__(self, steps: int = 10):
         self.steps = steps
         self.marks: list[tuple[float, int]] = []  # (time, padded tokens seen) after each step
         self.trainer = None
@@ -43,10 +43,14 @@ class StepTimer:
         return len(self.marks) >= self.steps + WARMUP_STEPS
 
     def seconds_per_token(self) -> float | None:
+        """The median step's seconds per padded token: one step slowed by something else on the
+        machine (a page-fault burst, another process) moves a mean of a few steps by 10-30% and
+        the whole run's estimate with it; the median ignores it."""
         if len(self.marks) < WARMUP_STEPS + 2:
             return None
-        (t0, n0), (t1, n1) = self.marks[WARMUP_STEPS], self.marks[-1]
-        return (t1 - t0) / max(n1 - n0, 1)
+        timed = self.marks[WARMUP_STEPS:]
+        rates = [(t1 - t0) / max(n1 - n0, 1) for (t0, n0), (t1, n1) in zip(timed, timed[1:])]
+        return float(np.median(rates))
 
 
 @dataclass
