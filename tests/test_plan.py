@@ -32,7 +32,9 @@ def test_plan_rows_measured_here_scaled_elsewhere(config, one_torch_thread):
         assert row["time_s"] == pytest.approx(row["train_s"] + row["eval_s"] + row["setup_s"], abs=0.05)
     # This machine's peak memory is measured at the largest batches: at least what is resident.
     here = by["full", "cpu"]
-    assert here["peak_memory_mib"] >= here["memory"]["process_mib"] and "measured" in here["how"]
+    # (1 MiB of slack: the kernel's resident-page counters are batched per thread, so a high-water
+    # mark and a later resident reading can disagree by a few pages; one CI run saw 0.1 MiB.)
+    assert here["peak_memory_mib"] >= here["memory"]["process_mib"] - 1 and "measured" in here["how"]
     # LoRA keeps gradients and AdamW moments for a few adapter weights only.
     assert by["lora", "a100"]["memory"]["optimizer_mib"] < by["full", "a100"]["memory"]["optimizer_mib"] / 10
     assert by["full", "h100"]["train_s"] < by["full", "a100"]["train_s"]  # same work, faster device
