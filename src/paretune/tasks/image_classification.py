@@ -27,7 +27,8 @@ from paretune.data.image_reading import check_images, read_image_examples, read_
 from paretune.data.images import ImagePreprocessor, ImageProblem, decode
 from paretune.errors import DataError, ParetuneError
 from paretune.evaluation.classification_metrics import classification_metrics
-from paretune.tasks.base import Task, TaskOptions, check_known, label_text, sort_labels
+from paretune.tasks.base import Task, TaskOptions
+from paretune.tasks.classification import ClassificationTask
 
 log = logging.getLogger("paretune")
 
@@ -111,14 +112,9 @@ class ImageClassificationTask(Task):
         found = size.get("height") or size.get("shortest_edge") or 224
         return ImagePreprocessor(config.image_size or found, tuple(hub.image_mean), tuple(hub.image_std))
 
-    @classmethod
-    def infer_labels(cls, examples: list[Example], config: TaskOptions) -> list[str]:
-        if config.labels:
-            return list(config.labels)
-        return sort_labels({label_text(ex.label) for ex in examples})
-
-    def parse_label(self, raw: Any) -> int:
-        return check_known(label_text(raw), self.label_to_id)
+    # Labels are read as text classification reads them (configured list, or sorted as found).
+    infer_labels = classmethod(ClassificationTask.infer_labels.__func__)
+    parse_label = ClassificationTask.parse_label
 
     def use_preprocessor(self, preprocessor) -> None:
         if isinstance(preprocessor, ImagePreprocessor):

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from paretune.data.examples import Example
-from paretune.evaluation.classification_metrics import multilabel_metrics
 from paretune.tasks.image_classification import ImageClassificationOptions, ImageClassificationTask
 from paretune.tasks.multilabel import MultilabelTask
 
@@ -59,12 +58,8 @@ class ImageMultilabelTask(ImageClassificationTask):
         targets = labels.float() * (1 - self.config.label_smoothing) + self.config.label_smoothing / 2
         return F.binary_cross_entropy_with_logits(logits.float(), targets)
 
-    def outputs(self, logits, batch) -> list[np.ndarray]:
-        return list(torch.sigmoid(logits.float()).cpu().numpy())
-
-    def metrics(self, outputs, targets) -> dict[str, Any]:
-        predicted = (np.stack(outputs) >= self.config.threshold).astype(np.int64)
-        return multilabel_metrics(np.stack(targets).astype(np.int64), predicted, self.label_names)
+    outputs = MultilabelTask.outputs  # sigmoid scores, and metrics at the configured threshold
+    metrics = MultilabelTask.metrics
 
     def readable(self, output, example, all_scores=False) -> dict[str, Any]:
         return MultilabelTask.readable(self, output, example, all_scores)  # type: ignore[arg-type]
