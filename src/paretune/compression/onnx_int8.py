@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from pydantic import Field
@@ -33,16 +34,9 @@ class OnnxInt8Options(CompressOptions):
 def apply(model: torch.nn.Module, options: OnnxInt8Options, context: CompressContext) -> Compressed:
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
         raise ParetuneError("onnx-int8 needs onnxruntime: pip install 'paretune[onnx]'") from None
-    exported = context.workdir / "fp32" / ONNX_FILE
-    exported.parent.mkdir(parents=True, exist_ok=True)
-    onnx.export_onnx(model, context, exported, options.opset, options.exporter)
-    prepared = context.workdir / "prepared.onnx"
-    # Symbolic shape inference cannot follow BERT's position slicing (min(max_positions,
-    # sequence)); ONNX's own shape inference and the graph optimization still run.
-    quant_pre_process(str(exported), str(prepared), skip_symbolic_shape=True)
+    prepared = export_prepared(model, context, options.opset, options.exporter)
     target = context.workdir / ONNX_FILE
     with _quiet_root_logger():  # the quantizer logs a line per tensor on the root logger
         quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8,
@@ -53,6 +47,21 @@ def apply(model: torch.nn.Module, options: OnnxInt8Options, context: CompressCon
         settings={**options.model_dump(), "opset": onnx.opset_of(target)},
         checks={"max_abs_logit_diff": difference},
     )
+
+
+def export_prepared(model: torch.nn.Module, context: CompressContext, opset: int | None, exporter) -> Path:
+    """The fp32 ONNX export, run through ONNX Runtime's quantization pre-processing: what both
+    int8 forms quantize (workdir/prepared.onnx)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    exported = context.workdir / "fp32" / ONNX_FILE
+    exported.parent.mkdir(parents=True, exist_ok=True)
+    onnx.export_onnx(model, context, exported, opset, exporter)
+    prepared = context.workdir / "prepared.onnx"
+    # Symbolic shape inference cannot follow BERT's position slicing (min(max_positions,
+    # sequence)); ONNX's own shape inference and the graph optimization still run.
+    quant_pre_process(str(exported), str(prepared), skip_symbolic_shape=True)
+    return prepared
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from paretune.compression import onnx
 from paretune.compression.base import CompressContext, Compressed, CompressionMethod, CompressOptions
-from paretune.compression.onnx_int8 import _quiet_root_logger
+from paretune.compression.onnx_int8 import _quiet_root_logger, export_prepared
 from paretune.data.batching import BatchPlan, make_loader
 from paretune.errors import ParetuneError
 from paretune.stored.onnx import ONNX_FILE
@@ -50,14 +50,9 @@ class _Calibration:
 def apply(model: torch.nn.Module, options: OnnxInt8StaticOptions, context: CompressContext) -> Compressed:
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
         raise ParetuneError("onnx-int8-static needs onnxruntime: pip install 'paretune[onnx]'") from None
-    exported = context.workdir / "fp32" / ONNX_FILE
-    exported.parent.mkdir(parents=True, exist_ok=True)
-    onnx.export_onnx(model, context, exported, options.opset, options.exporter)
-    prepared = context.workdir / "prepared.onnx"
-    quant_pre_process(str(exported), str(prepared), skip_symbolic_shape=True)  # as onnx-int8 does
+    prepared = export_prepared(model, context, options.opset, options.exporter)
     calibration = _Calibration(context, options.calibration_rows)
     target = context.workdir / ONNX_FILE
     with _quiet_root_logger():
