@@ -93,15 +93,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--seed", type=int, default=0, help="Seed of the flips (and of the audit's folds).")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="Seeds of the final trainings; default --seed.")
-    parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
+    parser.add_argument("--conditions", nargs="*", default=list(CONDITIONS), choices=CONDITIONS)
     parser.add_argument("--mode", default="embeddings", choices=("embeddings", "finetune"))
     parser.add_argument("--audit-set", nargs="*", default=[], help="Config overrides for the audit only, "
                         "e.g. training.epochs=1 for quick fine-tune folds.")
     parser.add_argument("--findings", type=Path, default=None, help="An audit's report.json, or its saved `--json` output.")
     parser.add_argument("--top", type=int, default=200)
+    parser.add_argument("--drop-top", type=int, nargs="*", default=[], metavar="K",
+                        help="Also train on the noisy file less only its K most suspect rows (condition top-K).")
     parser.add_argument("--out", type=Path, default=None, help="Scratch folder; default a temporary one.")
     parser.add_argument("--no-train", action="store_true", help="Only the audit's recall.")
     args = parser.parse_args()
+    from paretune.audit.clean import write_clean
+
     out = args.out or Path(tempfile.mkdtemp(prefix="audit-noise-"))
     out.mkdir(parents=True, exist_ok=True)
     rows = read_tsv(SHARED / "sst2" / "train.tsv")[: args.rows]
@@ -123,6 +127,11 @@ def main() -> None:
     # Control: the noisy file less as many random rows as the audit dropped.
     keep = sorted(random.Random(args.seed + 1).sample(range(len(noisy_rows)), len(noisy_rows) - result["flagged"]))
     files["random-drop"] = write_tsv(out / "random_drop.tsv", [noisy_rows[i] for i in keep])
+    for k in args.drop_top:  # `--write-clean --drop labels --max-drop K`
+        files[f"top-{k}"] = out / f"top_{k}.tsv"
+        files[f"top-{k}"].unlink(missing_ok=True)
+        write_clean(files["noisy"], "tsv", {s["row"] for s in findings["suspect_labels"][:k]}, files[f"top-{k}"])
+    args.conditions += [f"top-{k}" for k in args.drop_top]
     accuracy: dict[str, list[float]] = {name: [] for name in args.conditions}
     for seed in args.seeds or [args.seed]:
         for name in args.conditions:
@@ -170,7 +179,7 @@ def recovery(accuracy: dict[str, list[float]]) -> dict:
     if "clean" in mean and "noisy" in mean:
         cost = mean["clean"] - mean["noisy"]
         result["noise_cost"] = round(cost, 4)
-        for name in ("cleaned", "relabelled", "random-drop"):
+        for name in [n for n in mean if n in ("cleaned", "relabelled", "random-drop") or n.startswith("top-")]:
             if name in mean and cost > 0:
                 result[f"recovered_{name}"] = round((mean[name] - mean["noisy"]) / cost, 3)
     return result

@@ -1,6 +1,6 @@
 """Ensembles and soups of equal-strength members, fitted on a 1,000-row held-out set (issue 19).
 
-    OMP_NUM_THREADS=1 python bench/combining_equal.py [members] [combine] [report]
+    OMP_NUM_THREADS=1 python bench/combining_equal.py [members] [combine] [report] [--rows N --epochs E]
 
 The first try (bench/combining.py) fell short of both bars with one-epoch members spreading
 0.77-0.85 and a 400-row validation set. Here the three members are alike: full fine-tunes of the
@@ -17,9 +17,12 @@ report   tables for bench/RESULTS.md, and the ensemble with log-probabilities (=
 noise    the average ensemble against the best member on dev, row by row, with a bootstrap interval
 
 Runs land in runs/combining-equal/ (ignored by git); a run already finished there is reused.
+`--rows N --epochs E` gives each member N rows instead (slices 0-N, N-2N, 2N-3N; N <= 20,000 keeps
+them clear of the held-out rows) and E epochs; those runs land in runs/combining-equal-N/.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -140,6 +143,23 @@ def noise() -> None:
           f"[{100 * np.percentile(boot, 2.5):+.2f}, {100 * np.percentile(boot, 97.5):+.2f}]")
 
 
+def resize(rows: int, epochs: float) -> None:
+    """Members of `rows` rows each, trained `epochs` epochs, in a folder of their own."""
+    global OUT
+    if 3 * rows > HELD_OUT[0]:
+        sys.exit(f"--rows {rows}: three slices would reach the held-out rows ({HELD_OUT[0]:,}-{HELD_OUT[1]:,})")
+    OUT = OUT.with_name(f"combining-equal-{rows}")
+    COMMON[0] = f"training.epochs={epochs}"
+    MEMBERS.update({name: (i * rows, (i + 1) * rows) for i, name in enumerate(MEMBERS)})
+
+
 if __name__ == "__main__":
-    for step in sys.argv[1:] or ["members", "combine", "report"]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("steps", nargs="*", choices=["members", "combine", "report", "noise"])
+    parser.add_argument("--rows", type=int, default=None, help="training rows per member (default 2,500)")
+    parser.add_argument("--epochs", type=float, default=2)
+    args = parser.parse_args()
+    if args.rows is not None:
+        resize(args.rows, args.epochs)
+    for step in args.steps or ["members", "combine", "report"]:
         {"members": members, "combine": combine, "report": report, "noise": noise}[step]()

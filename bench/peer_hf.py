@@ -99,6 +99,12 @@ def _ner(spec, tokenizer):
     return encode(train), encode(val), labels, metrics, model_class, DataCollatorForTokenClassification(tokenizer), "f1"
 
 
+def _eval_steps(rows: int, evals_per_epoch: int) -> int:
+    """Steps between evaluations: `evals_per_epoch` a full epoch, the last on its last step."""
+    steps_per_epoch = -(-rows // 32)
+    return max(1, -(-steps_per_epoch // evals_per_epoch))
+
+
 def run_peer(spec: dict) -> dict:
     torch.manual_seed(spec["seed"])
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
@@ -109,7 +115,7 @@ def run_peer(spec: dict) -> dict:
     args = TrainingArguments(
         output_dir=spec["out"], per_device_train_batch_size=32, per_device_eval_batch_size=128,
         num_train_epochs=spec["epochs"], eval_strategy="steps",
-        eval_steps=max(1, len(train) // 32 // spec["evals_per_epoch"]), save_strategy="no",
+        eval_steps=_eval_steps(len(train), spec["evals_per_epoch"]), save_strategy="no",
         logging_strategy="no", report_to=[], seed=spec["seed"], use_cpu=not cuda,
         bf16=cuda and torch.cuda.is_bf16_supported(),
     )
@@ -119,7 +125,12 @@ def run_peer(spec: dict) -> dict:
     started = time.perf_counter()
     trainer.train()
     wall_s = time.perf_counter() - started
-    final = trainer.evaluate()
+    max_steps = trainer.state.max_steps
+    if clock.history and clock.history[-1]["step"] == max_steps:
+        # The last periodic evaluation scored the final weights: reuse it (paretune does too).
+        final = {f"eval_{metric}": clock.history[-1][metric]}
+    else:
+        final = trainer.evaluate()
     n_tokens = sum(len(r["input_ids"]) for r in train) * spec["epochs"]
     train_s = clock.train_s
     return {

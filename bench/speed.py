@@ -41,8 +41,9 @@ def run_ours(spec: dict) -> dict:
         "model": {"name_or_path": spec["model"]},
         "task": {"type": task},
         "data": data,
+        **({"method": spec["method"]} if spec.get("method") else {}),
         "training": {"epochs": spec["epochs"], "seed": spec["seed"],
-                     "eval_every": _ours_eval_every(spec), "save_every": 10**9,
+                     "eval_every": spec["ours_eval_every"], "save_every": 10**9,
                      # Final weights, as the peer reports them (paretune's default keeps the best).
                      "load_best": False, **spec.get("ours", {})},
         "output": {"dir": str(Path(spec["out"]) / "run")},
@@ -64,7 +65,8 @@ def run_ours(spec: dict) -> dict:
 
 
 def _ours_eval_every(spec: dict) -> int:
-    """Steps between evaluations so that paretune evaluates as often per epoch as the peer."""
+    """Steps between evaluations so that paretune evaluates as often per epoch as the peer
+    (bench/peer_hf.py `_eval_steps`), the last one on the last step."""
     from transformers import AutoTokenizer
 
     from paretune.config.schema import TrainingConfig
@@ -85,7 +87,7 @@ def _ours_eval_every(spec: dict) -> int:
     config = TrainingConfig(**spec.get("ours", {}))
     batch_size, batch_tokens = resolve_batching(config, int(lengths.sum()), int(lengths.max()))
     steps = len(BatchPlan(lengths, batch_size=batch_size, batch_tokens=batch_tokens, shuffle=True, seed=0))
-    return max(1, steps // spec["evals_per_epoch"])
+    return max(1, -(-steps // spec["evals_per_epoch"]))  # the last evaluation on the last step
 
 
 def _batching(run) -> str:
@@ -164,6 +166,8 @@ def main() -> None:
     parser.add_argument("--sides", default="peer,ours", help="which sides to run (peer,ours)")
     parser.add_argument("--ours", action="append", default=[],
                         help="extra paretune training setting KEY=VALUE (e.g. lr=2e-4)")
+    parser.add_argument("--method", action="append", default=[],
+                        help="paretune method setting KEY=VALUE (e.g. name=freeze, freeze_layers=2); default full")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -181,7 +185,10 @@ def main() -> None:
         "epochs": args.epochs, "evals_per_epoch": args.evals_per_epoch, "max_length": args.max_length,
         "model": args.model or str(default_model_path()), "seed": args.seed, "out": str(out),
         "ours": {k: _parse(v) for k, v in (item.split("=", 1) for item in args.ours)},
+        "method": {k: _parse(v) for k, v in (item.split("=", 1) for item in args.method)},
     }
+    # Worked out here, not in paretune's timed process: the peer's process does no such work.
+    spec["ours_eval_every"] = _ours_eval_every(spec)
     spec_path = out / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     results = {}

@@ -116,3 +116,22 @@ def test_finetune_mode_gives_out_of_fold_probabilities(tiny_config, tmp_path):
     found = audit(config_from_dict(tiny_config), AuditOptions(mode="finetune", folds=2))
     assert found["label_probabilities"]["mode"] == "finetune"
     assert 0 <= found["label_probabilities"]["out_of_fold_accuracy"] <= 1
+
+
+def test_max_labels_limits_the_clean_copy_to_the_most_suspect_rows(tmp_path):
+    from types import SimpleNamespace
+
+    from paretune.cli.audit import _clean_copy
+
+    train = write_csv(tmp_path / "train.csv", [("a", "x"), ("b", "y"), ("c", "x"), ("d", "y")])
+    suspects = [{"file": str(train), "row": r, "score": s, "suggested": "y" if r != 2 else "x"}
+                for r, s in ((3, 0.9), (1, 0.8), (2, 0.6))]  # ranked most-suspect first
+    findings = {"files": {"train": {"file": str(train)}}, "suspect_labels": suspects}
+    config = SimpleNamespace(data=SimpleNamespace(format=None, encoding="utf-8", label_column="label"))
+    done = _clean_copy(findings, config, tmp_path / "top2.csv", ["labels"], [], max_labels=2)
+    assert (tmp_path / "top2.csv").read_text().splitlines() == ["text,label", "b,y", "d,y"]
+    assert done["rows_dropped"] == 2 and done["max_labels"] == 2
+    done = _clean_copy(findings, config, tmp_path / "fix1.csv", ["labels"], ["labels"], max_labels=1)
+    assert (tmp_path / "fix1.csv").read_text().splitlines() == ["text,label", "a,x", "b,y", "c,y", "d,y"]
+    assert done["rows_relabelled"] == 1 and done["rows_dropped"] == 0
+    assert len(findings["suspect_labels"]) == 3  # the report keeps every suspect

@@ -152,3 +152,39 @@ def test_peft_wrapping_does_not_repeat_transformers_checkpointing_deprecation(ti
         warnings.warn("is_gradient_checkpointing stays visible elsewhere", FutureWarning)
     messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
     assert messages == ["is_gradient_checkpointing stays visible elsewhere"]
+
+
+def _full(model, **options):
+    from paretune.methods.base import MethodContext
+    from paretune.methods.full import FullOptions, apply
+
+    return apply(model, FullOptions(**options), MethodContext(task_type="classification", total_steps=1))
+
+
+def test_full_freezes_only_a_large_untied_token_table_by_default(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=32_000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=2)  # a real-sized vocabulary: 1.02M weights
+    model = _full(BertForSequenceClassification(config))
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"bert.embeddings.word_embeddings.weight"}  # positions, types and the norm train
+    model = _full(model, freeze_token_embeddings=False)
+    assert all(p.requires_grad for p in model.parameters())
+    # The tiny test model's table (200 x 32) costs nothing to update, and it is random: it trains.
+    tiny = _full(AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2))
+    assert all(p.requires_grad for p in tiny.parameters())
+
+
+def test_full_keeps_a_token_table_tied_to_the_output_layer_trainable():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=70_000, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
+    model = _full(LlamaForCausalLM(config))
+    assert all(p.requires_grad for p in model.parameters())  # freezing it would freeze the LM head
+    model = _full(model, freeze_token_embeddings=True)  # asked for: frozen, head with it
+    assert not model.get_input_embeddings().weight.requires_grad
+    untied = LlamaForCausalLM(LlamaConfig(**{**config.to_dict(), "tie_word_embeddings": False}))
+    model = _full(untied)
+    assert not model.get_input_embeddings().weight.requires_grad and model.lm_head.weight.requires_grad

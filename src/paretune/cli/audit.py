@@ -1,4 +1,4 @@
-"""`paretune audit CONFIG|TRAIN_FILE [--validation F] [--test F] [--out DIR] [--write-clean OUT [--fix labels]] [--json]`."""
+"""`paretune audit CONFIG|TRAIN_FILE [--validation F] [--test F] [--out DIR] [--write-clean OUT [--fix labels] [--max-labels K]] [--json]`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,6 +27,9 @@ def audit(
                                    "duplicates, leaks, lengths, outliers."),
     fix: list[str] = typer.Option([], "--fix", help="With --write-clean: `--fix labels` keeps suspect-label rows "
                                   "and gives them the audit's suggested label instead of dropping them."),
+    max_labels: Optional[int] = typer.Option(
+        None, "--max-labels", min=0, help="With --write-clean: drop (or fix) only the K most suspect labels, "
+        "not every flagged one; a small set loses fewer correct but hard rows."),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON on the last line."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
     settings: dict = None,
@@ -37,7 +40,6 @@ def audit(
 
     from pydantic import ValidationError
 
-    from paretune.audit.clean import labels_to_fix, rows_to_drop, write_clean as write_copy
     from paretune.audit.report import summary, write_report
     from paretune.audit.run import audit as run_audit
     from paretune.config import load_config
@@ -61,17 +63,7 @@ def audit(
     folder = out or Path(default_output_dir(f"audit-{source.stem}"))
     paths = write_report(findings, folder)
     if write_clean is not None:
-        train = findings["files"]["train"]["file"]
-        fmt = config.data.format or _format(train)
-        if set(fix) - {"labels"}:
-            raise ParetuneError(f"--fix {', '.join(sorted(set(fix) - {'labels'}))}: only `--fix labels` exists")
-        drop = [d for d in drop if not (d == "labels" and fix)]
-        dropped = rows_to_drop(findings, drop, train)
-        relabel = {r: s for r, s in labels_to_fix(findings, train).items() if r not in dropped} if fix else {}
-        kept = write_copy(Path(train), fmt, dropped, write_clean, config.data.encoding, relabel,
-                          config.data.label_column)
-        findings["clean_copy"] = {"file": str(write_clean), "rows_kept": kept, "rows_dropped": len(dropped),
-                                  "dropped_for": list(drop), "rows_relabelled": len(relabel)}
+        findings["clean_copy"] = _clean_copy(findings, config, write_clean, drop, fix, max_labels)
         paths["json"].write_text(json.dumps(findings, indent=2) + "\n")
     counts = ", ".join(f"{check} {n}" for check, n in summary(findings).items())
     print(f"audit: {counts}; report {paths['markdown']}", file=sys.stderr if as_json else sys.stdout)
@@ -82,6 +74,25 @@ def audit(
               file=sys.stderr if as_json else sys.stdout)
     if as_json:
         print(json.dumps({**findings, "report": str(folder)}))
+
+
+def _clean_copy(findings: dict, config, out: Path, drop: list[str], fix: list[str], max_labels: int | None) -> dict:
+    """Write the clean copy of the training file; what it did, for the report."""
+    from paretune.audit.clean import labels_to_fix, rows_to_drop, write_clean
+    from paretune.errors import ParetuneError
+
+    train = findings["files"]["train"]["file"]
+    fmt = config.data.format or _format(train)
+    if set(fix) - {"labels"}:
+        raise ParetuneError(f"--fix {', '.join(sorted(set(fix) - {'labels'}))}: only `--fix labels` exists")
+    if max_labels is not None:  # suspect_labels is ranked most-suspect first
+        findings = {**findings, "suspect_labels": (findings.get("suspect_labels") or [])[:max_labels]}
+    drop = [d for d in drop if not (d == "labels" and fix)]
+    dropped = rows_to_drop(findings, drop, train)
+    relabel = {r: s for r, s in labels_to_fix(findings, train).items() if r not in dropped} if fix else {}
+    kept = write_clean(Path(train), fmt, dropped, out, config.data.encoding, relabel, config.data.label_column)
+    return {"file": str(out), "rows_kept": kept, "rows_dropped": len(dropped), "dropped_for": list(drop),
+            "rows_relabelled": len(relabel), "max_labels": max_labels}
 
 
 def _format(path: str) -> str:

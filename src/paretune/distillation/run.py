@@ -34,7 +34,8 @@ def student_config(teacher: Parent, plan: StudentPlan, options: DistillOptions, 
 
     raw = child_config(teacher, output, "distilled", overwrite).model_dump(mode="json")
     raw["model"]["name_or_path"] = plan.source
-    raw["method"] = {"name": "full"}
+    # Every weight: a fresh or narrowed student's token table has not learnt anything yet.
+    raw["method"] = {"name": "full", "freeze_token_embeddings": False}
     raw["training"].update({"epochs": options.epochs, "max_steps": None})
     return config_from_dict(apply_overrides(raw, overrides or []))
 
