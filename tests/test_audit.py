@@ -4,6 +4,7 @@ synthetic features where the answer is known)."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -116,6 +117,30 @@ def test_finetune_mode_gives_out_of_fold_probabilities(tiny_config, tmp_path):
     found = audit(config_from_dict(tiny_config), AuditOptions(mode="finetune", folds=2))
     assert found["label_probabilities"]["mode"] == "finetune"
     assert 0 <= found["label_probabilities"]["out_of_fold_accuracy"] <= 1
+
+
+def test_both_mode_averages_the_two_sources_of_probabilities(monkeypatch):
+    import numpy as np
+
+    from paretune.audit import finetune_probs, labels, run
+
+    targets = np.array([0, 1, 1, 0])
+    finetuned = np.array([[0.9, 0.1], [0.2, 0.8], [0.9, 0.1], [0.6, 0.4]])
+    embedded = np.array([[0.7, 0.3], [0.4, 0.6], [0.7, 0.3], [0.2, 0.8]])
+    monkeypatch.setattr(finetune_probs, "finetune_probs", lambda *a: finetuned)
+    monkeypatch.setattr(labels, "embedding_probs", lambda *a: embedded)
+    seen = {}
+
+    def find_issues(targets, probs):
+        seen["probs"] = probs
+        return []
+
+    monkeypatch.setattr(labels, "find_issues", find_issues)
+    train = SimpleNamespace(targets=list(targets), where=None, texts=[""] * 4)
+    data = SimpleNamespace(single_label=True, train=train, task=SimpleNamespace(label_names=["a", "b"]))
+    _, about = run._label_findings(None, data, {"train": None}, run.AuditOptions(mode="both"))
+    assert np.allclose(seen["probs"], (finetuned + embedded) / 2)
+    assert about == {"out_of_fold_accuracy": 0.5, "mode": "both"}  # rows 0 and 1 right; 3 ties at 0.5 -> class 0
 
 
 def test_max_labels_limits_the_clean_copy_to_the_most_suspect_rows(tmp_path):

@@ -22,9 +22,10 @@ log = logging.getLogger("paretune.audit")
 
 
 class AuditOptions(BaseModel):
-    mode: Literal["embeddings", "finetune"] = Field(
+    mode: Literal["embeddings", "finetune", "both"] = Field(
         "embeddings", description="Where label probabilities come from: a logistic regression on frozen "
-        "embeddings per fold (fast), or short k-fold fine-tunes of the model (slow, closer to training).")
+        "embeddings per fold (fast), short k-fold fine-tunes of the model (slow, closer to training), "
+        "or the mean of the two (the two err on different rows, so their mean ranks flips best).")
     folds: int = Field(5, ge=2, description="Folds for the out-of-fold probabilities.")
     near_threshold: float = Field(0.95, gt=0, le=1, description="Cosine similarity from which two rows are near duplicates.")
     outlier_share: float = Field(0.01, ge=0, le=1, description="Share of training rows reported as outliers.")
@@ -60,12 +61,14 @@ def _label_findings(config: Config, data: AuditData, embeddings, options: AuditO
         return [], None
     targets = np.asarray(data.train.targets, dtype=np.int64)
     n_classes = len(data.task.label_names)
-    if options.mode == "finetune":
+    probs = np.zeros((len(targets), n_classes))
+    if options.mode in ("finetune", "both"):
         from paretune.audit.finetune_probs import finetune_probs
 
-        probs = finetune_probs(config, data, options.folds, options.seed)
-    else:
-        probs = labels.embedding_probs(embeddings["train"], targets, n_classes, options.folds, options.seed)
+        probs += finetune_probs(config, data, options.folds, options.seed)
+    if options.mode in ("embeddings", "both"):
+        probs += labels.embedding_probs(embeddings["train"], targets, n_classes, options.folds, options.seed)
+    probs /= 2 if options.mode == "both" else 1
     names = data.task.label_names
     found = []
     for issue in labels.find_issues(targets, probs):
