@@ -50,7 +50,7 @@ def test_cost_json_after_a_tiny_run_priced_with_the_option(tiny_config, tmp_path
     assert flops["flops_per_token"] == 6 * flops["trainable_params"]  # full fine-tuning
     # metrics count embedding tables as parameters; the FLOP split keeps them apart.
     assert flops["trainable_params"] + flops["frozen_params"] + flops["embedding_params"] == metrics["total_params"]
-    assert flops["frozen_params"] == 0  # full fine-tuning (a frozen token table would count as an embedding)
+    assert flops["frozen_params"] == 0  # full fine-tuning
     train_s = cost["phases_s"]["train_s"]
     assert flops["achieved_flops_per_s"] == pytest.approx(flops["train"] / train_s, rel=0.01)
 

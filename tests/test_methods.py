@@ -161,18 +161,19 @@ def _full(model, **options):
     return apply(model, FullOptions(**options), MethodContext(task_type="classification", total_steps=1))
 
 
-def test_full_freezes_only_a_large_untied_token_table_by_default(tiny_model_dir):
+def test_full_trains_every_weight_by_default_and_auto_freezes_a_large_untied_token_table(tiny_model_dir):
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
     config = BertConfig(vocab_size=32_000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=64, num_labels=2)  # a real-sized vocabulary: 1.02M weights
     model = _full(BertForSequenceClassification(config))
+    assert all(p.requires_grad for p in model.parameters())
+    model = _full(model, freeze_token_embeddings="auto")
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {"bert.embeddings.word_embeddings.weight"}  # positions, types and the norm train
-    model = _full(model, freeze_token_embeddings=False)
-    assert all(p.requires_grad for p in model.parameters())
     # The tiny test model's table (200 x 32) costs nothing to update, and it is random: it trains.
-    tiny = _full(AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2))
+    tiny = _full(AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2),
+                 freeze_token_embeddings="auto")
     assert all(p.requires_grad for p in tiny.parameters())
 
 
@@ -181,10 +182,10 @@ def test_full_keeps_a_token_table_tied_to_the_output_layer_trainable():
 
     config = LlamaConfig(vocab_size=70_000, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
-    model = _full(LlamaForCausalLM(config))
+    model = _full(LlamaForCausalLM(config), freeze_token_embeddings="auto")
     assert all(p.requires_grad for p in model.parameters())  # freezing it would freeze the LM head
     model = _full(model, freeze_token_embeddings=True)  # asked for: frozen, head with it
     assert not model.get_input_embeddings().weight.requires_grad
     untied = LlamaForCausalLM(LlamaConfig(**{**config.to_dict(), "tie_word_embeddings": False}))
-    model = _full(untied)
+    model = _full(untied, freeze_token_embeddings="auto")
     assert not model.get_input_embeddings().weight.requires_grad and model.lm_head.weight.requires_grad
