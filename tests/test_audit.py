@@ -160,3 +160,15 @@ def test_max_labels_limits_the_clean_copy_to_the_most_suspect_rows(tmp_path):
     assert (tmp_path / "fix1.csv").read_text().splitlines() == ["text,label", "a,x", "b,y", "c,y", "d,y"]
     assert done["rows_relabelled"] == 1 and done["rows_dropped"] == 0
     assert len(findings["suspect_labels"]) == 3  # the report keeps every suspect
+
+
+def test_max_labels_without_a_clean_copy_is_refused(tmp_path):
+    import typer
+
+    from paretune.cli import audit as audit_cli
+
+    app = typer.Typer()
+    audit_cli.register(app)
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(10))
+    result = CliRunner().invoke(app, [str(train), "--max-labels", "5"])
+    assert result.exit_code != 0 and "--write-clean" in str(result.exception or result.output)

@@ -53,6 +53,8 @@ def audit(
         options = AuditOptions(**settings)
     except ValidationError as err:
         raise ParetuneError("audit: " + "; ".join(message for _, message in validation_problems(err))) from None
+    if max_labels is not None and write_clean is None:
+        raise ParetuneError("--max-labels limits the clean copy: give --write-clean OUT too")
     overrides = [*set_, *([f"data.validation={validation}"] if validation else []),
                  *([f"data.test={test}"] if test else [])]
     if source.suffix.lower() in _CONFIG_SUFFIXES:
