@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the flips (and of the audit's folds).")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="Seeds of the final trainings; default --seed.")
     parser.add_argument("--conditions", nargs="*", default=list(CONDITIONS), choices=CONDITIONS)
-    parser.add_argument("--mode", default="embeddings", choices=("embeddings", "finetune"))
+    parser.add_argument("--mode", default="embeddings", choices=("embeddings", "finetune", "both"))
     parser.add_argument("--audit-set", nargs="*", default=[], help="Config overrides for the audit only, "
                         "e.g. training.epochs=1 for quick fine-tune folds.")
     parser.add_argument("--findings", type=Path, default=None, help="An audit's report.json, or its saved `--json` output.")
@@ -127,7 +127,7 @@ def main() -> None:
     # Control: the noisy file less as many random rows as the audit dropped.
     keep = sorted(random.Random(args.seed + 1).sample(range(len(noisy_rows)), len(noisy_rows) - result["flagged"]))
     files["random-drop"] = write_tsv(out / "random_drop.tsv", [noisy_rows[i] for i in keep])
-    for k in args.drop_top:  # `--write-clean --drop labels --max-drop K`
+    for k in args.drop_top:  # what `--write-clean c.tsv --drop labels --max-labels K` writes
         files[f"top-{k}"] = out / f"top_{k}.tsv"
         files[f"top-{k}"].unlink(missing_ok=True)
         write_clean(files["noisy"], "tsv", {s["row"] for s in findings["suspect_labels"][:k]}, files[f"top-{k}"])
@@ -179,9 +179,9 @@ def recovery(accuracy: dict[str, list[float]]) -> dict:
     if "clean" in mean and "noisy" in mean:
         cost = mean["clean"] - mean["noisy"]
         result["noise_cost"] = round(cost, 4)
-        for name in [n for n in mean if n in ("cleaned", "relabelled", "random-drop") or n.startswith("top-")]:
-            if name in mean and cost > 0:
-                result[f"recovered_{name}"] = round((mean[name] - mean["noisy"]) / cost, 3)
+        fixes = [n for n in mean if n in ("cleaned", "relabelled", "random-drop") or n.startswith("top-")]
+        for name in fixes if cost > 0 else []:
+            result[f"recovered_{name}"] = round((mean[name] - mean["noisy"]) / cost, 3)
     return result
 
 

@@ -61,14 +61,14 @@ def _label_findings(config: Config, data: AuditData, embeddings, options: AuditO
         return [], None
     targets = np.asarray(data.train.targets, dtype=np.int64)
     n_classes = len(data.task.label_names)
-    probs = np.zeros((len(targets), n_classes))
+    sources = []  # out-of-fold probabilities; `both` averages the two
     if options.mode in ("finetune", "both"):
         from paretune.audit.finetune_probs import finetune_probs
 
-        probs += finetune_probs(config, data, options.folds, options.seed)
+        sources.append(finetune_probs(config, data, options.folds, options.seed))
     if options.mode in ("embeddings", "both"):
-        probs += labels.embedding_probs(embeddings["train"], targets, n_classes, options.folds, options.seed)
-    probs /= 2 if options.mode == "both" else 1
+        sources.append(labels.embedding_probs(embeddings["train"], targets, n_classes, options.folds, options.seed))
+    probs = np.mean(sources, axis=0)
     names = data.task.label_names
     found = []
     for issue in labels.find_issues(targets, probs):

@@ -40,7 +40,7 @@ def audit(
 
     from pydantic import ValidationError
 
-    from paretune.audit.report import summary, write_report
+    from paretune.audit.report import write_report
     from paretune.audit.run import audit as run_audit
     from paretune.config import load_config
     from paretune.config.loading import default_output_dir
@@ -67,15 +67,21 @@ def audit(
     if write_clean is not None:
         findings["clean_copy"] = _clean_copy(findings, config, write_clean, drop, fix, max_labels)
         paths["json"].write_text(json.dumps(findings, indent=2) + "\n")
+    _say(findings, paths["markdown"], sys.stderr if as_json else sys.stdout)
+    if as_json:
+        print(json.dumps({**findings, "report": str(folder)}))
+
+
+def _say(findings: dict, markdown: Path, stream) -> None:
+    """The one-line summary, and what the clean copy kept, for a person (stderr under --json)."""
+    from paretune.audit.report import summary
+
     counts = ", ".join(f"{check} {n}" for check, n in summary(findings).items())
-    print(f"audit: {counts}; report {paths['markdown']}", file=sys.stderr if as_json else sys.stdout)
+    print(f"audit: {counts}; report {markdown}", file=stream)
     if "clean_copy" in findings:
         c = findings["clean_copy"]
         print(f"clean copy: {c['file']} ({c['rows_kept']} rows kept, {c['rows_dropped']} dropped, "
-              f"{c['rows_relabelled']} relabelled)",
-              file=sys.stderr if as_json else sys.stdout)
-    if as_json:
-        print(json.dumps({**findings, "report": str(folder)}))
+              f"{c['rows_relabelled']} relabelled)", file=stream)
 
 
 def _clean_copy(findings: dict, config, out: Path, drop: list[str], fix: list[str], max_labels: int | None) -> dict:
