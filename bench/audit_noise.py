@@ -14,7 +14,8 @@ Final trainings repeat over `--seeds` (means reported), since one seed's accurac
 moves by about 1.4 points. `--findings F` reuses a saved `--json` line instead of auditing again.
 
     OMP_NUM_THREADS=1 python bench/audit_noise.py [--rows 2000] [--noise 0.1] [--epochs 3] \
-        [--mode finetune --audit-set training.epochs=1] [--seeds 0 1] [--conditions clean noisy relabelled]
+        [--mode finetune --audit-set training.epochs=1] [--seeds 0 1] [--conditions clean noisy relabelled] \
+        [--drop-top 150] [--train-set method.name=full method.freeze_token_embeddings=true]
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def fixed_copies(findings: dict, noisy: Path, out: Path) -> dict[str, Path]:
     return copies
 
 
-def train(train_file: Path, out: Path, epochs: float, seed: int) -> float:
+def train(train_file: Path, out: Path, epochs: float, seed: int, overrides: list[str]) -> float:
     import paretune
 
     config = {
@@ -83,7 +84,7 @@ def train(train_file: Path, out: Path, epochs: float, seed: int) -> float:
         "training": {"epochs": epochs, "seed": seed, "save_every": 1_000_000},
         "output": {"dir": str(out), "overwrite": True},
     }
-    return float(paretune.finetune(config).validation["accuracy"])
+    return float(paretune.finetune(config, overrides).validation["accuracy"])
 
 
 def main() -> None:
@@ -97,6 +98,9 @@ def main() -> None:
     parser.add_argument("--mode", default="embeddings", choices=("embeddings", "finetune", "both"))
     parser.add_argument("--audit-set", nargs="*", default=[], help="Config overrides for the audit only, "
                         "e.g. training.epochs=1 for quick fine-tune folds.")
+    parser.add_argument("--train-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="Config overrides for the final trainings only, e.g. "
+                             "method.name=full method.freeze_token_embeddings=true.")
     parser.add_argument("--findings", type=Path, default=None, help="An audit's report.json, or its saved `--json` output.")
     parser.add_argument("--top", type=int, default=200)
     parser.add_argument("--drop-top", type=int, nargs="*", default=[], metavar="K",
@@ -136,7 +140,8 @@ def main() -> None:
     for seed in args.seeds or [args.seed]:
         for name in args.conditions:
             started = time.perf_counter()
-            accuracy[name].append(train(files[name], out / f"run-{name}-{seed}", args.epochs, seed))
+            accuracy[name].append(train(files[name], out / f"run-{name}-{seed}", args.epochs, seed,
+                                        args.train_set))
             print(json.dumps({"condition": name, "seed": seed, "accuracy": round(accuracy[name][-1], 4),
                               "seconds": round(time.perf_counter() - started)}), flush=True)
     result.update(recovery(accuracy))

@@ -93,6 +93,21 @@ def test_the_ensemble_command_and_eval_json(runs, tmp_path):
     assert measured["size_mib"] >= model_size_mib(runs["a"] / "model") + model_size_mib(runs["c"] / "model")
 
 
+def test_combining_can_fit_on_another_validation_file(runs, tmp_path):
+    from paretune.combine.soup import build_soup
+
+    other = runs["folder"] / "test.csv"  # any file with the runs' columns
+    members = [runs["a"], runs["b"], runs["c"]]
+    ens = build_ensemble(members, "weighted", tmp_path / "ens", validation=other)
+    soup = build_soup(members, "greedy", tmp_path / "soup", validation=other)
+    for out in (ens, soup):
+        assert recorded(out) == pytest.approx(recorded(out, "test"))  # it was fitted and scored on that file
+        assert Predictor.load(out, device="cpu").evaluate(other)["accuracy"] == pytest.approx(recorded(out))
+        assert str(other.resolve()) in (out / "config.yaml").read_text()  # and says so
+    with pytest.raises(ParetuneError, match="no such file"):
+        build_ensemble(members, "weighted", tmp_path / "none", validation=tmp_path / "missing.csv")
+
+
 def test_runs_with_different_labels_are_refused(runs, tmp_path):
     other = shutil.copytree(runs["b"], tmp_path / "relabelled")
     info = json.loads((other / "model" / TASK_FILE).read_text())

@@ -15,6 +15,10 @@ def ensemble(
                                help="average | weighted (weights fitted on validation) | vote | stacking "
                                     "(logistic regression on out-of-fold validation predictions)."),
     output: Path = typer.Option(..., "--output", "-o", help="The ensemble's run folder."),
+    validation: Path = typer.Option(None, "--validation",
+                                    help="Fit weights or the stacking meta-model on this file (same columns as the "
+                                         "runs' data) instead of the first run's validation rows; the "
+                                         "new run records it as its validation file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder at --output."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the ensemble's metrics as JSON on the last line."),
@@ -26,7 +30,8 @@ def ensemble(
     from paretune.run_folder import RunFolder
 
     setup_logging()
-    path = build_ensemble(runs, method, output, overwrite=overwrite, trust_remote_code=trust_remote_code)
+    path = build_ensemble(runs, method, output, overwrite=overwrite, trust_remote_code=trust_remote_code,
+                          validation=validation)
     print_metrics(RunFolder.open(path).read_json("metrics.json")["validation"], f"{path} (validation)", as_json)
 
 

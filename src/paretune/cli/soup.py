@@ -16,6 +16,10 @@ def soup(
     merge: str = typer.Option("average", "--merge",
                               help="average (of the weights) | ties | dare_linear (peft's merge of LoRA adapters)."),
     output: Path = typer.Option(..., "--output", "-o", help="The soup's run folder."),
+    validation: Path = typer.Option(None, "--validation",
+                                    help="Fit the greedy soup's choice on this file (same columns as the "
+                                         "runs' data) instead of the first run's validation rows; the "
+                                         "new run records it as its validation file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder at --output."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the soup's metrics as JSON on the last line."),
@@ -28,7 +32,7 @@ def soup(
 
     setup_logging()
     path = build_soup(runs, "greedy" if greedy else "uniform", output, merge=merge, overwrite=overwrite,
-                      trust_remote_code=trust_remote_code)
+                      trust_remote_code=trust_remote_code, validation=validation)
     print_metrics(RunFolder.open(path).read_json("metrics.json")["validation"], f"{path} (validation)", as_json)
 
 

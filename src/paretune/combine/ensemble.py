@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from paretune.combine.members import (Clock, Member, Split, load_predictors, member_metric, member_outputs,
+from paretune.combine.members import (Clock, Member, Split, fit_on, load_predictors, member_metric, member_outputs,
                                       open_members, read_splits, relative_to, summed_cost, summed_inference)
 from paretune.config.loading import config_from_dict
 from paretune.errors import ParetuneError
@@ -37,12 +37,12 @@ RULES = ("average", "weighted", "vote", "stacking")
 
 
 def build_ensemble(run_dirs: list[str | Path], rule: str, output: str | Path, *, overwrite: bool = False,
-                   trust_remote_code: bool = False) -> Path:
+                   trust_remote_code: bool = False, validation: str | Path | None = None) -> Path:
     """Write the ensemble's run folder at `output`; returns its path."""
     if rule not in RULES:
         raise ParetuneError(f"unknown ensemble method '{rule}' (known: {', '.join(RULES)})")
     clock = Clock()
-    members = open_members(run_dirs)
+    members = fit_on(open_members(run_dirs), validation)
     predictors = load_predictors(members, trust_remote_code)
     task = predictors[0].task
     _check_rule(rule, task, predictors)

@@ -3,13 +3,14 @@
 Members combine only when they solve the same task with the same labels in the same order;
 anything else is refused naming the runs that differ. The validation rows that weights, a
 stacking meta-model or a greedy soup are fitted on are the first member's (as its config reads
-them); each member predicts them through its own tokenizer and model, in any stored form.
+them) unless the user names another file (`fit_on`); each member predicts them through its own
+tokenizer and model, in any stored form.
 """
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,20 @@ def open_members(run_dirs: list[str | Path], at_least: int = 2) -> list[Member]:
                               run.read_json("metrics.json"), cost))
     check_combinable(members)
     return members
+
+
+def fit_on(members: list[Member], validation: str | Path | None) -> list[Member]:
+    """The members, with the first one's config reading `validation` as its validation file (the
+    rows weights, stacking and a greedy soup are fitted on, and what the combined run records as
+    its validation split). None keeps the first member's own validation rows."""
+    if validation is None:
+        return members
+    path = Path(validation).expanduser()
+    if not path.is_file():
+        raise ParetuneError(f"--validation {validation}: no such file")
+    first = members[0]
+    data = first.config.data.model_copy(update={"validation": str(path.resolve())})
+    return [replace(first, config=first.config.model_copy(update={"data": data}))] + members[1:]
 
 
 def check_combinable(members: list[Member]) -> None:

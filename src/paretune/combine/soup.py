@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from paretune.combine.members import (Clock, Member, Split, load_predictors, member_metric, member_outputs,
+from paretune.combine.members import (Clock, Member, Split, fit_on, load_predictors, member_metric, member_outputs,
                                       open_members, read_splits, summed_cost)
 from paretune.config.loading import config_from_dict
 from paretune.errors import ParetuneError
@@ -34,11 +34,12 @@ MERGES = ("average", "ties", "dare_linear")
 
 
 def build_soup(run_dirs: list[str | Path], recipe: str, output: str | Path, *, merge: str = "average",
-               overwrite: bool = False, trust_remote_code: bool = False) -> Path:
+               overwrite: bool = False, trust_remote_code: bool = False,
+               validation: str | Path | None = None) -> Path:
     if recipe not in RECIPES or merge not in MERGES:
         raise ParetuneError(f"soup recipe must be one of {RECIPES} and merge one of {MERGES}")
     clock = Clock()
-    members = open_members(run_dirs)
+    members = fit_on(open_members(run_dirs), validation)
     check_same_base(members, merge)
     predictors = load_predictors(members, trust_remote_code)
     base = predictors[0]
