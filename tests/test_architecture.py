@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("methods", ("paretune.methods",)),
     ("config", ("paretune.config", "paretune.remote_code")),
     # Reading and preparing a run's data and loading its model follow the config.
-    ("data preparation", ("paretune.data.prepare", "paretune.models", "paretune.models_gguf")),
+    ("data preparation", ("paretune.data.prepare", "paretune.data.paraphrase", "paretune.models",
+                          "paretune.models_gguf")),
     ("engine", ("paretune.engine", "paretune.cost")),
     ("run folder", ("paretune.run_folder", "paretune.run_replace")),
     ("stored models", ("paretune.stored", "paretune.export", "paretune.model_card", "paretune.predictor",

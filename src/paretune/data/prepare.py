@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from paretune.config.schema import Config
-from paretune.data.augment import augmented
+from paretune.data.augment import augmented, check_augment
 from paretune.data.class_checks import check_held_out_classes, warn_single_example_classes
 from paretune.data.encoded import Encoded, EvalSet
 from paretune.data.examples import Example
@@ -121,7 +121,8 @@ def prepare_data(config: Config, tokenizer) -> PreparedData:
     cache_dir = cache_dir if task.cache_encoding else None
     encode = lambda exs, tg: encode_cached(task, exs, tg, tokenizer, data.max_length, cache_dir)  # noqa: E731
     train, hit = encode(train_examples, train_targets)
-    train = augmented(train, data.augment, tokenizer, task.word_level)  # training batches only
+    rewrites, paraphrase_report = paraphrased(config, task, tokenizer, train_examples, train_targets)
+    train = augmented(train, data.augment, tokenizer, task.word_level, rewrites)  # training batches only
     validation = EvalSet(encode(validation_examples, validation_targets)[0], validation_targets)
     test = EvalSet(encode(test_examples, test_targets)[0], test_targets) if test_examples else None
     stats = {
@@ -132,8 +133,25 @@ def prepare_data(config: Config, tokenizer) -> PreparedData:
         "labels": label_names,
         "tokenization_cache_hit": hit,
         "seconds": round(time.perf_counter() - started, 3),
+        **({"paraphrase": paraphrase_report} if paraphrase_report else {}),
     }
     return PreparedData(task, train, validation, test, validation_examples, stats)
+
+
+def paraphrased(config: Config, task: Task, tokenizer, examples, targets) -> tuple[dict | None, dict | None]:
+    """(row index -> token ids of its paraphrase, report), or (None, None) when paraphrases are off."""
+    options = config.data.augment
+    if not check_augment(options, tokenizer, task.word_level) or not options.paraphrase:
+        return None, None
+    from paretune.data.paraphrase import paraphrase_texts
+
+    root = Path(config.data.cache_dir) if config.data.cache_dir else default_cache_dir()
+    texts, report = paraphrase_texts([ex.text for ex in examples], options, root)
+    rows = [i for i, text in enumerate(texts) if text is not None]
+    rewritten = [replace(examples[i], text=texts[i]) for i in rows]
+    encoded = task.encode(rewritten, [targets[i] for i in rows] if targets is not None else None, tokenizer,
+                          config.data.max_length)
+    return dict(zip(rows, encoded.input_ids)), report
 
 
 def encode_cached(task: Task, examples, targets, tokenizer, max_length: int, cache_dir: Path | None):
