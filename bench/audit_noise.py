@@ -6,7 +6,9 @@ file (the command itself, in a subprocess), and reports:
   - recall@200: how many flipped rows are among the 200 highest-ranked suspect labels (bar: 50%);
   - validation accuracy of the packaged MiniLM trained on the clean, noisy and cleaned files, and
     on a control that drops as many random rows as the audit did (is it the rows, or just fewer?);
-  - recovered = (cleaned - noisy) / (clean - noisy) (bar: 0.5).
+  - recovered = (cleaned - noisy) / (clean - noisy) (bar: 0.5);
+  - `oracle-drop`: the noisy file less exactly its flipped rows, what a perfect detector's
+    dropped copy would score: the ceiling of any audit that drops rows.
 
   - `relabelled`: the noisy file with each suspect label replaced by the audit's suggested one
     (`--fix labels`) instead of dropped; recovered_relabelled likewise.
@@ -131,6 +133,9 @@ def main() -> None:
     # Control: the noisy file less as many random rows as the audit dropped.
     keep = sorted(random.Random(args.seed + 1).sample(range(len(noisy_rows)), len(noisy_rows) - result["flagged"]))
     files["random-drop"] = write_tsv(out / "random_drop.tsv", [noisy_rows[i] for i in keep])
+    # Ceiling of any dropping audit: exactly the flipped rows out (a perfect detector).
+    files["oracle-drop"] = write_tsv(out / "oracle_drop.tsv",
+                                     [r for i, r in enumerate(noisy_rows) if i + 1 not in flipped])
     for k in args.drop_top:  # what `--write-clean c.tsv --drop labels --max-labels K` writes
         files[f"top-{k}"] = out / f"top_{k}.tsv"
         files[f"top-{k}"].unlink(missing_ok=True)
@@ -149,7 +154,7 @@ def main() -> None:
     print(json.dumps(result))
 
 
-CONDITIONS = ("clean", "noisy", "cleaned", "relabelled", "random-drop")
+CONDITIONS = ("clean", "noisy", "cleaned", "relabelled", "random-drop", "oracle-drop")
 
 
 def load_findings(path: Path) -> dict:
@@ -184,7 +189,7 @@ def recovery(accuracy: dict[str, list[float]]) -> dict:
     if "clean" in mean and "noisy" in mean:
         cost = mean["clean"] - mean["noisy"]
         result["noise_cost"] = round(cost, 4)
-        fixes = [n for n in mean if n in ("cleaned", "relabelled", "random-drop") or n.startswith("top-")]
+        fixes = [n for n in mean if n in CONDITIONS[2:] or n.startswith("top-")]
         for name in fixes if cost > 0 else []:
             result[f"recovered_{name}"] = round((mean[name] - mean["noisy"]) / cost, 3)
     return result

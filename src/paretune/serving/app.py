@@ -91,9 +91,6 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
     info = model_info(predictor)
     metrics = ServerMetrics({k: str(info[k]) for k in ("run", "task", "method", "base_model")})
     batcher = model_runner(predictor, metrics, settings)
-    keys = KeyChecker(settings.api_key_hashes)
-    limiter = RateLimiter(settings.rate_limit, settings.burst)
-    failed_logins = FailedAuthLimiter(settings.max_auth_failures)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -112,9 +109,24 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)
     app.add_middleware(AccessLog)
     _add_error_handlers(app)
+    caller = caller_check(settings)
+    _add_predict_route(app, batcher, caller, settings, info)
+    if predictor.task.takes_images:  # images in: multipart uploads or base64 JSON (serving/images.py)
+        from paretune.serving.images import add_image_routes
+
+        add_image_routes(app, batcher, caller, settings, info["run"], ERROR_RESPONSES)
+    _add_status_routes(app, batcher, caller, metrics, info)
+    return app
+
+
+def caller_check(settings: ServeSettings):
+    """The dependency that says who is asking (a key id, or the client address when auth is off),
+    answering 401 and 429 itself."""
+    keys = KeyChecker(settings.api_key_hashes)
+    limiter = RateLimiter(settings.rate_limit, settings.burst)
+    failed_logins = FailedAuthLimiter(settings.max_auth_failures)
 
     async def caller(request: Request) -> str:
-        """Who is asking (a key id, or the client address when auth is off); 401 and 429 here."""
         address = request.client.host if request.client else "unknown"
         if keys.enabled:
             blocked = failed_logins.retry_after(address)
@@ -134,6 +146,10 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
                                 headers={"Retry-After": retry_after_header(wait)})
         return who
 
+    return caller
+
+
+def _add_predict_route(app: FastAPI, batcher, caller, settings: ServeSettings, info: dict[str, Any]) -> None:
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES,
               openapi_extra=_request_body(PredictRequest))
     async def predict(request: Request, who: str = Depends(caller)) -> PredictResponse:
@@ -171,11 +187,8 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
         except Overloaded as err:
             raise _busy(err) from None
 
-    if predictor.task.takes_images:  # images in: multipart uploads or base64 JSON (serving/images.py)
-        from paretune.serving.images import add_image_routes
 
-        add_image_routes(app, batcher, caller, settings, info["run"], ERROR_RESPONSES)
-
+def _add_status_routes(app: FastAPI, batcher, caller, metrics: ServerMetrics, info: dict[str, Any]) -> None:
     @app.get("/v1/model", responses={401: ERROR_RESPONSES[401]})
     async def model(_: str = Depends(caller)) -> dict[str, Any]:
         """The run being served: task, labels, fine-tuning method, base model, max tokens."""
@@ -200,8 +213,6 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
         """Prometheus text format."""
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
-
-    return app
 
 
 def model_runner(predictor, metrics: ServerMetrics, settings: ServeSettings) -> MicroBatcher | ModelPool:
