@@ -22,6 +22,7 @@ def test_a_copy_or_a_comment_on_the_text_is_not_a_paraphrase():
     assert not accepted("a dull plot .", "A dull plot", 0.3)  # the same words again
     assert not accepted("kids , spirit", "The movie review is a positive one.", 0.3)  # a comment
     assert not accepted("anything", "", 0.0)
+    assert not accepted("brilliant and", "The text is brilliant and a perfect example of creative writing", 0.3)
     assert first_line('\n  "a boring plot"\nThis rewrite keeps the tone.') == "a boring plot"
 
 

@@ -7,11 +7,12 @@ text, greedily, so the rewrite of a text never changes. Rewrites are cached one 
 settings: a later run on the same rows (or on a file that shares rows with an earlier one) pays
 nothing for them, and a run stopped part-way resumes after the rows already written.
 
-A rewrite is kept only if it passes two checks that need nothing but the two texts: it is not
-the original (case and spacing aside), and at least `paraphrase_min_overlap` of the original's
-words come back in it. A small model often answers with a comment about the text instead of a
-rewrite of it ("The movie review is a positive one"); those share few words with the original
-and are dropped, and the row keeps its original text. What was kept, and a few examples, go to
+A rewrite is kept only if it passes checks that need nothing but the two texts: it is not the
+original (case and spacing aside), it has at most twice the original's words plus four, and at
+least `paraphrase_min_overlap` of the original's words come back in it. A small model often
+answers with a comment about the text instead of a rewrite of it ("The movie review is a
+positive one"), or spins a story from a two-word phrase; those are dropped, and the row keeps
+its original text. What was kept, and a few examples, go to
 the run's data statistics (data.json), so the report shows what the model wrote.
 
 Training then reads a row's rewrite instead of the row with chance `paraphrase` each time it is
@@ -70,9 +71,10 @@ def words(text: str) -> list[str]:
 
 
 def accepted(original: str, rewrite: str, min_overlap: float) -> bool:
-    """Not the original again, and enough of its words kept (a comment about it keeps few)."""
+    """Not the original again, not much longer than it (at most twice its words plus four), and
+    enough of its words kept: a comment about the text, or a story spun from it, fails one of these."""
     new, old = words(rewrite), words(original)
-    if not new or new == old:
+    if not new or new == old or len(new) > 2 * len(old) + 4:
         return False
     return not old or len(set(old) & set(new)) / len(set(old)) >= min_overlap
 
