@@ -22,8 +22,8 @@ from paretune.distributed.launch import launch_resume, launch_training, should_l
 from paretune.engine.sharding import sharding, whole_model
 from paretune.engine.strategy import build_accelerator
 from paretune.engine.faults import fault_point
-from paretune.engine.evaluate import evaluate
-from paretune.engine.loop import Trainer, check_metric
+from paretune.engine.evaluate import check_metric, evaluate
+from paretune.engine.loop import Trainer
 from paretune.engine.plan import planned_steps, train_plan
 from paretune.engine.rng import seed_everything
 from paretune.errors import ConfigError, ParetuneError

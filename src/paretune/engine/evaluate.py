@@ -15,8 +15,10 @@ import numpy as np
 import torch
 from accelerate.utils import gather_object
 
+from paretune.config.schema import TrainingConfig
 from paretune.data.batching import BatchPlan, make_loader
 from paretune.data.encoded import Encoded, EvalSet
+from paretune.errors import ConfigError
 from paretune.tasks.base import Task
 
 
@@ -97,3 +99,11 @@ def evaluate(model, task: Task, data: EvalSet, batch_size: int, pad_id: int, acc
     outputs = [out for _, out in sorted(pairs, key=lambda pair: pair[0])]
     metrics = task.metrics(outputs, data.targets)
     return {"loss": loss_sum / loss_count if loss_count else None, **metrics}
+
+
+def check_metric(config: TrainingConfig, task: Task) -> None:
+    """training.metric must be one the task reports: checked before anything is trained or written."""
+    known = ("loss", *task.metric_names)
+    if config.metric is not None and config.metric not in known:
+        raise ConfigError(f"training.metric: '{config.metric}' is not a metric of the {task.name} task; "
+                          f"choose one of {', '.join(known)}")

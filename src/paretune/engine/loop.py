@@ -56,7 +56,7 @@ from paretune.engine.plan import planned_steps
 from paretune.engine.progress import Progress
 from paretune.engine.rng import seed_everything
 from paretune.engine.schedules import build_scheduler
-from paretune.errors import ConfigError, TrainingError
+from paretune.errors import TrainingError
 from paretune.tasks.base import Task
 
 
@@ -397,10 +397,3 @@ class Trainer:
                             keep=self.config.keep_checkpoints)
         acc.wait_for_everyone()
 
-
-def check_metric(config: TrainingConfig, task: Task) -> None:
-    """training.metric must be one the task reports: checked before anything is trained or written."""
-    known = ("loss", *task.metric_names)
-    if config.metric is not None and config.metric not in known:
-        raise ConfigError(f"training.metric: '{config.metric}' is not a metric of the {task.name} task; "
-                          f"choose one of {', '.join(known)}")
