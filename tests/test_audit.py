@@ -172,3 +172,20 @@ def test_max_labels_without_a_clean_copy_is_refused(tmp_path):
     train = write_csv(tmp_path / "train.csv", sentiment_rows(10))
     result = CliRunner().invoke(app, [str(train), "--max-labels", "5"])
     assert result.exit_code != 0 and "--write-clean" in str(result.exception or result.output)
+
+
+def test_a_decoder_without_a_padding_token_embeds(tmp_path):
+    from generation_fixtures import tiny_llama_dir
+
+    from paretune.audit.embed import embed_texts, load_encoder
+    from paretune.config.schema import ModelConfig
+
+    folder = tiny_llama_dir(tmp_path / "llama")
+    tokenizer_config = folder / "tokenizer_config.json"
+    raw = json.loads(tokenizer_config.read_text())
+    raw.pop("pad_token", None)
+    tokenizer_config.write_text(json.dumps(raw))
+    tokenizer, encoder = load_encoder(ModelConfig(name_or_path=str(folder)))
+    vectors = embed_texts(["a great film", "dull"], tokenizer, encoder, 16)
+    assert vectors.shape == (2, encoder.config.hidden_size)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)

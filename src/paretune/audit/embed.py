@@ -13,14 +13,18 @@ from tqdm.auto import tqdm
 
 from paretune.config.schema import ModelConfig
 from paretune.models import DTYPES, load_tokenizer, model_source
+from paretune.models_gguf import plain_folder
 
 BATCH_SIZE = 64
 
 
 def load_encoder(config: ModelConfig):
-    """The tokenizer and the bare encoder (no task head) of the run's base model."""
-    source = model_source(config)
+    """The tokenizer and the bare encoder (no task head) of the run's base model: any model the
+    run could train, a GGUF file or a decoder without a padding token included."""
+    source = plain_folder(model_source(config))  # a .gguf file: its converted folder
     tokenizer = load_tokenizer(config, source)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # batches of texts are padded; the mask hides it
     encoder = transformers.AutoModel.from_pretrained(
         source, revision=config.revision, trust_remote_code=config.trust_remote_code,
         use_safetensors=True, dtype=DTYPES[config.dtype],
