@@ -10,7 +10,7 @@ import transformers
 import paretune
 from generation_fixtures import tiny_llama_dir
 from paretune.config import config_from_dict
-from paretune.data.paraphrase import accepted, first_line
+from paretune.data.paraphrase import accepted, first_line, paraphrase_texts
 from paretune.data.prepare import prepare_data
 from paretune.errors import ConfigError
 
@@ -60,6 +60,9 @@ def test_training_rows_read_their_paraphrase_written_once(tiny_config, tiny_mode
         f.write('{"key": "cut sh')  # a run killed mid-write leaves half a line
     again = prepare_data(config, tokenizer).stats["paraphrase"]
     assert again["generated"] == 0 and again["kept"] == report["kept"]  # nothing asked twice
+    newer = paraphrase_texts(["a new row to rewrite"], config.data.augment, cache.parents[1])[1]
+    assert newer["generated"] == 1 and newer["cache"] == str(cache)
+    assert paraphrase_texts(["a new row to rewrite"], config.data.augment, cache.parents[1])[1]["generated"] == 0
 
 
 def test_a_run_reports_its_paraphrases(tiny_config, writer):

@@ -144,6 +144,8 @@ def _generate(texts: list[str], options: AugmentConfig, path: Path, answers: dic
     settings = DecodeSettings(max_new_tokens=options.paraphrase_max_new_tokens, batch_size=batch_size)
     log.info("paraphrases: %s rewrites %d texts (once; cached in %s)", source, len(texts), path)
     with open(path, "a", encoding="utf-8") as out, tqdm(total=len(texts), desc="paraphrase", unit="row") as bar:
+        if out.tell() and not path.read_bytes().endswith(b"\n"):
+            out.write("\n")  # after a line cut short by an interrupted run, not glued onto it
         for start in range(0, len(texts), batch_size * 4):
             chunk = texts[start:start + batch_size * 4]
             prompts = [options.paraphrase_prompt.format(text=t.strip()) for t in chunk]
