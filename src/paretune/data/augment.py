@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from paretune.data.encoded import Encoded
 from paretune.errors import ConfigError
 
+PER_TOKEN = ("data.augment works on tasks whose examples are token ids with one label each "
+             "(classification, multilabel, regression), not per-token labels")
 PROMPT = ("Paraphrase this text. Keep its meaning and its tone. Reply with the paraphrase only.\n\n{text}")
 
 
@@ -99,8 +101,7 @@ def check_augment(options: AugmentConfig | None, tokenizer, word_level: bool) ->
     if options is None or not options.active:
         return False
     if word_level:
-        raise ConfigError("data.augment works on tasks whose examples are token ids with one label each "
-                          "(classification, multilabel, regression), not per-token labels")
+        raise ConfigError(PER_TOKEN)
     if options.token_mask and tokenizer.mask_token_id is None:
         raise ConfigError("data.augment.token_mask: the tokenizer has no mask token")
     return True
@@ -113,7 +114,6 @@ def augmented(train: Encoded, options: AugmentConfig | None, tokenizer, word_lev
     if not check_augment(options, tokenizer, word_level):
         return train
     if set(train.arrays) != {"input_ids"}:
-        raise ConfigError("data.augment works on tasks whose examples are token ids with one label each "
-                          "(classification, multilabel, regression), not per-token labels")
+        raise ConfigError(PER_TOKEN)
     rows = _PerturbedRows(train.input_ids, options, tokenizer.mask_token_id, rewrites or {})
     return Encoded(train.labels, size_key=train.size_key, input_ids=rows)
