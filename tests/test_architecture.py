@@ -24,7 +24,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Tasks turn rows into model inputs and score outputs; they need only the data types (Example,
     # Encoded, collation) and the metrics. A task's options are a config section, as a method's are,
     # so both sit below config.
-    ("tasks and data types", ("paretune.tasks", "paretune.data", "paretune.evaluation", "paretune.backbones")),
+    # The decoding engine (paretune.inference) knows models and tokenizers only; tasks answer through it.
+    ("tasks and data types", ("paretune.tasks", "paretune.data", "paretune.evaluation", "paretune.backbones",
+                              "paretune.inference")),
     # Methods ask the task for facts (peft's task type); config builds its unions from both registries.
     ("methods", ("paretune.methods",)),
     ("config", ("paretune.config", "paretune.remote_code")),
