@@ -53,13 +53,15 @@ def test_every_row_shape_reads_and_problems_name_row_and_field(tmp_path):
     assert [ex.label for ex in examples] == ["hello", "yo", "4", "4", None]
     assert examples[3].text[0]["content"] == "add\n\n2 2" and examples[4].text == "plain text to continue"
 
-    bad = [{"prompt": "no answer"}, {"messages": [{"role": "robot", "content": "x"}]}, {"title": "?"}]
+    bad = [{"prompt": "no answer"}, {"messages": [{"role": "robot", "content": "x"}]}, {"title": "?"},
+           {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]}]
     with pytest.raises(DataError) as err:
         read_generation_examples(write_jsonl(tmp_path / "bad.jsonl", bad))
     message = str(err.value)
     assert "row 1" in message and "field 'completion'" in message
     assert "row 2" in message and "field 'messages[0]'" in message and "unknown role 'robot'" in message
     assert "row 3" in message and "no generation fields" in message
+    assert "row 4" in message and "field 'messages[1]': empty assistant answer" in message  # as an empty completion
 
 
 def test_only_answers_and_the_end_of_turn_are_trained():
@@ -71,8 +73,40 @@ def test_only_answers_and_the_end_of_turn_are_trained():
     assert targets == ["positive", "<|im_end|>"]
     everything = GenerationTask(GenerationOptions(train_on_prompt=True), []).encode([example], ["x"], tokenizer, 64)
     assert (everything.token_labels[0] != IGNORE_INDEX).sum() == len(encoded.input_ids[0]) - 1
-    with pytest.raises(DataError, match="after truncation to data.max_length=5"):
-        task.encode([example], ["positive"], tokenizer, 5)
+
+
+# SmolLM2's template: a conversation without a system turn gets a default system prompt.
+SMOLLM2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def test_what_a_template_injects_before_a_first_answer_is_not_trained():
+    tokenizer = chat_tokenizer()
+    tokenizer.chat_template = SMOLLM2_TEMPLATE
+    example = Example([{"role": "assistant", "content": "good film"}, {"role": "user", "content": "why"},
+                       {"role": "assistant", "content": "great"}], "great", 1)
+    encoded = GenerationTask(GenerationOptions(), []).encode([example], ["great"], tokenizer, 200)
+    targets = [tokenizer.convert_ids_to_tokens(int(t)) for t in encoded.token_labels[0] if t != IGNORE_INDEX]
+    assert targets == ["good", "film", "<|im_end|>", "great", "<|im_end|>"]
+
+
+def test_a_long_row_loses_the_start_of_its_prompt_and_keeps_its_answer(caplog):
+    task, tokenizer = GenerationTask(GenerationOptions(), []), chat_tokenizer()
+    long = Example([{"role": "user", "content": "review : the film was really very good and the cast so fine"},
+                    {"role": "assistant", "content": "positive"}], "positive", 1)
+    short = Example([{"role": "user", "content": "good"}, {"role": "assistant", "content": "positive"}], "positive", 2)
+    encoded = task.encode([long, short], ["positive"] * 2, tokenizer, 10)
+    kept = tokenizer.convert_ids_to_tokens(encoded.input_ids[0].tolist())
+    assert len(kept) == 10 and kept[-4:] == ["<|im_start|>", "assistant", "positive", "<|im_end|>"]
+    assert "review" not in kept  # the start went, the question's end stayed
+    targets = [tokenizer.convert_ids_to_tokens(int(t)) for t in encoded.token_labels[0] if t != IGNORE_INDEX]
+    assert targets == ["positive", "<|im_end|>"]
+    with caplog.at_level("WARNING", logger="paretune"):
+        assert task.data_stats(encoded, 10) == {"rows_prompt_cut": 1, "rows_answer_cut": 0}
+    assert "1 of 2 training rows are longer than data.max_length=10" in caplog.text
 
 
 def test_inspect_marks_targets_and_stops_on_a_template_that_trains_nothing(llama_dir, tmp_path):

@@ -58,7 +58,7 @@ def row_example(record: Record, require_labels: bool) -> Example:
     values = record.values
     chat_field = next((f for f in CHAT_FIELDS if _present(values.get(f))), None)
     if chat_field:
-        messages = _messages(values[chat_field], chat_field)
+        messages = _messages(values[chat_field], chat_field, require_labels)
     elif _present(values.get("prompt")):
         messages = _prompt_messages(values, "prompt", "completion", require_labels)
     elif _present(values.get("instruction")):
@@ -93,7 +93,7 @@ def _text(values: dict, field: str) -> str:
 
 def _prompt_messages(values: dict, prompt_field: str, answer_field: str, require_labels: bool) -> list[dict]:
     prompt = values[prompt_field]
-    messages = _messages(prompt, prompt_field) if isinstance(prompt, list) else [
+    messages = _messages(prompt, prompt_field, require_labels) if isinstance(prompt, list) else [
         {"role": "user", "content": _text(values, prompt_field)}]
     answer = values.get(answer_field)
     if not _present(answer):
@@ -101,11 +101,13 @@ def _prompt_messages(values: dict, prompt_field: str, answer_field: str, require
             raise _RowProblem(answer_field, f"missing or empty '{answer_field}' (the text to train on)")
         return messages
     if isinstance(answer, list):  # TRL's conversational prompt/completion
-        return messages + _messages(answer, answer_field)
+        return messages + _messages(answer, answer_field, require_labels)
     return messages + [{"role": "assistant", "content": _text(values, answer_field)}]
 
 
-def _messages(value: Any, field: str) -> list[dict[str, str]]:
+def _messages(value: Any, field: str, require_labels: bool = True) -> list[dict[str, str]]:
+    """The messages of a list; an assistant turn without text is refused (there is nothing to train
+    on in it), except a last one in prediction input, which only marks where the answer goes."""
     if hasattr(value, "tolist"):  # numpy arrays from Parquet
         value = value.tolist()
     if not isinstance(value, list) or not value:
@@ -121,5 +123,11 @@ def _messages(value: Any, field: str) -> list[dict[str, str]]:
             raise _RowProblem(where, f"unknown role {role!r}; expected one of {', '.join(sorted(ROLE_NAMES))}")
         if not isinstance(content, str):
             raise _RowProblem(where, f"message content must be text, found {type(content).__name__}")
+        if ROLE_NAMES[role] == "assistant" and not content.strip():
+            if not require_labels and i == len(value) - 1:
+                break
+            raise _RowProblem(where, "empty assistant answer: give the text to train on, or drop the turn")
         messages.append({"role": ROLE_NAMES[role], "content": content})
+    if not messages:
+        raise _RowProblem(field, "holds only an empty assistant turn")
     return messages

@@ -6,7 +6,10 @@ The template is set on the tokenizer, which is saved with the model, so `generat
 `serve` use the one training used.
 
 Masking: only answer tokens are targets by default (`train_on_prompt` trains the prompt too), the
-end-of-turn token always is, and a row left with no target after truncation is an error naming it.
+end-of-turn token always is, and a row left with no target is an error naming it. A row longer than
+`data.max_length` keeps its last answer: its prompt loses tokens from the start (the question
+right before the answer stays); how many rows were cut is logged and written to data.json
+(`data_stats`).
 Targets are shifted when encoding, so the loss needs no shift and packed examples never predict
 each other's tokens.
 
@@ -20,6 +23,7 @@ processes (`loss_units`), so packed and unpacked training take the same steps.
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any, Literal
 
 import numpy as np
@@ -37,8 +41,10 @@ from paretune.tasks import chat_format
 from paretune.tasks.base import IGNORE_INDEX, Task, TaskOptions
 from paretune.tasks.decoding import DecodeSettings, generate_texts
 
+log = logging.getLogger("paretune")
+
 # Raised when what is trained changes, so cached encodings made by an earlier rule are not reused.
-MASKING_VERSION = 2
+MASKING_VERSION = 3
 
 
 class GenerationOptions(TaskOptions):
@@ -154,19 +160,33 @@ class GenerationTask(Task):
         if targets is None:  # prediction input: the prompts, next-token logits at their ends
             ids = [np.asarray(self.prompt_ids(ex, tokenizer, chat)[-max_length:], dtype=np.int32) for ex in examples]
             return Encoded(input_ids=ids)
-        input_ids, token_labels, empty, end_trained = [], [], [], False
+        input_ids, token_labels, cuts, empty, end_trained = [], [], [], [], False
         end_ids = chat_format.end_of_turn_ids(tokenizer)
         for ex in examples:
             row = self.token_row(ex, tokenizer, chat, end_ids)
-            ids, trained = row.ids[:max_length], row.trained[:max_length]
-            labels = chat_format.shifted_targets(chat_format.TokenRow(ids, trained), IGNORE_INDEX)
+            fitted = chat_format.fit_row(row, max_length, tokenizer.bos_token_id)
+            labels = chat_format.shifted_targets(fitted.row, IGNORE_INDEX)
             if not (labels != IGNORE_INDEX).any():
                 empty.append((ex, any(row.trained[1:])))
             end_trained = end_trained or bool(np.isin(labels, list(end_ids)).any())
-            input_ids.append(np.asarray(ids, dtype=np.int32))
+            input_ids.append(np.asarray(fitted.row.ids, dtype=np.int32))
             token_labels.append(labels)
+            cuts.append(np.asarray([fitted.prompt_cut, fitted.answer_cut], dtype=np.int32))
         self._check_targets(empty, end_trained, max_length)
-        return Encoded(input_ids=input_ids, token_labels=token_labels)
+        return Encoded(input_ids=input_ids, token_labels=token_labels, tokens_cut=cuts)
+
+    def data_stats(self, encoded: Encoded, max_length: int, what: str = "training") -> dict[str, int]:
+        """How many rows were longer than `max_length` (for data.json), logged as a warning: rows
+        whose prompt lost its start, and rows whose answer itself did not fit."""
+        cuts = np.asarray(encoded.get("tokens_cut") or np.zeros((0, 2)), dtype=np.int64).reshape(-1, 2)
+        prompts, answers = int((cuts[:, 0] > 0).sum()), int((cuts[:, 1] > 0).sum())
+        if prompts:
+            log.warning("%d of %d %s rows are longer than data.max_length=%d: their prompts were cut from the "
+                        "start, answers kept", prompts, len(encoded), what, max_length)
+        if answers:
+            log.warning("%d of %d %s rows have answers longer than data.max_length=%d by themselves: cut at the "
+                        "end (raise data.max_length)", answers, len(encoded), what, max_length)
+        return {"rows_prompt_cut": prompts, "rows_answer_cut": answers}
 
     @staticmethod
     def _check_targets(empty: list[tuple[Example, bool]], end_trained: bool, max_length: int) -> None:
