@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("paretune.engine", "paretune.cost")),
     ("run folder", ("paretune.run_folder", "paretune.run_replace")),
     ("stored models", ("paretune.stored", "paretune.export", "paretune.model_card", "paretune.predictor",
-                       "paretune.batch_predict", "paretune.generate_text")),
+                       "paretune.batch_predict", "paretune.generate_text", "paretune.resumable_output")),
     ("launcher", ("paretune.distributed.launch",)),
     # Experiment tracking and the run's hooks (plan, tracked metrics): used by the runner and sweeps.
     ("tracking", ("paretune.tracking",)),

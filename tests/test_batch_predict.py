@@ -123,10 +123,16 @@ def test_a_second_job_on_the_same_output_is_refused(predictor, input_csv, tmp_pa
     import fcntl
 
     output = tmp_path / "preds.jsonl"
-    with open(tmp_path / "preds.jsonl.partial", "a") as held:
+    with open(tmp_path / "preds.jsonl.lock", "a") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
-        with pytest.raises(ParetuneError, match="another `paretune predict` is writing"):
+        with pytest.raises(ParetuneError, match="another `paretune predict` is writing .*preds.jsonl"):
             predict_file(predictor, input_csv, output)
+    # A job that saw the holder finish (its lock file removed) does not write beside it: the
+    # finished file is never truncated by a late second job.
+    predict_file(predictor, input_csv, output, chunk_rows=CHUNK)
+    finished = output.read_bytes()
+    predict_file(predictor, input_csv, output, chunk_rows=CHUNK)
+    assert output.read_bytes() == finished and not (tmp_path / "preds.jsonl.lock").exists()
 
 
 def test_bad_rows_are_all_reported_before_any_prediction(predictor, tmp_path):

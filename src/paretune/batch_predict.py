@@ -2,11 +2,11 @@
 
 Two passes over the input. The first only reads: it counts rows (for the progress bar) and checks
 every text, so a bad row stops the job before any model time is spent, with every problem listed.
-The second predicts `chunk_rows` rows at a time and appends them to OUTPUT.partial, flushed to disk
-after each chunk; OUTPUT.partial.json records what the partial file is a prediction of (input size
-and modification time, run, options). Run the same command again after a crash and it continues
-after the last complete line. OUTPUT itself appears only when every row is done (an atomic rename),
-so it is never half-written.
+The second predicts `chunk_rows` rows at a time and appends them through the resumable writer
+(resumable_output.py, shared with `paretune generate`): OUTPUT.partial, flushed after each chunk,
+stamped with what it is a prediction of, locked against a second job. Run the same command again
+after a crash and it continues after the last complete line. OUTPUT itself appears only when every
+row is done (an atomic rename), so it is never half-written.
 
 Rows stream from csv, tsv, JSON lines, parquet (by record batch), CoNLL and saved `datasets`
 folders; only a `.json` file holding one JSON array is read whole.
@@ -17,7 +17,6 @@ import codecs
 import csv
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,8 +24,8 @@ from typing import Any, Iterator
 from tqdm.auto import tqdm
 
 from paretune.data.readers import infer_format
-from paretune.errors import DataError, DataProblem, ParetuneError
-from paretune.run_folder import atomic_write
+from paretune.errors import DataError, DataProblem
+from paretune.resumable_output import ResumableOutput, check_output, exit_on_sigterm, input_stamp
 
 log = logging.getLogger("paretune")
 
@@ -55,23 +54,13 @@ def predict_file(predictor, input: Path, output: Path, *, fmt: str | None = None
     fmt = fmt or infer_format(input)
     source = RowSource(input, fmt, text_column, predictor.task.word_level, encoding)
     total = source.check()
-    partial = output.with_name(output.name + ".partial")
-    state_file = output.with_name(output.name + ".partial.json")
-    stamp = {"input": str(input.resolve()), **_stamp(input), "run": str(Path(predictor.run_dir).resolve()),
-             "format": fmt, "text_column": text_column, "all_scores": all_scores, "rows": total}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "a", encoding="utf-8") as out:  # "a": create, but never clobber before the lock
-        _lock(out, partial)
-        done = 0 if restart else _resume_point(partial, state_file, stamp)
-        if done == 0:
-            out.truncate(0)
-            atomic_write(state_file, json.dumps(stamp, indent=2) + "\n")
-        else:
-            log.info("%s: %d of %d rows already predicted; continuing", partial, done, total)
-        _predict_rows(predictor, source.rows(skip=done), out, total, done, all_scores, batch_size, chunk_rows)
-        os.replace(partial, output)  # still under the lock: no second job can start on it meanwhile
-        state_file.unlink(missing_ok=True)
-    return BatchResult(output, total, done)
+    stamp = {**input_stamp(input), "run": str(Path(predictor.run_dir).resolve()),
+             "format": fmt, "text_column": text_column, "all_scores": all_scores}
+    with ResumableOutput(output, stamp, rows=total, restart=restart, command="paretune predict") as out, \
+            exit_on_sigterm(out.partial):
+        _predict_rows(predictor, source.rows(skip=out.done), out, total, all_scores, batch_size, chunk_rows)
+        out.finish()
+        return BatchResult(output, total, out.done)
 
 
 def predict_listed(predictor, examples, input: Path, output: Path, *, all_scores: bool = False,
@@ -80,49 +69,21 @@ def predict_listed(predictor, examples, input: Path, output: Path, *, all_scores
     written in chunks to a partial file that replaces `output` once all are done."""
     input, output = Path(input), Path(output)
     check_output(input, output, overwrite)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    with open(partial, "w", encoding="utf-8") as out:
-        for start in range(0, len(examples), CHUNK_ROWS):
+    stamp = {**input_stamp(input), "run": str(Path(predictor.run_dir).resolve()), "all_scores": all_scores}
+    with ResumableOutput(output, stamp, rows=len(examples), row_of=lambda k: examples[k - 1].row,
+                         command="paretune predict") as out, exit_on_sigterm(out.partial):
+        for start in range(out.done, len(examples), CHUNK_ROWS):
             chunk = examples[start:start + CHUNK_ROWS]
-            for ex, prediction in zip(chunk, predictor.predict_examples(chunk, all_scores, batch_size)):
-                where = ex.text if isinstance(ex.text, str) else f"row {ex.row}"
-                out.write(json.dumps({"row": ex.row, "input": where, **prediction}, ensure_ascii=False) + "\n")
-    os.replace(partial, output)
-    return BatchResult(output, len(examples), 0)
+            predictions = predictor.predict_examples(chunk, all_scores, batch_size)
+            out.write({"row": ex.row, "input": ex.text if isinstance(ex.text, str) else f"row {ex.row}",
+                       **prediction} for ex, prediction in zip(chunk, predictions))
+        out.finish()
+        return BatchResult(output, len(examples), out.done)
 
 
-def check_output(input: Path, output: Path, overwrite: bool) -> None:
-    """Refuse an output that would replace something the user had, before any work is done.
-
-    The finished file replaces `output` atomically, so a mistyped `--output train.csv` would lose
-    that file. Replacing is allowed for earlier predictions of ours (a rerun), or with --overwrite.
-    """
-    if output.is_dir():
-        raise ParetuneError(f"--output {output} is a folder: name a file, e.g. {output / 'predictions.jsonl'}")
-    if not output.exists():
-        return
-    if output.resolve() == input.resolve():
-        raise ParetuneError(f"--output {output} is the input file: predictions would replace it; "
-                            "choose another --output")
-    if not overwrite and not _is_predictions_file(output):
-        raise ParetuneError(f"--output {output} already exists and does not hold paretune predictions: "
-                            "choose another --output, or pass --overwrite to replace it")
-
-
-def _is_predictions_file(path: Path) -> bool:
-    """Whether `path` looks like our own output: empty, or JSON lines whose first has a "row"."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            first = f.readline()
-        return not first.strip() or "row" in json.loads(first)
-    except (OSError, UnicodeDecodeError, ValueError, TypeError):
-        return False
-
-
-def _predict_rows(predictor, rows: Iterator[InputRow], out, total: int, done: int, all_scores: bool,
+def _predict_rows(predictor, rows: Iterator[InputRow], out: ResumableOutput, total: int, all_scores: bool,
                   batch_size: int, chunk_rows: int) -> None:
-    with tqdm(total=total, initial=done, unit="row", disable=None) as bar:
+    with tqdm(total=total, initial=out.done, unit="row", disable=None) as bar:
         chunk: list[InputRow] = []
         for item in rows:
             chunk.append(item)
@@ -135,65 +96,9 @@ def _predict_rows(predictor, rows: Iterator[InputRow], out, total: int, done: in
             bar.update(len(chunk))
 
 
-def _write_chunk(predictor, chunk: list[InputRow], out, all_scores: bool, batch_size: int) -> None:
-    texts = [item.text for item in chunk]
-    predictions = predictor.predict(texts, all_scores=all_scores, batch_size=batch_size)
-    lines = (json.dumps({"row": item.row, "text": item.text, **prediction}, ensure_ascii=False) + "\n"
-             for item, prediction in zip(chunk, predictions))
-    out.write("".join(lines))
-    out.flush()
-    os.fsync(out.fileno())  # a chunk on disk is a chunk a resumed job need not redo
-
-
-def _lock(file, path: Path) -> None:
-    """Two jobs appending to one partial file would interleave rows: let only one hold it."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; resuming still works
-        return
-    try:
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise ParetuneError(f"another `paretune predict` is writing {path}; "
-                            "wait for it to finish or choose another --output") from None
-
-
-def _stamp(path: Path) -> dict[str, int]:
-    """Size and newest modification time: a changed input must not be resumed into."""
-    files = [p for p in path.iterdir() if p.is_file()] if path.is_dir() else [path]
-    stats = [p.stat() for p in files]
-    return {"size": sum(s.st_size for s in stats), "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
-
-
-def _resume_point(partial: Path, state_file: Path, stamp: dict[str, Any]) -> int:
-    """Rows already in `partial` for this very input and options (0: start over).
-
-    A crash can leave half a line at the end: it is cut off, and its row predicted again.
-    """
-    if not (partial.is_file() and state_file.is_file()):
-        return 0
-    try:
-        saved = json.loads(state_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        saved = None
-    if saved != stamp:
-        log.warning("%s was written for another input, run or options; starting over", partial)
-        return 0
-    done, kept, last = 0, 0, b""
-    with open(partial, "rb") as f:
-        for line in f:  # streams: the partial file can be as large as the output
-            if not line.endswith(b"\n"):
-                break
-            done, kept, last = done + 1, kept + len(line), line
-    try:
-        consistent = done == 0 or json.loads(last)["row"] == done
-    except (ValueError, KeyError, TypeError):
-        consistent = False
-    if not consistent:
-        log.warning("%s does not end where its rows say; starting over", partial)
-        return 0
-    os.truncate(partial, kept)
-    return done
+def _write_chunk(predictor, chunk: list[InputRow], out: ResumableOutput, all_scores: bool, batch_size: int) -> None:
+    predictions = predictor.predict([item.text for item in chunk], all_scores=all_scores, batch_size=batch_size)
+    out.write({"row": item.row, "text": item.text, **prediction} for item, prediction in zip(chunk, predictions))
 
 
 class RowSource:
