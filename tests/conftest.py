@@ -73,6 +73,19 @@ def write_conll(path: Path, sentences) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def temporary_paretune_cache(tmp_path_factory):
+    """Tests never write the user's ~/.cache/paretune (converted GGUF models of hundreds of MB,
+    tokenization caches): the session gets its own PARETUNE_CACHE, removed with pytest's tmp files."""
+    previous = os.environ.get("PARETUNE_CACHE")
+    os.environ["PARETUNE_CACHE"] = str(tmp_path_factory.mktemp("paretune-cache"))
+    yield Path(os.environ["PARETUNE_CACHE"])
+    if previous is None:
+        os.environ.pop("PARETUNE_CACHE", None)
+    else:
+        os.environ["PARETUNE_CACHE"] = previous
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Run a module's tiny models on one thread: they gain nothing from more, and when other

