@@ -1,0 +1,137 @@
+"""The decoding engine on a tiny random Llama: greedy answers token-identical to transformers'
+generate(), requests joining and leaving the running batch between steps, seeded sampling, stop
+strings, cancellation and deadlines within one step, the bounded queue, and the engine serving
+tasks/decoding.py (generate, eval)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from generation_fixtures import chat_tokenizer, tiny_llama_dir
+
+from paretune.errors import ParetuneError
+from paretune.inference.engine import Engine, QueueFull
+from paretune.inference.sampling import SamplingParams
+from paretune.inference.sequence import Sequence
+from paretune.tasks.chat_format import end_of_turn_ids
+from paretune.tasks.decoding import DecodeSettings, generate_texts
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tmp_path_factory):
+    from transformers import AutoModelForCausalLM
+
+    folder = tiny_llama_dir(tmp_path_factory.mktemp("engine-llama"))
+    return AutoModelForCausalLM.from_pretrained(folder).eval(), chat_tokenizer()
+
+
+def _prompts(tokenizer, n: int) -> list[list[int]]:
+    words = ["good film", "bad plot and a dull cast", "great", "the review of a movie is positive ?",
+             "awful", "a film", "sentiment : good", "dull dull dull"]
+    return [tokenizer(f"review : {words[i % len(words)]} " + "film " * (i % 5), add_special_tokens=False)["input_ids"]
+            for i in range(n)]
+
+
+def _generate_reference(model, tokenizer, prompt: list[int], max_new_tokens: int) -> list[int]:
+    """transformers' generate() on one unpadded prompt, greedy: what the engine must reproduce."""
+    ids = torch.as_tensor([prompt])
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                         do_sample=False, eos_token_id=sorted(end_of_turn_ids(tokenizer)), pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+def test_greedy_answers_are_token_identical_to_generate_while_requests_join_and_leave(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    prompts = _prompts(tokenizer, 10)
+    expected = [_generate_reference(model, tokenizer, p, 12) for p in prompts]
+    # 3 rows at a time and several lengths: newcomers are merged into a running batch whose rows
+    # leave at different steps (end of turn or the length limit), and the rest wait in the queue.
+    engine = Engine(model, tokenizer, max_running=3, max_prefill_tokens=40)
+    sequences = [Sequence(p, SamplingParams(max_new_tokens=12 - (i % 4))) for i, p in enumerate(prompts)]
+    engine.submit(sequences)
+    seen_rows = set()
+    while not all(s.finished for s in sequences):
+        engine.step()
+        seen_rows.add(engine.kv.rows)
+    for sequence, reference in zip(sequences, expected):
+        assert sequence.generated == reference[: sequence.params.max_new_tokens]
+        assert sequence.finish_reason == ("stop" if sequence.generated[-1] in engine.end_ids else "length")
+    assert 3 in seen_rows and engine.kv.rows == 0 and not engine.scheduler.has_work()
+
+
+def test_generate_texts_runs_on_the_engine_and_keeps_the_order(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    prompts = _prompts(tokenizer, 6)
+    texts = generate_texts(model, tokenizer, prompts, DecodeSettings(max_new_tokens=8, batch_size=4))
+    for prompt, text in zip(prompts, texts):
+        reference = _generate_reference(model, tokenizer, prompt, 8)
+        assert text == tokenizer.decode([t for t in reference if t not in end_of_turn_ids(tokenizer)],
+                                        skip_special_tokens=True)
+
+
+def test_seeded_sampling_is_repeatable_whatever_shares_the_batch(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    prompt = _prompts(tokenizer, 1)[0]
+    params = SamplingParams(max_new_tokens=10, temperature=1.5, top_p=0.9, top_k=20, seed=7)
+    alone = Engine(model, tokenizer).generate([prompt], params)[0].generated
+    crowded = Engine(model, tokenizer).generate(_prompts(tokenizer, 4) + [prompt], params)[-1].generated
+    other_seed = Engine(model, tokenizer).generate([prompt], SamplingParams(10, 1.5, 0.9, 20, seed=8))[0]
+    assert alone == crowded
+    assert other_seed.generated != alone
+
+
+def test_stop_strings_cut_the_text_and_streaming_never_sends_what_is_cut(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    prompt = _prompts(tokenizer, 1)[0]
+    free = Engine(model, tokenizer).generate([prompt], SamplingParams(max_new_tokens=16))[0].text
+    assert len(free.split()) >= 3, free
+    stop = " ".join(free.split()[1:3])  # two words from the middle
+    pieces = []
+    sequence = Sequence(prompt, SamplingParams(max_new_tokens=16, stop=[stop]),
+                        on_update=lambda update: pieces.append(update.text))
+    engine = Engine(model, tokenizer)
+    engine.submit([sequence])
+    while not sequence.finished:
+        engine.step()
+    assert sequence.text == free[: free.find(stop)] and sequence.finish_reason == "stop"
+    assert "".join(pieces) == sequence.text
+
+
+def test_cancelled_and_timed_out_sequences_leave_within_one_step(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    prompts = _prompts(tokenizer, 3)
+    engine = Engine(model, tokenizer, max_running=2)
+    never_stops = SamplingParams(max_new_tokens=200)
+    gone, late, queued = (Sequence(prompts[0], never_stops), Sequence(prompts[1], never_stops, deadline=time.monotonic() + 60),
+                          Sequence(prompts[2], never_stops))
+    engine.submit([gone, late, queued])
+    engine.step()
+    assert engine.kv.rows == 2 and len(engine.scheduler.waiting) == 1
+    gone.cancel()
+    late.deadline = time.monotonic()  # the caller's deadline passes
+    engine.step()
+    assert gone.finish_reason == "cancelled" and late.finish_reason == "timeout"
+    assert engine.scheduler.running == [queued] and engine.kv.rows == 1  # the freed slot went to the queue
+    queued.cancel()
+    engine.step()
+    assert not engine.scheduler.has_work()
+
+
+def test_the_engine_thread_serves_until_stopped_and_refuses_past_the_queue(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    prompts = _prompts(tokenizer, 3)
+    engine = Engine(model, tokenizer, max_running=1, max_queue=1)
+    with pytest.raises(QueueFull):
+        engine.submit([Sequence(p, SamplingParams()) for p in prompts[:2]])
+    with pytest.raises(ParetuneError, match="context is 256 tokens"):
+        engine.submit([Sequence([5] * 300, SamplingParams())])
+    engine.start()
+    try:
+        answered = engine.generate(prompts[:1], SamplingParams(max_new_tokens=500))[0]
+        assert answered.finish_reason in ("stop", "length") and len(answered.generated) <= 256 - len(prompts[0])
+    finally:
+        engine.stop(5)
+    assert not engine._thread.is_alive()
