@@ -140,7 +140,9 @@ def test_both_mode_averages_the_two_sources_of_probabilities(monkeypatch):
     data = SimpleNamespace(single_label=True, train=train, task=SimpleNamespace(label_names=["a", "b"]))
     _, about = run._label_findings(None, data, {"train": None}, run.AuditOptions(mode="both"))
     assert np.allclose(seen["probs"], (finetuned + embedded) / 2)
-    assert about == {"out_of_fold_accuracy": 0.5, "mode": "both"}  # rows 0 and 1 right; 3 ties at 0.5 -> class 0
+    # rows 0 and 1 right; 3 ties at 0.5 -> class 0; no better than always answering one class
+    assert {k: about[k] for k in ("out_of_fold_accuracy", "mode", "reliable")} == {
+        "out_of_fold_accuracy": 0.5, "mode": "both", "reliable": False}
 
 
 def test_max_labels_limits_the_clean_copy_to_the_most_suspect_rows(tmp_path):
@@ -189,3 +191,55 @@ def test_a_decoder_without_a_padding_token_embeds(tmp_path):
     vectors = embed_texts(["a great film", "dull"], tokenizer, encoder, 16)
     assert vectors.shape == (2, encoder.config.hidden_size)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_a_weak_audit_model_says_its_suspects_are_unreliable_first(tmp_path):
+    from paretune.audit.report import markdown
+
+    balanced = np.repeat([0, 1], 600)
+    weak = labels.reliability(0.746, balanced)  # the sentiment example's embedding audit
+    assert not weak["reliable"] and weak["majority_baseline"] == 0.5 and "74.6%" in weak["warning"]
+    assert labels.reliability(0.95, balanced)["reliable"]
+    assert not labels.reliability(0.92, np.array([0] * 90 + [1] * 10))["reliable"]  # 90% from the largest class
+    findings = {"files": {"train": {"file": "train.csv", "rows": 1200}}, "labels": ["negative", "positive"],
+                "options": {}, "suspect_labels": [{"file": "train.csv", "row": 3, "score": 0.9, "label": "negative",
+                                                   "suggested": "positive", "text": "not bad"}],
+                "label_probabilities": {"out_of_fold_accuracy": 0.746, "mode": "embeddings", **weak}}
+    report = markdown(findings)
+    assert report.index("Warning: the suspect labels are unreliable") < report.index("| check | rows |")
+    assert "Unreliable" in report.split("## Likely mislabeled rows")[1].split("##")[0]
+
+
+def test_one_label_is_a_clear_error_and_a_label_with_one_row_is_audited():
+    from paretune.audit import run
+
+    train = SimpleNamespace(targets=[1] * 6, where=None, texts=["same"] * 6, file="train.csv")
+    data = SimpleNamespace(single_label=True, train=train, task=SimpleNamespace(label_names=["neg", "pos"]))
+    with pytest.raises(ParetuneError, match="train.csv: every training row has the label 'pos'"):
+        run._label_findings(None, data, {"train": np.ones((6, 4))}, run.AuditOptions())
+    rng = np.random.default_rng(0)
+    rare = np.array([0] * 9 + [1])  # the one `1` is held out in one fold: its fit rows hold only `0`
+    probs = labels.embedding_probs(rng.normal(size=(10, 4)), rare, 2, folds=5, seed=0)
+    assert probs.shape == (10, 2) and np.allclose(probs.sum(1), 1)
+    assert probs[9].tolist() == [1.0, 0.0]
+
+
+def test_out_never_replaces_report_files_paretune_did_not_write(tiny_model_dir, tmp_path):
+    import typer
+
+    from paretune.audit.report import check_report_folder, write_report
+    from paretune.cli import audit as audit_cli
+
+    earlier = {"files": {"train": {"file": "t.csv", "rows": 2}}, "labels": [], "options": {},
+               "suspect_labels": []}
+    write_report(earlier, tmp_path / "earlier")
+    check_report_folder(tmp_path / "earlier")  # an earlier audit's report: replaced by a rerun
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my own notes")
+    app = typer.Typer()
+    audit_cli.register(app)
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(10))
+    result = CliRunner().invoke(app, [str(train), "--set", f"model.name_or_path={tiny_model_dir}", "--out", str(mine)])
+    assert result.exit_code != 0 and "report.md that paretune audit did not write" in str(result.exception)
+    assert [p.name for p in mine.iterdir()] == ["report.md"] and (mine / "report.md").read_text() == "my own notes"

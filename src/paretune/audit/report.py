@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from paretune.errors import ParetuneError
+
 SHOWN = 20  # rows per check in report.md; report.json holds them all
 CHECKS = ("suspect_labels", "duplicates", "leaks", "outliers", "lengths")
 TITLES = {
@@ -23,9 +25,32 @@ TITLES = {
 }
 
 
+REPORT_FILES = {"json": "report.json", "markdown": "report.md", "picture": "audit.png"}
+
+
+def check_report_folder(out: Path) -> None:
+    """Refuse, before any work, a folder whose report files paretune did not write: an earlier
+    audit's report (its report.json holds an audit's findings) is replaced, anything else is kept."""
+    if out.exists() and not out.is_dir():
+        raise ParetuneError(f"--out {out} is a file: name a folder for the report")
+    present = [name for name in REPORT_FILES.values() if (out / name).exists()]
+    if present and not _is_audit_report(out / REPORT_FILES["json"]):
+        raise ParetuneError(f"--out {out} holds {', '.join(present)} that paretune audit did not write and "
+                            "would replace: choose another --out (or an empty or new folder)")
+
+
+def _is_audit_report(path: Path) -> bool:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(found, dict) and {"files", "options", "suspect_labels"} <= set(found)
+
+
 def write_report(findings: dict[str, Any], out: Path) -> dict[str, Path]:
+    check_report_folder(out)  # again: the folder may have changed during the audit
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "markdown": out / "report.md", "picture": out / "audit.png"}
+    paths = {key: out / name for key, name in REPORT_FILES.items()}
     paths["json"].write_text(json.dumps(findings, indent=2, default=_plain) + "\n")
     paths["markdown"].write_text(markdown(findings))
     draw(findings).savefig(paths["picture"], dpi=110)
@@ -41,8 +66,11 @@ def markdown(findings: dict[str, Any]) -> str:
     for split, info in findings["files"].items():
         lines.append(f"- {split}: `{info['file']}`, {info['rows']} rows")
     probs = findings.get("label_probabilities")
+    if probs and probs.get("warning"):  # first thing read: the suspects below are not to be acted on
+        lines[1:1] = ["", f"> **Warning: the suspect labels are unreliable.** {probs['warning']}."]
     if probs:
-        lines.append(f"- label probabilities: {probs['mode']}, out-of-fold accuracy {probs['out_of_fold_accuracy']:.1%}")
+        lines.append(f"- label probabilities: {probs['mode']}, out-of-fold accuracy {probs['out_of_fold_accuracy']:.1%}"
+                     + (f" (largest class alone: {probs['majority_baseline']:.1%})" if "majority_baseline" in probs else ""))
     lines += ["", "| check | rows |", "| --- | --- |"]
     lines += [f"| {check} | {n} |" for check, n in summary(findings).items()]
     lines += ["", "![audit](audit.png)", ""]
@@ -50,6 +78,8 @@ def markdown(findings: dict[str, Any]) -> str:
     for check in CHECKS:
         rows = findings.get(check) or []
         lines += [f"## {TITLES[check]}", ""]
+        if check == "suspect_labels" and probs and probs.get("warning"):
+            lines += ["**Unreliable: the audit's model is weak (see the warning at the top).**", ""]
         if not rows:
             lines += ["None found.", ""]
             continue

@@ -17,6 +17,7 @@ from paretune.audit import balance, duplicates, labels, outliers
 from paretune.audit.embed import embed_texts, load_encoder
 from paretune.audit.rows import AuditData, read_audit_data
 from paretune.config.schema import Config
+from paretune.errors import ParetuneError
 
 log = logging.getLogger("paretune.audit")
 
@@ -61,6 +62,7 @@ def _label_findings(config: Config, data: AuditData, embeddings, options: AuditO
         return [], None
     targets = np.asarray(data.train.targets, dtype=np.int64)
     n_classes = len(data.task.label_names)
+    _check_two_labels(data, targets)
     sources = []  # out-of-fold probabilities; `both` averages the two
     if options.mode in ("finetune", "both"):
         from paretune.audit.finetune_probs import finetune_probs
@@ -78,7 +80,17 @@ def _label_findings(config: Config, data: AuditData, embeddings, options: AuditO
                       "label": names[issue.given], "suggested": names[issue.predicted],
                       "text": data.train.texts[issue.index]})
     accuracy = float((probs.argmax(1) == targets).mean())
-    return found, {"out_of_fold_accuracy": round(accuracy, 4), "mode": options.mode}
+    return found, {"out_of_fold_accuracy": round(accuracy, 4), "mode": options.mode,
+                   **labels.reliability(accuracy, targets)}
+
+
+def _check_two_labels(data: AuditData, targets: np.ndarray) -> None:
+    """Confident learning compares labels with each other: one label leaves nothing to compare."""
+    present = np.unique(targets)
+    if len(present) < 2:
+        only = data.task.label_names[int(present[0])] if len(present) else "none"
+        raise ParetuneError(f"{data.train.file}: every training row has the label '{only}'; the label audit "
+                            "needs at least two labels (is data.label_column the right column?)")
 
 
 def _pairs(data: AuditData, embeddings, split: str, other: str, threshold: float) -> list[dict]:

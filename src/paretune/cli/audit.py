@@ -40,7 +40,7 @@ def audit(
 
     from pydantic import ValidationError
 
-    from paretune.audit.report import write_report
+    from paretune.audit.report import check_report_folder, write_report
     from paretune.audit.run import audit as run_audit
     from paretune.config import load_config
     from paretune.config.loading import default_output_dir
@@ -61,8 +61,9 @@ def audit(
         config = load_config(source, overrides)
     else:
         config = load_config(None, [f"data.train={source}", *overrides], name_hint=source.stem)
-    findings = run_audit(config, options)
     folder = out or Path(default_output_dir(f"audit-{source.stem}"))
+    check_report_folder(folder)  # before the audit's minutes, not after
+    findings = run_audit(config, options)
     paths = write_report(findings, folder)
     if write_clean is not None:
         findings["clean_copy"] = _clean_copy(findings, config, write_clean, drop, fix, max_labels)
@@ -78,6 +79,9 @@ def _say(findings: dict, markdown: Path, stream) -> None:
 
     counts = ", ".join(f"{check} {n}" for check, n in summary(findings).items())
     print(f"audit: {counts}; report {markdown}", file=stream)
+    warning = (findings.get("label_probabilities") or {}).get("warning")
+    if warning:
+        print(f"WARNING: {warning}.", file=stream)
     if "clean_copy" in findings:
         c = findings["clean_copy"]
         print(f"clean copy: {c['file']} ({c['rows_kept']} rows kept, {c['rows_dropped']} dropped, "
