@@ -134,6 +134,21 @@ def test_missing_backend_package_is_a_clear_error_before_training(tiny_config, t
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_a_tracking_folder_that_cannot_be_written_is_a_clear_error(tiny_config, tmp_path):
+    from paretune.config.schema import TrackingConfig
+    from paretune.runner import finetune
+    from paretune.tracking import check_tracking
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    tracking = {"backends": ["tensorboard"], "dir": str(blocked / "tracking")}
+    with pytest.raises(ConfigError, match=r"tracking folder .*a-file/tracking cannot be written"):
+        check_tracking(TrackingConfig(**tracking), tmp_path / "run")  # what runs before the run folder is made
+    with pytest.raises(ConfigError, match="set tracking.dir"):  # not a raw NotADirectoryError
+        finetune({**tiny_config, "tracking": tracking})
+    check_tracking(TrackingConfig(backends=[], dir=str(blocked / "tracking")), tmp_path / "run")  # none asked for
+
+
 def test_step_losses_stay_on_the_device_until_a_flush(tiny_config, tmp_path, monkeypatch):
     """Every step is logged, but the losses are read (a device sync) only every flush_every steps."""
     from types import SimpleNamespace

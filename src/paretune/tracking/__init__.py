@@ -7,6 +7,7 @@ step, the cost figures and plan, and the model card as an artifact (docs/trackin
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from paretune.config.schema import TrackingConfig
@@ -41,6 +42,32 @@ def where(config: TrackingConfig, run_dir: Path) -> Where:
                  config.mlflow_uri)
 
 
+def check_tracking(config: TrackingConfig, run_dir: Path) -> None:
+    """Every backend installed and the tracking folder writable, or one clear error: called before
+    the run folder is made, so a bad tracking.dir leaves nothing behind that blocks the rerun."""
+    if not check_backends(config.backends):
+        return
+    folder = where(config, run_dir).dir
+    probe = folder / f".paretune-write-test{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"tracking folder {folder} cannot be written ({err.strerror}): set tracking.dir to a "
+                          "folder you can write, or leave tracking.backends empty") from None
+
+
 def open_trackers(config: TrackingConfig, run_dir: Path) -> list[Tracker]:
+    check_tracking(config, run_dir)
     place = where(config, run_dir)
-    return [backend.open(place) for backend in check_backends(config.backends)]
+    trackers = []
+    for backend in check_backends(config.backends):
+        try:
+            trackers.append(backend.open(place))
+        except OSError as err:  # a folder the probe could write, but not the backend's own files
+            for opened in trackers:
+                opened.close(failed=True)
+            raise ConfigError(f"tracking backend {backend.name} cannot write under {place.dir} ({err.strerror}: "
+                              f"{err.filename}): set tracking.dir to a folder you can write") from None
+    return trackers

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from paretune.config import Config
 from paretune.cost.plan import Measured, StepTimer, current_rss_mib, estimate_here, workload
-from paretune.tracking import check_backends, open_trackers
+from paretune.tracking import check_tracking, open_trackers
 from paretune.tracking.base import Tracker, numbers
 
 log = logging.getLogger("paretune")
@@ -32,7 +32,7 @@ class RunHooks:
         self._plan_input: tuple | None = None
         self._steps: list[tuple[int, Any, float]] = []  # (step, loss on the device, lr) not yet sent
         self.flush_every = config.tracking.flush_every or config.training.log_every
-        check_backends(config.tracking.backends)  # a missing package fails before training
+        check_tracking(config.tracking, run_dir)  # a missing package or folder fails before training
         self.trackers: list[Tracker] = open_trackers(config.tracking, run_dir) if main_process else []
         for tracker in self.trackers:
             tracker.params(config.model_dump(mode="json"))
