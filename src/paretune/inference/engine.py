@@ -237,20 +237,26 @@ class Engine:
         for row, sequence in enumerate(sequences):
             if sequence.finished:  # cancelled while the forward ran: its token is not wanted
                 continue
-            if sequence.params.greedy and sequence.constraint is None:
-                token = greedy[row]
-            else:
-                scores = logits[row].float()
-                if sequence.constraint is not None:
-                    scores = sequence.constraint.mask_logits(scores)
-                token = sample_token(scores, sequence.params, sequence.generator)
             previous = sequence.last_token_at
-            sequence.add_token(token, self.tokenizer, self.end_ids)
+            try:
+                token = greedy[row] if sequence.params.greedy and sequence.constraint is None else \
+                    self._constrained_token(sequence, logits[row])
+                sequence.add_token(token, self.tokenizer, self.end_ids)
+            except Exception as err:  # this request's grammar or text failed: it ends, the batch goes on
+                sequence.finish(ERROR, err)
+                continue
             if previous is None:
                 self.observer.first_token(sequence.first_token_at - sequence.submitted)
             else:
                 self.observer.token_gap(sequence.last_token_at - previous)
         self.observer.tokens(len(sequences))
+
+    @staticmethod
+    def _constrained_token(sequence: Sequence, logits: torch.Tensor) -> int:
+        scores = logits.float()
+        if sequence.constraint is not None:  # structured output: forbidden tokens at -inf
+            scores = sequence.constraint.mask_logits(scores)
+        return sample_token(scores, sequence.params, sequence.generator)
 
     def _retire(self) -> None:
         """Drop finished sequences' rows from the batch."""

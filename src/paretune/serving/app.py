@@ -44,6 +44,7 @@ from paretune.version import __version__
 log = logging.getLogger("paretune.serve")
 
 ROUTES = {"/v1/predict", "/v1/predict-images", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json"}
+ROUTES |= {"/v1/chat/completions", "/v1/completions", "/v1/models"}  # generative runs (chat_routes.py)
 
 
 class PredictRequest(BaseModel):
@@ -115,6 +116,10 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
         from paretune.serving.images import add_image_routes
 
         add_image_routes(app, batcher, caller, settings, info["run"], ERROR_RESPONSES)
+    if predictor.task.generates:  # OpenAI-compatible routes on the decoding engine (serving/chat_routes.py)
+        from paretune.serving.chat_routes import add_chat_routes
+
+        add_chat_routes(app, batcher, caller, settings, {info["run"]: None})
     _add_status_routes(app, batcher, caller, metrics, info)
     return app
 
@@ -217,6 +222,10 @@ def _add_status_routes(app: FastAPI, batcher, caller, metrics: ServerMetrics, in
 
 def model_runner(predictor, metrics: ServerMetrics, settings: ServeSettings) -> MicroBatcher | ModelPool:
     """Model processes fed through a queue (model_pool.py), or a thread of this process (batcher.py)."""
+    if predictor.task.generates:  # the decoding engine: continuous batching, per-step deadlines
+        from paretune.serving.chat_runner import ChatRunner
+
+        return ChatRunner(predictor, metrics, settings)
     processes = model_processes(predictor, settings)
     if processes == 0:
         return MicroBatcher(predictor, metrics, max_batch_size=settings.max_batch_size,

@@ -40,6 +40,8 @@ class ServeSettings(BaseModel):
     max_texts: int = Field(64, ge=1, description="Most texts in one request (422 above).")
     max_chars: int = Field(10_000, ge=1, description="Most characters in one text (422 above).")
     max_body_bytes: int = Field(1 << 20, ge=64, description="Largest request body in bytes (413 above).")
+    max_new_tokens: int = Field(512, ge=1, description=(
+        "Generative runs: most tokens one answer may generate (a request asking for more gets 400)."))
     max_image_pixels: int = Field(16_000_000, ge=1, description="Most pixels in one served image (422 above).")
     # Off by default: what protects the server from overload is the queue bound (503), which knows
     # its capacity; a per-key rate cannot, and 100/s throttled a single backend key under modest
