@@ -140,6 +140,17 @@ def _generation(folder: Path) -> tuple[dict, dict]:
                                                        "validation": folder / "validation.jsonl"}
 
 
+def _preference(folder: Path) -> tuple[dict, dict]:
+    def rows(n, seed):
+        return "".join(json.dumps({"prompt": text, "chosen": label, "rejected": "not " + label}) + "\n"
+                       for text, label in sentiment_rows(n, seed))
+    (folder / "train.jsonl").write_text(rows(48, 1))
+    (folder / "validation.jsonl").write_text(rows(16, 2))
+    # ORPO needs no reference model: `paretune eval` of a finished run has none (DPO's rewards there are None).
+    return {"loss": {"name": "orpo"}, "generate_rows": 4, "max_new_tokens": 2}, {
+        "train": folder / "train.jsonl", "validation": folder / "validation.jsonl"}
+
+
 def _image_classification(folder: Path) -> tuple[dict, dict]:
     # Its own tiny model (a ViT) and its own prediction inputs (image paths).
     train, validation = write_images(folder / "train", 24, 1), write_images(folder / "validation", 8, 2)
@@ -162,7 +173,7 @@ def _mlm(folder: Path) -> tuple[dict, dict]:
 
 DATA = {"classification": _classification, "multilabel": _multilabel, "regression": _regression, "ner": _ner,
         "generation": _generation, "image-classification": _image_classification,
-        "image-multilabel": _image_multilabel, "mlm": _mlm}
+        "image-multilabel": _image_multilabel, "mlm": _mlm, "preference": _preference}
 
 
 def _config(model_dir: Path, folder: Path, task: str, options: dict, files: dict) -> dict:

@@ -19,12 +19,13 @@ from paretune.tasks.image_multilabel import ImageMultilabelTask
 from paretune.tasks.mlm import MlmTask
 from paretune.tasks.multilabel import MultilabelTask
 from paretune.tasks.ner import NerTask
+from paretune.tasks.preference import PreferenceTask
 from paretune.tasks.regression import RegressionTask
 
 # The registry. Order matters only for the default: the first entry is used when `task.type` is omitted.
 TASKS: dict[str, type[Task]] = {
     t.name: t for t in (ClassificationTask, MultilabelTask, RegressionTask, NerTask, GenerationTask,
-                        ImageClassificationTask, ImageMultilabelTask, MlmTask)
+                        ImageClassificationTask, ImageMultilabelTask, MlmTask, PreferenceTask)
 }
 
 # Called after the registry changes: the run config's `task:` union is rebuilt this way, so this
