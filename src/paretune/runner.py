@@ -188,6 +188,7 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
         extra_loss=method.extra_loss, lr_scale=method.lr_scale,
     )
     hooks.start(trainer, data)
+    _score_reference(train_task, trainer, data, run, accelerator)
     if resuming:
         _resume_trainer(trainer, run)
     _announce(config, data, params, trainer, accelerator)
@@ -242,6 +243,18 @@ def _final_evaluation(trainer: Trainer, data: PreparedData, tokenizer, accelerat
         final["validation"].update(data.task.model_metrics(trainer.unwrapped, tokenizer, data.validation_examples,
                                                            accelerator.device))
     return final
+
+
+def _score_reference(task: Task, trainer: Trainer, data: PreparedData, run: RunFolder, accelerator) -> None:
+    """A task that scores its data with the model as it starts (preference tuning's reference
+    log-probs) does it here: after the method is applied, before any step or a checkpoint's weights.
+    It keeps the scores in the run folder, so a resumed run reads them back."""
+    score = getattr(task, "score_reference", None)
+    if score is None:
+        return
+    held_out = {"validation": data.validation, "test": data.test}
+    sets = {"train": data.train, **{name: s.encoded for name, s in held_out.items() if s is not None}}
+    score(trainer.unwrapped, sets, accelerator.device, run.path, accelerator.autocast)
 
 
 def _resume_trainer(trainer: Trainer, run: RunFolder) -> None:

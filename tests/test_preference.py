@@ -1,0 +1,96 @@
+"""Preference runs train through the one loop like any run: DPO under LoRA, KTO under full
+fine-tuning, reference log-probs scored once and kept in the run folder, and a run stopped
+mid-training resumes to the weights of an uninterrupted one without scoring the reference again."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+import paretune
+from conftest import sentiment_rows
+from generation_fixtures import tiny_llama_dir
+from paretune.tasks.preference import REFERENCE_FILE, PreferenceTask
+
+
+def _pairs(n: int, seed: int) -> str:
+    other = {"positive": "negative", "negative": "positive"}
+    return "".join(json.dumps({"prompt": text, "chosen": label, "rejected": other[label]}) + "\n"
+                   for text, label in sentiment_rows(n, seed))
+
+
+def _answers(n: int, seed: int) -> str:
+    other = {"positive": "negative", "negative": "positive"}
+    return "".join(json.dumps({"prompt": text, "completion": label if i % 3 else other[label], "label": bool(i % 3)})
+                   + "\n" for i, (text, label) in enumerate(sentiment_rows(n, seed)))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("preference")
+    tiny_llama_dir(root / "llama")
+    (root / "train.jsonl").write_text(_pairs(32, 1))
+    (root / "validation.jsonl").write_text(_pairs(8, 2))
+    (root / "kto_train.jsonl").write_text(_answers(24, 1))
+    (root / "kto_validation.jsonl").write_text(_answers(6, 2))
+    return root
+
+
+def _config(root: Path, out: str, loss: dict, method: str = "lora", files: str = "", **training) -> dict:
+    return {
+        "model": {"name_or_path": str(root / "llama")},
+        "task": {"type": "preference", "loss": loss, "generate_rows": 4, "max_new_tokens": 2},
+        "data": {"train": str(root / f"{files}train.jsonl"), "validation": str(root / f"{files}validation.jsonl"),
+                 "max_length": 48, "cache_dir": str(root / "cache")},
+        "method": {"name": method},
+        "training": {"max_steps": 4, "batch_size": 8, "lr": 1e-3, "seed": 5, "eval_every": 2, "save_every": 2,
+                     "load_best": False, "warmup_ratio": 0.0, **training},
+        "output": {"dir": str(root / out)},
+    }
+
+
+def test_dpo_under_lora_is_an_ordinary_run(folder):
+    run = paretune.finetune(_config(folder, "dpo", {"name": "dpo", "beta": 0.1}))
+    assert run.metrics["steps"] == 4 and run.metrics["metric"] == "loss"
+    validation = run.validation
+    assert set(PreferenceTask.metric_names) <= set(validation)
+    assert validation["rewards/margins"] == pytest.approx(validation["rewards/chosen"] - validation["rewards/rejected"])
+    assert "exact_match" in validation  # greedy answers to the validation prompts, against the chosen ones
+    assert (run.path / REFERENCE_FILE).is_file()
+    assert (run.path / "model" / "model.safetensors").is_file()  # merged, loadable like any generative run
+    history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [2, 4] and all("rewards/accuracies" in h["validation"] for h in history)
+
+
+def test_kto_under_full_fine_tuning_trains(folder):
+    run = paretune.finetune(_config(folder, "kto", {"name": "kto"}, method="full", files="kto_", max_steps=2))
+    assert run.metrics["steps"] == 2
+    assert run.validation["rewards/chosen"] is not None and run.validation["rewards/rejected"] is not None
+
+
+def test_a_stopped_run_resumes_to_the_same_weights_without_scoring_the_reference_again(folder, monkeypatch):
+    import paretune.engine.loop as loop
+    import paretune.tasks.preference as preference
+
+    straight = paretune.finetune(_config(folder, "straight", {"name": "dpo"}))
+
+    def stop_at(point, step=None):
+        if point == "step" and step == 3:
+            raise KeyboardInterrupt  # after step 2's checkpoint: what a kill leaves behind
+    monkeypatch.setattr(loop, "fault_point", stop_at)
+    with pytest.raises(KeyboardInterrupt):
+        paretune.finetune(_config(folder, "stopped", {"name": "dpo"}))
+    monkeypatch.undo()
+    assert not (folder / "stopped" / "metrics.json").exists()
+    assert [p.name for p in (folder / "stopped" / "checkpoints").glob("step-*")] == ["step-00000002"]
+
+    scored = []
+    monkeypatch.setattr(preference, "_score_set", lambda *args: scored.append(args))
+    resumed = paretune.resume(folder / "stopped")
+    assert scored == []  # read back from the run folder
+    a = load_file(str(straight.path / "model" / "model.safetensors"))
+    b = load_file(str(resumed.path / "model" / "model.safetensors"))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+    assert resumed.validation["loss"] == pytest.approx(straight.validation["loss"], abs=1e-6)
