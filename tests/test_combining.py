@@ -118,6 +118,21 @@ def test_runs_with_different_labels_are_refused(runs, tmp_path):
         build_ensemble([runs["a"]], "average", tmp_path / "ens")
 
 
+def test_a_member_replaced_by_a_run_of_other_labels_or_task_stops_the_ensemble_loading(runs, tmp_path):
+    member = shutil.copytree(runs["b"], tmp_path / "b")
+    out = build_ensemble([runs["a"], member], "average", tmp_path / "ens")
+    info_file = member / "model" / TASK_FILE
+    info = json.loads(info_file.read_text())
+    for replaced, what in (({**info, "labels": ["bad", "good"]}, "labels"),
+                           ({**info, "task": {**info["task"], "type": "regression"}}, "task"),
+                           ({**info, "task": {**info["task"], "type": "image-classification"}}, "task")):
+        info_file.write_text(json.dumps(replaced))
+        with pytest.raises(ParetuneError, match=f"ensemble member .*b/model now has {what}"):
+            Predictor.load(out, device="cpu")
+    info_file.write_text(json.dumps(info))
+    assert len(Predictor.load(out, device="cpu").predict(["a fine film"])) == 1
+
+
 def test_training_an_ensemble_method_says_which_command_makes_it(tiny_model_dir, runs):
     cfg = config(tiny_model_dir, runs["folder"], "nope", name="ensemble")
     with pytest.raises(ConfigError, match="paretune ensemble"):

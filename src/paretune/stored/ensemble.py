@@ -50,13 +50,33 @@ def member_dirs(model_dir: Path, recorded: dict[str, Any]) -> list[Path]:
     return dirs
 
 
+def check_members(model_dir: Path, dirs: list[Path]) -> None:
+    """A member folder replaced by another run since the ensemble was made (other labels, another
+    task or output type) would be combined as if it were the old one: refuse, naming it."""
+    own = read_info(model_dir)
+    for d in dirs:
+        info = read_info(d)
+        for what, mine, theirs in (("task", _task(own), _task(info)), ("labels", own.get("labels"), info.get("labels"))):
+            if mine != theirs:
+                raise ParetuneError(f"{model_dir}: ensemble member {d} now has {what} {theirs}, not the {mine} "
+                                    "the ensemble was made with (the member run was replaced): make the ensemble "
+                                    "again with `paretune ensemble`")
+
+
+def _task(info: dict[str, Any]) -> dict[str, Any]:
+    """The task's type and options; its labels are compared on their own."""
+    return {k: v for k, v in (info.get("task") or {}).items() if k != "labels"}
+
+
 def load(model_dir: Path, auto_class, device=None, recorded=None, **kwargs) -> torch.nn.Module:
     from transformers import AutoTokenizer
 
     recorded = recorded or {}
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=kwargs.get("trust_remote_code", False))
     members, tokenizers, lengths = [], [], []
-    for member in member_dirs(model_dir, recorded):
+    dirs = member_dirs(model_dir, recorded)
+    check_members(model_dir, dirs)
+    for member in dirs:
         members.append(load_member(member, auto_class, device=device, **kwargs).eval())
         tokenizers.append(AutoTokenizer.from_pretrained(member, trust_remote_code=kwargs.get("trust_remote_code", False)))
         lengths.append(int(read_info(member).get("max_length", 512)))
