@@ -94,3 +94,22 @@ def test_a_stopped_run_resumes_to_the_same_weights_without_scoring_the_reference
     b = load_file(str(resumed.path / "model" / "model.safetensors"))
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
     assert resumed.validation["loss"] == pytest.approx(straight.validation["loss"], abs=1e-6)
+
+
+def test_dpo_from_an_sft_run_starts_from_its_model_and_carries_the_lineage_cost(folder):
+    sft_rows = "".join(json.dumps({"prompt": text, "completion": label}) + "\n" for text, label in sentiment_rows(16, 3))
+    (folder / "sft.jsonl").write_text(sft_rows)
+    sft_config = _config(folder, "sft", {"name": "dpo"}, max_steps=2)
+    sft_config["task"] = {"type": "generation", "generate_rows": 0}
+    sft_config["data"] = {"train": str(folder / "sft.jsonl"), "validation_split": 0.25, "max_length": 48}
+    sft = paretune.finetune(sft_config)
+
+    config = _config(folder, "dpo-after-sft", {"name": "dpo"}, max_steps=2)
+    config["model"] = {"name_or_path": str(sft.path)}  # the run folder itself
+    run = paretune.finetune(config)
+    assert run.config.model.name_or_path == str(sft.path / "model")
+    cost = json.loads((run.path / "cost.json").read_text())
+    parent = json.loads((sft.path / "cost.json").read_text())
+    assert cost["parent"]["run"] == str(sft.path.resolve())
+    assert cost["wall_s"] == pytest.approx(cost["step"]["wall_s"] + parent["wall_s"], rel=1e-4)
+    assert cost["device_hours"] == pytest.approx(cost["step"]["device_hours"] + parent["device_hours"], rel=1e-3)

@@ -16,6 +16,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
 from paretune.config import Config, apply_overrides, config_from_dict, load_config, settle_output_dir
+from paretune.cost.lineage import parent_run, with_lineage
 from paretune.cost.meter import CostMeter
 from paretune.data.prepare import PreparedData, prepare_data
 from paretune.distributed.launch import launch_resume, launch_training, should_launch
@@ -133,6 +134,7 @@ def _finished_run(path: Path) -> Run:
 
 
 def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = None) -> Run:
+    config = _from_parent_model(config)
     timings: dict[str, float] = {}
     accelerator = build_accelerator(config)  # distributed: section (docs/distributed.md)
     meter = CostMeter(config.cost, accelerator)  # an unknown price fails here, before any work
@@ -219,6 +221,9 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     }
     cost = meter.finish(timings, state, trainer.unwrapped, accelerator)
     cost["plan"] = hooks.plan()
+    parent = parent_run(config.model.name_or_path)
+    if parent is not None:  # started from another run's model: what the lineage cost in all
+        cost = with_lineage(cost, parent)
     if trainer.sharding == "none":
         trained = seam.unwrap(trainer.unwrapped) if seam else trainer.unwrapped
     else:  # gathered from the shards (every process takes part) into a fresh copy
@@ -243,6 +248,15 @@ def _final_evaluation(trainer: Trainer, data: PreparedData, tokenizer, accelerat
         final["validation"].update(data.task.model_metrics(trainer.unwrapped, tokenizer, data.validation_examples,
                                                            accelerator.device))
     return final
+
+
+def _from_parent_model(config: Config) -> Config:
+    """A model named by a finished run's folder loads from its saved (merged) model/ folder."""
+    parent = parent_run(config.model.name_or_path)
+    if parent is None or config.model.name_or_path == str(parent / "model"):
+        return config
+    model = config.model.model_copy(update={"name_or_path": str(parent / "model")})
+    return config.model_copy(update={"model": model})
 
 
 def _score_reference(task: Task, trainer: Trainer, data: PreparedData, run: RunFolder, accelerator) -> None:
