@@ -65,3 +65,23 @@ def test_command_prints_a_table(tiny_run):
     assert saved["price"]["usd_per_hour"] == 0.25
     with pytest.raises(ParetuneError, match="Known prices"):
         bench_inference(tiny_run, price="no-such-price", repeats=20, progress=False)
+
+
+def test_slow_calls_keep_the_time_limit_rough():
+    """Whole generated answers are slow calls: the minimum sample no longer stretches the limit tenfold."""
+    import time
+
+    from paretune.cost.inference import MIN_LATENCY_SAMPLES, _latency_ms, _throughput
+
+    class SlowPredictor:
+        device = "cpu"
+
+        def predict(self, texts, batch_size=64):
+            time.sleep(0.03)
+
+    started = time.perf_counter()
+    times = _latency_ms(SlowPredictor(), ["a text"], repeats=200, warmup=10, budget_s=0.1, progress=False)
+    rows, _ = _throughput(SlowPredictor(), ["a text"], batch_size=8, batches=20, budget_s=0.03, progress=False)
+    elapsed = time.perf_counter() - started
+    assert 1 <= len(times) < MIN_LATENCY_SAMPLES and rows >= 8
+    assert elapsed < 0.6  # was 10 warm-up and 20 timed calls, then 4 batches: 1 s

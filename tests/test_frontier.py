@@ -219,3 +219,35 @@ def test_min_metric_is_drawn_as_a_labelled_line_and_saved(sweep_dir):
     assert not any(axes.get_legend() for axes in figure.axes)  # one legend, outside the panels
     data = json.loads(write(frontier, sweep_dir)["json"].read_text())
     assert data["min_metric"] == 0.92 and data["cost_tie_tolerance"] == 0.05
+
+
+def test_generative_runs_rank_by_their_answers_and_mixed_tasks_get_a_table_each(tmp_path):
+    from paretune.frontier import build_groups
+
+    runs = tmp_path / "runs"
+    make_run(runs / "sentiment", method="full", quality=0.93, usd=1.0)
+    for name, exact, perplexity, usd in (("chat", 0.98, 1.03, 2.0), ("chat-int8-dynamic", 0.38, 4.41, 0.5)):
+        run = make_run(runs / name, method="lora", quality=perplexity, usd=usd, metric="perplexity",
+                       usd_per_million=usd, p50=10.0)
+        (run / "config.yaml").write_text(yaml.safe_dump({"method": {"name": "lora"}, "task": {"type": "generation"}}))
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["validation"]["exact_match"] = exact  # answers scored after training
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    groups = build_groups([runs])
+    assert [(g.group, g.metric) for g in groups] == [("generation: exact_match", "exact_match"), ("accuracy", "accuracy")]
+    chat = groups[0]
+    assert [p.name for p in chat.points] == ["chat", "chat-int8-dynamic"] and chat.greater
+    assert marks(chat, "pareto_serve") == {"chat", "chat-int8-dynamic"}  # cheaper but worse: both optimal
+    assert build([runs / "chat", runs / "chat-int8-dynamic"]).metric == "exact_match"
+    assert build([runs], metric="perplexity").points[0].name == "chat"  # --metric ranks everything by one
+
+    from paretune.cli import _register, app
+
+    _register()
+    done = CliRunner().invoke(app, ["frontier", str(runs)])
+    assert done.exit_code == 0, done.output
+    assert "rank by 2 different metrics: one frontier each" in done.output
+    assert (runs / "frontier-accuracy.md").is_file() and (runs / "frontier-generation-exact-match.png").is_file()
+    assert "![frontier](frontier-generation-exact-match.png)" in (runs / "frontier-generation-exact-match.md").read_text()
+    shown = json.loads(CliRunner().invoke(app, ["frontier", str(runs), "--json"]).output.strip().splitlines()[-1])
+    assert [g["metric"] for g in shown["groups"]] == ["exact_match", "accuracy"]

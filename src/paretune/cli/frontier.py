@@ -26,26 +26,35 @@ def frontier(
                                           "default the first folder given."),
     as_json: bool = typer.Option(False, "--json", help="Print the frontier as JSON on stdout."),
 ) -> None:
-    """Compare runs on quality, training cost and serving cost; mark the Pareto-optimal ones."""
-    from paretune.frontier import Questions, Scale, build, to_markdown, write
+    """Compare runs on quality, training cost and serving cost; mark the Pareto-optimal ones.
+
+    Runs that rank by different metrics (a classifier's accuracy, a chat run's exact match) are
+    shown as one table and picture per task and metric, unless --metric names one for all."""
+    from paretune.frontier import Questions, Scale, build_groups, to_markdown, write
     from paretune.logs import setup_logging
 
     setup_logging()
-    result = build(
+    frontiers = build_groups(
         paths, metric=metric, split=split, price=price, bench_missing=bench_missing,
         questions=Questions(min_metric=min_metric, budget=budget, max_latency_ms=max_latency_ms),
         scale=Scale(train_rows=train_rows, predictions_per_month=predictions_per_month),
     )
     first = paths[0]
     # Beside the runs: in the sweep folder, or in the folder that holds a single run.
-    written = write(result, output or (first.parent if (first / "config.yaml").is_file() else first))
+    folder = output or (first.parent if (first / "config.yaml").is_file() else first)
+    written = [write(frontier, folder) for frontier in frontiers]
     if as_json:
         from paretune.frontier.report import to_json
 
-        print(json.dumps(to_json(result), default=str))
+        shown = [to_json(frontier) for frontier in frontiers]
+        print(json.dumps(shown[0] if len(shown) == 1 else {"groups": shown}, default=str))
         return
-    print(to_markdown(result, image=None))
-    print(f"wrote {written['md']}, {written['png']} and {written['json']}")
+    if len(frontiers) > 1:
+        print(f"The runs rank by {len(frontiers)} different metrics: one frontier each "
+              f"({'; '.join(f.group for f in frontiers)}). --metric NAME ranks them all by one.\n")
+    for frontier, files in zip(frontiers, written):
+        print(to_markdown(frontier, image=None))
+        print(f"wrote {files['md']}, {files['png']} and {files['json']}\n")
 
 
 def register(app: typer.Typer) -> None:

@@ -66,3 +66,7 @@ class CompressionMethod:
     # Whether a short recovery fine-tune (--recover-epochs) can follow: the result is a float
     # PyTorch model that trains like any other.
     recoverable: bool = False
+    # Whether the result still decodes, so a generative run can be compressed with it: ONNX
+    # exports one forward pass to logits (no KV cache, no generation loop) and prune-heads
+    # cuts BERT-style attention only.
+    generative: bool = True

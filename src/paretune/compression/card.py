@@ -40,6 +40,8 @@ def card_lines(run: RunFolder) -> list[str]:
         "| | parent | this run | change |",
         "| --- | --- | --- | --- |",
         _row(f"validation {change['metric']}", change["metric"], change, None),
+        *([_row("validation perplexity", "perplexity", change, None)]
+          if change["metric"] != "perplexity" and "perplexity" in change["value"] else []),
         _row("size on disk (MiB)", "size_mib", change, "size_ratio", 1),
         _row("latency p50, batch 1 (ms)", "latency_p50_ms", change, "latency_ratio", 2),
         _row("throughput (predictions/s)", "throughput_per_s", change, "throughput_ratio", 1),
@@ -47,6 +49,9 @@ def card_lines(run: RunFolder) -> list[str]:
         f"Measured {entry.get('measured_at', '?')}, parent and this run one after the other on the same "
         "machine through `Predictor` (see `inference.json` for the device).",
         *([f"Checks: {checks}."] if checks else []),
+        *([f"Answer agreement with the parent: {100 * change['answer_agreement']:.1f}% of validation answers "
+           "identical."] if isinstance(change.get("answer_agreement"), (int, float)) else []),
+        *[f"**Warning**: {warning}." for warning in change.get("warnings") or []],
         "",
         f"- stored form: {form}; " + (FORMS[form].use if form in FORMS else "plain transformers weights"),
         f"- cost to make, parent included: {cost.get('device_hours', 0):.4f} device-hours"

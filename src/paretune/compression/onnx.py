@@ -164,6 +164,6 @@ def apply(model: torch.nn.Module, options: OnnxOptions, context: CompressContext
 
 
 METHOD = CompressionMethod(
-    name="onnx", options=OnnxOptions, apply=apply,
+    name="onnx", options=OnnxOptions, apply=apply, generative=False,
     description="ONNX export served by ONNX Runtime (parity with PyTorch checked)",
 )

@@ -76,6 +76,6 @@ def _quiet_root_logger():
 
 
 METHOD = CompressionMethod(
-    name="onnx-int8", options=OnnxInt8Options, apply=apply,
+    name="onnx-int8", options=OnnxInt8Options, apply=apply, generative=False,
     description="ONNX export with ONNX Runtime dynamic int8 quantization (CPU serving)",
 )

@@ -69,6 +69,6 @@ def apply(model: torch.nn.Module, options: OnnxInt8StaticOptions, context: Compr
 
 
 METHOD = CompressionMethod(
-    name="onnx-int8-static", options=OnnxInt8StaticOptions, apply=apply,
+    name="onnx-int8-static", options=OnnxInt8StaticOptions, apply=apply, generative=False,
     description="ONNX export with ONNX Runtime static int8 quantization, calibrated on training rows",
 )

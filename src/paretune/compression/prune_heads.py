@@ -128,6 +128,6 @@ def apply(model: torch.nn.Module, options: PruneHeadsOptions, context: CompressC
 
 
 METHOD = CompressionMethod(
-    name="prune-heads", options=PruneHeadsOptions, apply=apply, recoverable=True,
-    description="remove the least important attention heads (Michel et al. 2019)",
+    name="prune-heads", options=PruneHeadsOptions, apply=apply, recoverable=True, generative=False,
+    description="remove the least important attention heads of a BERT-style encoder (Michel et al. 2019)",
 )

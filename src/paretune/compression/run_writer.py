@@ -27,7 +27,7 @@ from paretune.compression.base import Compressed
 from paretune.compression.parent import Parent
 from paretune.config.schema import Config
 from paretune.run_folder import RunFolder
-from paretune.run_replace import staged_target, swap_in
+from paretune.run_replace import STAGING_SUFFIX, staged_target, swap_in
 from paretune.stored import save_model as save_stored
 
 log = logging.getLogger("paretune")
@@ -46,6 +46,8 @@ class BenchSettings:
     # (by p50): on a shared machine a burst of other work otherwise lands on one side only.
     rounds: int = 2
 
+
+GENERATIVE_BENCH_BATCH = 8  # prompts per throughput batch when a prediction is a generated answer
 
 def child_config(parent: Parent, output: Path | None, suffix: str, overwrite: bool = False) -> Config:
     """The parent's config, pointing at the parent's model and at the new folder."""
@@ -73,9 +75,10 @@ def save_model(run: RunFolder, compressed: Compressed, parent: Parent) -> None:
                 compressed.form_settings)
 
 
-def evaluate_run(run_dir: Path, parent: Parent) -> tuple[dict[str, Any], list | None]:
-    """Validation (and test) metrics of a run's saved model, loaded as it will serve, and its
-    validation predictions (label ids) for comparing child with parent."""
+def evaluate_run(run_dir: Path, parent: Parent) -> tuple[dict[str, Any], list | None, list[str] | None]:
+    """Validation (and test) metrics of a run's saved model, loaded as it will serve, and what it
+    answered on validation, for comparing child with parent: label ids (classification, NER), or
+    for a generative run the generated answers, scored as its training scored them (exact match...)."""
     from paretune.compression.agreement import predicted_labels
     from paretune.engine.evaluate import predict_outputs
     from paretune.predictor import Predictor
@@ -85,9 +88,15 @@ def evaluate_run(run_dir: Path, parent: Parent) -> tuple[dict[str, Any], list | 
     outputs, loss = predict_outputs(predictor.model, predictor.task, data.validation.encoded, 128,
                                     predictor.pad_id, predictor.device)
     results = {"validation": {"loss": loss, **predictor.task.metrics(outputs, data.validation.targets)}}
+    answers = None
+    if predictor.task.generates and data.validation_examples:
+        from paretune.compression.agreement import answer_metrics
+
+        scores, answers = answer_metrics(predictor, data.validation_examples, run_dir.name.removesuffix(STAGING_SUFFIX))
+        results["validation"].update(scores)
     if data.test is not None:
         results["test"] = predictor.evaluate_set(data.test)
-    return results, predicted_labels(predictor.task.name, outputs)
+    return results, predicted_labels(predictor.task.name, outputs), answers
 
 
 def bench_pair(child: Path, parent: Path, settings: BenchSettings,
@@ -98,10 +107,16 @@ def bench_pair(child: Path, parent: Path, settings: BenchSettings,
     from paretune.cost.inference import INFERENCE_FILE, bench_inference
 
     best: dict[Path, dict] = {}
-    for _ in range(max(settings.rounds, 1)):
+    rounds = max(settings.rounds, 1)
+    # A generative prediction is a whole answer: a batch of 64 of them alone would take minutes.
+    batch_size = min(settings.batch_size, GENERATIVE_BENCH_BATCH) if _generates(parent) else settings.batch_size
+    seconds = settings.max_seconds / rounds
+    for round_ in range(1, rounds + 1):
         for run_dir in (child, parent):
-            result = bench_inference(run_dir, batch_size=settings.batch_size, repeats=settings.repeats,
-                                     batches=settings.batches, max_seconds=settings.max_seconds / settings.rounds,
+            log.info("timing %s (round %d of %d, about %.0f s; --bench-seconds sets this, --no-bench skips it)",
+                     run_dir.name, round_, rounds, seconds)
+            result = bench_inference(run_dir, batch_size=batch_size, repeats=settings.repeats,
+                                     batches=settings.batches, max_seconds=seconds,
                                      progress=True, trust_remote_code=trust_remote_code)
             if run_dir not in best or result["latency_ms"]["p50"] < best[run_dir]["latency_ms"]["p50"]:
                 best[run_dir] = result
@@ -116,6 +131,12 @@ def bench_pair(child: Path, parent: Path, settings: BenchSettings,
 
         write_compression_card(RunFolder(parent))
     return best[child], best[parent]
+
+
+def _generates(run_dir: Path) -> bool:
+    from paretune.tasks import task_class
+
+    return task_class(RunFolder(run_dir).read_config().task.type).generates
 
 
 def change(metric: str, parent: dict, child: dict) -> dict[str, Any]:
@@ -141,8 +162,11 @@ def change(metric: str, parent: dict, child: dict) -> dict[str, Any]:
 def side(metric: str, validation: dict, model_dir: Path, inference: dict | None) -> dict[str, Any]:
     from paretune.cost.inference import model_size_mib
 
+    # A generative run ranked by its answers also shows the perplexity it trained on.
+    also = {"perplexity": validation["perplexity"]} if metric != "perplexity" and "perplexity" in validation else {}
     return {
         metric: validation.get(metric),
+        **also,
         "size_mib": round(model_size_mib(model_dir), 3),
         "latency_p50_ms": (inference or {}).get("latency_ms", {}).get("p50"),
         "throughput_per_s": (inference or {}).get("throughput_per_s"),
@@ -205,17 +229,24 @@ def lineage_cost(step: dict[str, Any], parent: Parent) -> dict[str, Any]:
 def finish(run: RunFolder, parent: Parent, entry: dict[str, Any], metrics: dict[str, Any],
            cost: dict[str, Any], settings: BenchSettings) -> dict[str, Any]:
     """Evaluate and time child and parent, then write metrics.json (last), cost.json and README."""
-    from paretune.compression.agreement import label_agreement
+    from paretune.compression.agreement import answer_agreement, label_agreement, quality_warnings
     from paretune.compression.card import write_compression_card
+    from paretune.frontier.points import ranking_metric
 
     started = time.perf_counter()
-    child, child_labels = evaluate_run(run.path, parent)  # also proves the saved model loads back
-    before, parent_labels = evaluate_run(parent.path, parent)
+    child, child_labels, child_answers = evaluate_run(run.path, parent)  # also proves the saved model loads back
+    before, parent_labels, parent_answers = evaluate_run(parent.path, parent)
     child_bench, parent_bench = bench_pair(run.path, parent.path, settings, parent.trust_remote_code)
-    metric = metrics["metric"]
+    # A generative run is compared on its answers (exact match...), not on perplexity alone.
+    metric = ranking_metric({"metric": metrics["metric"], "validation": before["validation"]})
     entry["change"] = change(metric, side(metric, before["validation"], parent.run.model_dir, parent_bench),
                              side(metric, child["validation"], run.model_dir, child_bench))
     entry["change"]["label_agreement"] = label_agreement(child_labels, parent_labels)
+    if child_answers is not None:
+        entry["change"]["answer_agreement"] = answer_agreement(child_answers, parent_answers)
+    entry["change"]["warnings"] = quality_warnings(entry["change"])
+    for warning in entry["change"]["warnings"]:
+        log.warning("%s: %s", run.path.name.removesuffix(STAGING_SUFFIX), warning)
     entry["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     entry["measure_s"] = round(time.perf_counter() - started, 3)  # comparing, not part of the cost
     if "validation" not in metrics:  # trained runs keep the metrics their final evaluation wrote

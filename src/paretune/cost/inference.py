@@ -31,6 +31,7 @@ log = logging.getLogger("paretune")
 INFERENCE_FILE = "inference.json"
 MIN_LATENCY_SAMPLES = 20  # percentiles from fewer calls than this say little about p99
 MIN_THROUGHPUT_BATCHES = 3
+MIN_SLOW_SAMPLES = 1  # past twice a phase's budget, one timed call or batch is enough to stop
 
 
 def bench_inference(run_dir: str | Path, *, device: str | None = None, price: str | float | None = None,
@@ -55,7 +56,8 @@ def bench_inference(run_dir: str | Path, *, device: str | None = None, price: st
     chosen = _price(run, config, bench_device, price)
 
     texts, texts_source = bench_texts(run, config, predictor, max(repeats, batch_size))
-    half = max_seconds / 2
+    # A generative run also times its tokens afterwards (generation_speed): a third each.
+    half = max_seconds / (3 if predictor.task.generates else 2)
     latencies = _latency_ms(predictor, texts, repeats, warmup, half, progress)
     rows, seconds = _throughput(predictor, texts, batch_size, batches, half, progress)
     throughput = rows / seconds
@@ -83,7 +85,9 @@ def bench_inference(run_dir: str | Path, *, device: str | None = None, price: st
     if predictor.task.generates:  # a prediction is a whole answer: also time tokens
         from paretune.cost.generation_speed import generation_speed
 
-        result["generation"] = generation_speed(predictor, texts, batch_size, chosen)
+        # At the run's own answer length, the one its predictions (timed above) generate.
+        result["generation"] = generation_speed(predictor, texts, batch_size, chosen,
+                                                max_new_tokens=predictor.task.config.max_new_tokens)
     run.write_json(INFERENCE_FILE, result)
     _refresh_card(run)
     return result
@@ -147,15 +151,32 @@ def synthetic_texts(predictor: Predictor, tokens: int, n: int) -> list:
 
 
 # --- measurements ----------------------------------------------------------------------------
+class _Budget:
+    """When a timed phase stops: past its budget once it has its minimum sample, or past twice
+    its budget with a single call (MIN_SLOW_SAMPLES), so slow calls (whole generated answers on a
+    CPU) keep `--max-seconds` a rough limit rather than a tenfold one."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.deadline = seconds, time.perf_counter() + seconds
+
+    def spent(self, done: int, minimum: int) -> bool:
+        now = time.perf_counter()
+        return (now > self.deadline and done >= minimum) or (
+            now > self.deadline + self.seconds and done >= MIN_SLOW_SAMPLES)
+
+
 def _latency_ms(predictor: Predictor, texts: list, repeats: int, warmup: int, budget_s: float,
                 progress: bool) -> list[float]:
+    warm_until = time.perf_counter() + budget_s / 4
     for i in range(warmup):  # first calls pay for lazy initialisation and allocator growth
         predictor.predict([texts[i % len(texts)]])
+        if time.perf_counter() > warm_until:  # slow calls: one or two warm up as well as ten
+            break
     times: list[float] = []
-    deadline = time.perf_counter() + budget_s
+    budget = _Budget(budget_s)
     with tqdm(total=repeats, desc="latency (batch 1)", unit="call", disable=None if progress else True) as bar:
         for i in range(repeats):
-            if len(times) >= MIN_LATENCY_SAMPLES and time.perf_counter() > deadline:
+            if budget.spent(len(times), MIN_LATENCY_SAMPLES):
                 break
             started = time.perf_counter()
             predictor.predict([texts[i % len(texts)]])
@@ -172,12 +193,12 @@ def _throughput(predictor: Predictor, texts: list, batch_size: int, batches: int
 
     predictor.predict(batch(0), batch_size=batch_size)  # warm-up at this shape
     rows, seconds = 0, 0.0
-    deadline = time.perf_counter() + budget_s
+    budget = _Budget(budget_s)
     batches = max(batches, MIN_THROUGHPUT_BATCHES)
     with tqdm(total=batches, desc=f"throughput (batch {batch_size})", unit="batch",
               disable=None if progress else True) as bar:
         for i in range(1, batches + 1):
-            if i > MIN_THROUGHPUT_BATCHES and time.perf_counter() > deadline:
+            if budget.spent(i - 1, MIN_THROUGHPUT_BATCHES):
                 break
             inputs = batch(i)
             started = time.perf_counter()

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from paretune.frontier.projection import Scale
 from paretune.frontier.recommend import Questions
-from paretune.frontier.report import Frontier, build, to_markdown, write
+from paretune.frontier.report import Frontier, build, build_groups, to_markdown, write
 
-__all__ = ["Frontier", "Questions", "Scale", "build", "to_markdown", "write"]
+__all__ = ["Frontier", "Questions", "Scale", "build", "build_groups", "to_markdown", "write"]

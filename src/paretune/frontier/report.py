@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from paretune.errors import ParetuneError
 from paretune.frontier import plot, projection
 from paretune.frontier.pareto import COST_TIE_TOLERANCE, pareto_optimal
-from paretune.frontier.points import Point, Price, collect
+from paretune.frontier.points import Group, Point, Price, collect, collect_groups
 from paretune.frontier.projection import Scale, train_cost
 from paretune.frontier.recommend import NO_BENCH, NO_PRICE, Answer, Questions, answer
 from paretune.frontier.table import markdown, rows, sort_points
@@ -30,6 +31,7 @@ class Frontier:
     price: Price | None = None
     notes: list[str] = field(default_factory=list)
     min_metric: float | None = None  # --min-metric, drawn as a line on the picture
+    group: str | None = None  # "task: metric" when the runs given fell into several groups
 
     def optimal(self, flag: str) -> list[str]:
         return [p.name for p in self.points if p.extra.get(flag)]
@@ -38,19 +40,48 @@ class Frontier:
 def build(paths: list[Path], *, metric: str | None = None, split: str = "validation", price: str | None = None,
           questions: Questions | None = None, scale: Scale | None = None,
           bench_missing: bool = False) -> Frontier:
-    from paretune.tasks.base import Task
-
-    questions, scale = questions or Questions(), scale or Scale()
+    """One frontier over every run under `paths`; they must rank by one metric (or give `metric`)."""
     chosen_price = resolve_price_option(price)
     points, metric = collect(paths, metric, split, chosen_price)
     if bench_missing and _bench(points):
         points, metric = collect(paths, metric, split, chosen_price)
+    return _frontier(points, metric, split, _title(paths), questions, scale, chosen_price)
+
+
+def build_groups(paths: list[Path], *, metric: str | None = None, split: str = "validation",
+                 price: str | None = None, questions: Questions | None = None, scale: Scale | None = None,
+                 bench_missing: bool = False) -> list[Frontier]:
+    """One frontier per group of runs that rank alike (points.collect_groups): a sentiment run and
+    a chat run in one folder give two tables, each with its own metric, never one mixed ranking."""
+    chosen_price = resolve_price_option(price)
+    groups = collect_groups(paths, metric, split, chosen_price)
+    if bench_missing and _bench([p for g in groups for p in g.points]):
+        groups = collect_groups(paths, metric, split, chosen_price)
+    title = _title(paths)
+    return [_frontier(g.points, g.metric, split, title if len(groups) == 1 else f"{title} ({_group_name(g)})",
+                      questions, scale, chosen_price, group=_group_name(g) if len(groups) > 1 else None)
+            for g in groups]
+
+
+def _group_name(group: Group) -> str:
+    return f"{group.task}: {group.metric}" if group.task else group.metric
+
+
+def _title(paths: list[Path]) -> str:
+    return " + ".join(dict.fromkeys(Path(p).resolve().name for p in paths))
+
+
+def _frontier(points: list[Point], metric: str, split: str, title: str, questions: Questions | None,
+              scale: Scale | None, price: Price | None, group: str | None = None) -> Frontier:
+    from paretune.tasks.base import Task
+
+    questions, scale = questions or Questions(), scale or Scale()
     greater = metric not in Task.lower_is_better
     projection.apply(points, scale)
     mark_pareto(points, greater, scale)
-    title = " + ".join(dict.fromkeys(Path(p).resolve().name for p in paths))
     frontier = Frontier(title, sort_points(points, greater), metric, split, greater, scale,
-                        answer(points, questions, scale, greater), chosen_price, min_metric=questions.min_metric)
+                        answer(points, questions, scale, greater), price, min_metric=questions.min_metric,
+                        group=group)
     frontier.notes = _notes(frontier)
     return frontier
 
@@ -150,7 +181,7 @@ def to_json(frontier: Frontier) -> dict[str, Any]:
         entry = {k: v for k, v in asdict(p).items() if k != "extra"}
         entry["run_dir"] = str(p.run_dir)
         points.append({**entry, **p.extra})
-    return {"title": frontier.title, "metric": frontier.metric, "split": frontier.split,
+    return {"title": frontier.title, "group": frontier.group, "metric": frontier.metric, "split": frontier.split,
             "greater_is_better": frontier.greater, "min_metric": frontier.min_metric,
             "cost_tie_tolerance": COST_TIE_TOLERANCE,
             "scale": asdict(frontier.scale), "price": asdict(frontier.price) if frontier.price else None,
@@ -158,15 +189,17 @@ def to_json(frontier: Frontier) -> dict[str, Any]:
 
 
 def write(frontier: Frontier, folder: Path) -> dict[str, Path]:
+    """frontier.md/.png/.json in `folder`; a group's files are named after it (frontier-TASK-METRIC.*)."""
     folder.mkdir(parents=True, exist_ok=True)
+    stem = "frontier" + (f"-{re.sub(r'[^A-Za-z0-9]+', '-', frontier.group).strip('-')}" if frontier.group else "")
     at_scale = frontier.scale.train_rows is not None
     train_label = (f"training $ at {frontier.scale.train_rows:,.0f} rows (projected)" if at_scale
                    else "training $") + (f" at {frontier.price.name}" if frontier.price else "")
-    png = plot.draw(frontier.points, folder / "frontier.png", greater=frontier.greater,
+    png = plot.draw(frontier.points, folder / f"{stem}.png", greater=frontier.greater,
                     train_cost=lambda p: train_cost(p, frontier.scale), train_label=train_label,
                     title=f"{frontier.title}: {frontier.metric} vs cost", threshold=frontier.min_metric)
-    md = folder / "frontier.md"
-    md.write_text(to_markdown(frontier), encoding="utf-8")
-    js = folder / "frontier.json"
+    md = folder / f"{stem}.md"
+    md.write_text(to_markdown(frontier, image=png.name), encoding="utf-8")
+    js = folder / f"{stem}.json"
     js.write_text(json.dumps(to_json(frontier), indent=2, default=str) + "\n", encoding="utf-8")
     return {"md": md, "png": png, "json": js}
