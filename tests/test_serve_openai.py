@@ -18,7 +18,7 @@ import paretune
 KEY = "test-key-0123456789abcdef"
 
 
-def _train(base, folder, method: str, seed: int):
+def _train(base, folder, method: str, seed: int, name: str = "run"):
     return paretune.finetune({
         "model": {"name_or_path": str(base)},
         "task": {"type": "generation", "generate_rows": 0, "max_new_tokens": 6},
@@ -27,14 +27,25 @@ def _train(base, folder, method: str, seed: int):
                  "max_length": 48, "cache_dir": str(folder / "cache")},
         "method": {"name": method},
         "training": {"max_steps": 2, "batch_size": 8, "lr": 5e-2, "seed": seed, "warmup_ratio": 0.0},
-        "output": {"dir": str(folder / "run")},
+        "output": {"dir": str(folder / name)},
     }).path
+
+
+def trained_once(tmp_path_factory, name: str, method: str = "lora", seed: int = 1):
+    """A tiny LoRA chat run, trained once per test session (the generation serving tests share it)."""
+    folder = tmp_path_factory.getbasetemp() / f"served-{name}"
+    if not (folder / name / "metrics.json").is_file():
+        folder.mkdir(exist_ok=True)
+        base = tmp_path_factory.getbasetemp() / "served-base"
+        if not (base / "config.json").is_file():
+            tiny_llama_dir(base)
+        _train(base, folder, method, seed, name)
+    return folder / name
 
 
 @pytest.fixture(scope="module")
 def chat_run(tmp_path_factory):
-    base = tiny_llama_dir(tmp_path_factory.mktemp("openai-llama"))
-    return _train(base, tmp_path_factory.mktemp("openai-run"), "lora", 1)
+    return trained_once(tmp_path_factory, "chat")
 
 
 class LiveServer:
@@ -70,14 +81,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def live_server(runs, **options) -> LiveServer:
+def live_server(runs, predictor=None, **options) -> LiveServer:
     from paretune.serving.app import create_app
     from paretune.serving.auth import hash_key
     from paretune.serving.loading import load_predictor
     from paretune.serving.settings import ServeSettings
 
     settings = ServeSettings(port=free_port(), api_key_hashes=(hash_key(KEY),), **options)
-    return LiveServer(create_app(load_predictor(runs[0]), settings), settings)
+    return LiveServer(create_app(predictor or load_predictor(runs[0]), settings), settings)
 
 
 @pytest.fixture(scope="module")

@@ -107,17 +107,9 @@ class Engine:
         return sequences
 
     def expected_wait_s(self) -> float:
-        """How long a sequence queued now waits for its first token: the step now running (one
-        that overruns its estimate is assumed to take as long again as it has so far, never to be
-        done), then one sequence's worth of steps per full batch waiting ahead of it."""
-        now = time.monotonic()
-        step = self.step_s
-        if self._step_started is not None:
-            elapsed = now - self._step_started
-            step = max(step, elapsed) if elapsed > step else step - elapsed
-        waiting = len(self.scheduler.waiting)
-        rounds = -(-(waiting + 1 - self._free_rows()) // self.scheduler.max_running)
-        return step + max(rounds, 0) * self.tokens_per_sequence * self.step_s
+        """How long a sequence queued now would wait for its first token (see `expected_wait_s`)."""
+        return expected_wait_s(self.step_s, self._step_started, time.monotonic(), len(self.scheduler.waiting),
+                               self._free_rows(), self.scheduler.max_running, self.tokens_per_sequence)
 
     def _free_rows(self) -> int:
         return self.scheduler.max_running - len(self.scheduler.running)
@@ -164,18 +156,21 @@ class Engine:
     # --- one step -----------------------------------------------------------------------------
     def step(self) -> None:
         started = self._step_started = time.monotonic()
-        self._drop_stopped(started)
-        self._retire()  # their rows are free for newcomers in this very step
-        newcomers = self.scheduler.admit()
-        if newcomers:
-            self._prefill(newcomers)
-        self._retire()
-        if self.scheduler.running:
-            self._decode()
+        try:
+            self._drop_stopped(started)
+            self._retire()  # their rows are free for newcomers in this very step
+            newcomers = self.scheduler.admit()
+            if newcomers:
+                self._prefill(newcomers)
+            self._drop_stopped(time.monotonic())  # a prefill can be long: deadlines may have passed
             self._retire()
+            if self.scheduler.running:
+                self._decode()
+                self._retire()
+        finally:  # a failed step is over too: the admission estimate must not wait for it
+            self._step_started = None
         took = time.monotonic() - started
         self.step_s = took if not self.step_s else (1 - _EWMA) * self.step_s + _EWMA * took
-        self._step_started = None
         self.observer.step(self.kv.rows, took)
         self._report_sizes()
 
@@ -288,6 +283,20 @@ class Engine:
 
     def _report_sizes(self) -> None:
         self.observer.sizes(len(self.scheduler.running), len(self.scheduler.waiting))
+
+
+def expected_wait_s(step_s: float, step_started: float | None, now: float, waiting: int, free_rows: int,
+                    max_running: int, tokens_per_sequence: float) -> float:
+    """The rest of the step now running (one that overruns its estimate is assumed to take as long
+    again as it has so far, never to be about done), then one sequence's worth of steps for each
+    full batch of sequences waiting ahead of a newcomer that finds no free row. An idle engine
+    starts a newcomer at once."""
+    step = 0.0
+    if step_started is not None:
+        elapsed = now - step_started
+        step = max(step_s, elapsed) if elapsed > step_s else step_s - elapsed
+    rounds = max(0, -(-(waiting + 1 - free_rows) // max_running))
+    return step + rounds * tokens_per_sequence * step_s
 
 
 def _forward_parameters(model) -> set[str]:
