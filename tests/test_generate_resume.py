@@ -67,7 +67,8 @@ WORDS = [f"w{i}" for i in range(1, 11)]
 
 def crash(tmp_path, input_path, output, chunks: int) -> None:
     with pytest.raises(KeyboardInterrupt):
-        answer_file(predictor(tmp_path, StandInTask(crash_after=chunks)), input_path, output, SETTINGS, chunk_rows=CHUNK)
+        answer_file(predictor(tmp_path, StandInTask(crash_after=chunks)), input_path, output, SETTINGS,
+                    chunk_rows=CHUNK)
 
 
 def test_a_torn_last_line_is_cut_off_and_its_row_answered_again(tmp_path):

@@ -81,6 +81,7 @@ def answer_file(predictor: Predictor, input_path: Path, output: Path, settings: 
                          command="paretune generate") as out, exit_on_sigterm(out.partial):
         for start in range(out.done, len(examples), chunk_rows):
             chunk = examples[start:start + chunk_rows]
-            out.write({"row": ex.row, "completion": text} for ex, text in zip(chunk, answer(predictor, chunk, settings)))
+            answers = answer(predictor, chunk, settings)
+            out.write({"row": ex.row, "completion": text} for ex, text in zip(chunk, answers))
         out.finish()
         return len(examples), out.done

@@ -69,8 +69,9 @@ def markdown(findings: dict[str, Any]) -> str:
     if probs and probs.get("warning"):  # first thing read: the suspects below are not to be acted on
         lines[1:1] = ["", f"> **Warning: the suspect labels are unreliable.** {probs['warning']}."]
     if probs:
+        baseline = probs.get("majority_baseline")
         lines.append(f"- label probabilities: {probs['mode']}, out-of-fold accuracy {probs['out_of_fold_accuracy']:.1%}"
-                     + (f" (largest class alone: {probs['majority_baseline']:.1%})" if "majority_baseline" in probs else ""))
+                     + (f" (largest class alone: {baseline:.1%})" if baseline is not None else ""))
     lines += ["", "| check | rows |", "| --- | --- |"]
     lines += [f"| {check} | {n} |" for check, n in summary(findings).items()]
     lines += ["", "![audit](audit.png)", ""]

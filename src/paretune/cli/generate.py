@@ -41,7 +41,8 @@ def generate(
     check_stop(stop)  # before the model loads: a wrong flag costs no time
     setup_logging()
     predictor = Predictor.load(run, trust_remote_code=trust_remote_code)
-    settings = capped(predictor, DecodeSettings(max_new_tokens, temperature, top_p, top_k, list(stop), seed, batch_size))
+    asked = DecodeSettings(max_new_tokens, temperature, top_p, top_k, list(stop), seed, batch_size)
+    settings = capped(predictor, asked)  # no answer can outgrow the model's context
     if prompt is not None:
         print(answer(predictor, [prompt_example(prompt, raw, system)], settings)[0])
         return

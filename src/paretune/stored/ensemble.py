@@ -56,7 +56,8 @@ def check_members(model_dir: Path, dirs: list[Path]) -> None:
     own = read_info(model_dir)
     for d in dirs:
         info = read_info(d)
-        for what, mine, theirs in (("task", _task(own), _task(info)), ("labels", own.get("labels"), info.get("labels"))):
+        compared = (("task", _task(own), _task(info)), ("labels", own.get("labels"), info.get("labels")))
+        for what, mine, theirs in compared:
             if mine != theirs:
                 raise ParetuneError(f"{model_dir}: ensemble member {d} now has {what} {theirs}, not the {mine} "
                                     "the ensemble was made with (the member run was replaced): make the ensemble "
