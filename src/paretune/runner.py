@@ -26,6 +26,7 @@ from paretune.engine.faults import fault_point
 from paretune.engine.evaluate import check_metric, evaluate
 from paretune.engine.loop import Trainer
 from paretune.engine.plan import planned_steps, train_plan
+from paretune.engine.precision import precision_name
 from paretune.engine.rng import seed_everything
 from paretune.errors import ConfigError, ParetuneError
 from paretune.evaluation.confusion_plot import draw_run_confusions
@@ -368,7 +369,7 @@ def _announce(config, data: PreparedData, params, trainer: Trainer, accelerator)
         "%d steps, %s, lr %.2e, %s on %s",
         config.task.type, config.method.name, data.stats["train_rows"], data.stats["validation_rows"],
         f"{params['trainable_params']:,}", f"{params['total_params']:,}", params["trainable_percent"],
-        trainer.total_steps, batching, trainer.lr, accelerator.mixed_precision, accelerator.device,
+        trainer.total_steps, batching, trainer.lr, precision_name(accelerator.mixed_precision), accelerator.device,
     )
 
 

@@ -12,6 +12,11 @@ from paretune.errors import ConfigError
 ACCELERATE_NAMES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
+def precision_name(mixed_precision: str) -> str:
+    """paretune's name (fp32, bf16, fp16) for accelerate's `mixed_precision` ("no" means fp32)."""
+    return {accelerate: ours for ours, accelerate in ACCELERATE_NAMES.items()}.get(mixed_precision, mixed_precision)
+
+
 def resolve_precision(requested: str, device_type: str) -> str:
     if requested != "auto":
         if requested == "fp16" and device_type == "cpu":

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from paretune.config.schema import Config
+from paretune.model_card import generative
+from paretune.model_card.costs import cost_lines, device_text, inference_lines, usd_text  # noqa: F401 (usd_text: API)
 from paretune.models import portable_model_id, portable_model_name
 from paretune.run_folder import RunFolder
 
-HEADLINE = ("accuracy", "f1", "f1_macro", "f1_micro", "precision", "recall", "exact_match",
-            "mse", "mae", "r2", "loss")
+HEADLINE = ("accuracy", "f1", "f1_macro", "f1_micro", "precision", "recall", "exact_match", "contains",
+            "perplexity", "mse", "mae", "r2", "loss")
 
 
 def _metric_rows(metrics: dict[str, Any]) -> list[str]:
@@ -39,19 +40,21 @@ def write_model_card(run: RunFolder, config: Config, metrics: dict, cost: dict, 
         "| --- | --- |",
         *_metric_rows(metrics),
         "",
-        f"- labels: {', '.join(map(str, metrics.get('labels', []) or [])) or 'see model/config.json'}",
+        (generative.prompt_line(run.model_dir, config) if generative.generates(config) else
+         f"- labels: {', '.join(map(str, metrics.get('labels', []) or [])) or 'see model/config.json'}"),
+        _stored_line(run),
         f"- trainable parameters: {metrics['trainable_params']:,} of {metrics['total_params']:,} "
         f"({metrics['trainable_percent']:.2f}%)",
         f"- steps: {metrics['steps']} ({metrics['epochs']} epochs), peak lr {metrics['lr']:.2e}, "
         f"best {metrics['metric']} at step {metrics['best_step']}",
-        f"- device: {_device(cost)}, precision {precision_name(cost.get('precision'))}",
+        f"- device: {device_text(cost)}, precision {precision_name(cost.get('precision'))}",
         f"- wall time: {cost['wall_s']:.1f} s (train {cost['phases_s'].get('train_s', 0):.1f} s), "
         f"{cost['train_samples_per_s']:.1f} train samples/s, padding {cost['padding_fraction']:.1%}",
         f"- training data: `{_portable_path(config.data.train)}`",
         "",
-        *_cost_lines(cost),
+        *cost_lines(cost),
         *_lineage_lines(run.path),
-        *_inference_lines(run.path),
+        *inference_lines(run.path),
         *_run_usage(run, config),
         "Files: `config.yaml` (resolved config), `metrics.json`, `metrics.jsonl` (per evaluation), "
         "`cost.json`, `inference.json` (after `paretune bench-infer`), `environment.json`, `data.json`, "
@@ -66,6 +69,15 @@ def write_model_card(run: RunFolder, config: Config, metrics: dict, cost: dict, 
         write_adapter_card(run.path / ADAPTER_DIR, run, f"{run.path.name}/{ADAPTER_DIR}")
     if form_of(run.model_dir).over_base:  # model/ is the adapter beside its frozen base
         write_adapter_card(run.model_dir, run, f"{run.path.name}/model", base=f"{run.path.name}/model/{BASE_DIR}")
+
+
+def _stored_line(run: RunFolder) -> str:
+    """How model/ stores its weights: the form, and the precision where it is not the training's fp32."""
+    from paretune.stored import form_of, recorded_form
+
+    dtype = recorded_form(run.model_dir).get("dtype")
+    stored = f", stored in {dtype} (the base model's precision; loaded as float32)" if dtype else ""
+    return f"- `model/`: {form_of(run.model_dir).description}{stored}"
 
 
 def _lineage_lines(run_path: Path) -> list[str]:
@@ -114,10 +126,13 @@ def _auto_class(config: Config) -> str:
     return task_class(config.task.type).auto_model
 
 
-def _transformers_lines(config: Config, folder: str, load: str, trust: str) -> list[str]:
-    """Tokenize one text and read the prediction from the logits, the same for every snippet."""
+def _transformers_lines(config: Config, folder: str, load: str, trust: str, chat: bool = False) -> list[str]:
+    """Tokenize one text and read the prediction from the logits (a generative run: generate an
+    answer, through the chat template when it has one), the same for every snippet."""
     from paretune.tasks import task_class
 
+    if generative.generates(config):
+        return [f'tokenizer = AutoTokenizer.from_pretrained("{folder}"{trust})', load, *generative.generate_lines(config, chat)]
     read = task_class(config.task.type).read_logits.format(**config.task.model_dump())
     return [
         f'tokenizer = AutoTokenizer.from_pretrained("{folder}"{trust})',
@@ -135,13 +150,18 @@ def _run_usage(run: RunFolder, config: Config) -> list[str]:
     flag, arg = (" --trust-remote-code", ", trust_remote_code=True") if trust else ("", "")
     if task_class(config.task.type).takes_images:
         return _image_usage(run, config, flag, arg)
+    generates = generative.generates(config)
+    where = ("prompts as rows of `prompt`, `messages` or `instruction`" if generates
+             else f"texts in a `{config.data.text_column}` column")
+    commands = (generative.commands(name, flag) if generates
+                else [f"paretune predict {name} --input texts.csv --output predictions.jsonl{flag}"])
     lines = [
         "## Use",
         "",
-        f"From the folder that holds `{name}/`, with paretune (texts in a `{config.data.text_column}` column):",
+        f"From the folder that holds `{name}/`, with paretune ({where}):",
         "",
         "```bash",
-        f"paretune predict {name} --input texts.csv --output predictions.jsonl{flag}",
+        *commands,
         "```",
         "",
         "```python",
@@ -163,7 +183,7 @@ def _run_usage(run: RunFolder, config: Config) -> list[str]:
         f"from transformers import {auto}, AutoTokenizer",
         "",
         *_transformers_lines(config, f"{name}/model",
-                             f'model = {auto}.from_pretrained("{name}/model"{arg})', arg),
+                             f'model = {auto}.from_pretrained("{name}/model"{arg})', arg, generative.uses_chat_template(run.model_dir, config)),
         "```",
         "",
     ]
@@ -231,6 +251,8 @@ def write_adapter_card(folder: Path, run: RunFolder, location: str, base: str | 
     base_name = portable_model_name(config.model.name_or_path)
     hub_base = None if _local_base(config) else portable_model_id(config.model.name_or_path)
     is_peft = is_peft_folder(folder)
+    generates = generative.generates(config)
+    answer = "paretune generate" if generates else "paretune predict"
     front = ["---", *(["library_name: peft"] if is_peft else []), *([f"base_model: {hub_base}"] if hub_base else []),
              f"tags: [paretune, {config.method.name}, {config.task.type}]", "---", ""]
     params = (f"- trainable parameters: {metrics['trainable_params']:,} of {metrics['total_params']:,} "
@@ -240,19 +262,21 @@ def write_adapter_card(folder: Path, run: RunFolder, location: str, base: str | 
         f"# {run.path.name}: {config.method.name} adapter",
         "",
         f"A **{config.method.name}** adapter for **{config.task.type}**, trained with paretune over "
-        f"`{base_name}`. It holds the adapter weights and the trained task head alone: load it over the base model.",
+        f"`{base_name}`. It holds the adapter weights{'' if generates else ' and the trained task head'} alone: "
+        "load it over the base model.",
         "",
         "| split | metrics |",
         "| --- | --- |",
         *_metric_rows(metrics),
         "",
-        f"- labels: {', '.join(map(str, metrics.get('labels', []) or [])) or 'see paretune.json'}",
+        (generative.prompt_line(folder, config) if generates else
+         f"- labels: {', '.join(map(str, metrics.get('labels', []) or [])) or 'see paretune.json'}"),
         *([params] if params else []),
         "",
         *_adapter_usage(config, location, base or portable_model_id(config.model.name_or_path), is_peft,
-                        _labels(folder, config, metrics)),
-        f"Or with paretune, on the run folder it came from: `paretune predict {run.path.name} --input texts.csv "
-        "--output predictions.jsonl`.",
+                        _labels(folder, config, metrics), generative.uses_chat_template(folder, config)),
+        f"Or with paretune, on the run folder it came from: `{answer} {run.path.name} --input "
+        f"{'prompts.jsonl --output answers.jsonl' if generates else 'texts.csv --output predictions.jsonl'}`.",
         "",
     ]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
@@ -272,7 +296,7 @@ def _local_base(config: Config) -> bool:
     return source is not None and portable_model_id(source).startswith("path/to/")
 
 
-def _adapter_usage(config: Config, location: str, base: str, is_peft: bool, labels: list) -> list[str]:
+def _adapter_usage(config: Config, location: str, base: str, is_peft: bool, labels: list, chat: bool) -> list[str]:
     auto = _auto_class(config)
     arg = ", trust_remote_code=True" if config.model.trust_remote_code else ""
     load = (f'model = PeftModel.from_pretrained(base, "{location}")' if is_peft
@@ -286,9 +310,9 @@ def _adapter_usage(config: Config, location: str, base: str, is_peft: bool, labe
         *imports,
         f"from transformers import {auto}, AutoTokenizer",
         "",
-        f"labels = {labels!r}",
-        f'base = {auto}.from_pretrained("{base}", {_head_kwargs(config)}{arg})',
-        *_transformers_lines(config, location, load, arg),
+        *([] if generative.generates(config) else [f"labels = {labels!r}"]),
+        f'base = {auto}.from_pretrained("{base}"{_head_kwargs(config)}{arg})',
+        *_transformers_lines(config, location, load, arg, chat),
         "```",
         "",
     ]
@@ -298,76 +322,8 @@ def _head_kwargs(config: Config) -> str:
     """A head the adapter's saved task head fits: its size, label names and problem type."""
     from paretune.tasks import task_class
 
+    if generative.generates(config):  # the language-model head is the base's own
+        return ""
     problem = task_class(config.task.type).problem_type
-    return ("num_labels=len(labels), id2label=dict(enumerate(labels))"
+    return (", num_labels=len(labels), id2label=dict(enumerate(labels))"
             + (f', problem_type="{problem}"' if problem else ""))
-def _device(cost: dict) -> str:
-    name = f" ({cost['device_name']})" if cost.get("device_name") else ""
-    return f"{cost['device']}{name} x{cost['device_count']}"
-
-
-def _price_text(price: dict | None) -> str:
-    if not price:
-        return "no price set for this device, so no dollars (docs/cost.md: cost.price, --price)"
-    if price.get("provider") == "user":
-        return f"${price['usd_per_hour']:g} per device-hour, as given in {price['source']}"
-    return (f"`{price['name']}`, ${price['usd_per_hour']:g} per device-hour: {price['provider']} "
-            f"{price['instance']}, on-demand list price as of {price['date']} ({price['source']})")
-
-
-def _cost_lines(cost: dict) -> list[str]:
-    """Training cost; cost.json written before the cost meter lacks these keys, so all are optional."""
-    if "flops" not in cost:
-        return []
-    usd = cost.get("usd")
-    flops = cost["flops"]
-    energy = cost.get("energy_kwh")
-    return [
-        "## Cost",
-        "",
-        f"- training: {cost['device_hours']:.3g} device-hours"
-        + (f", **{usd_text(usd)}**" if usd is not None else ", dollars unknown (no price)"),
-        f"- price: {_price_text(cost.get('price'))}",
-        f"- compute: {_si(flops['train'])}FLOP estimated ({flops['trainable_params']:,} trainable and "
-        f"{flops['frozen_params']:,} frozen weights, embeddings apart), {_si(flops['achieved_flops_per_s'])}"
-        "FLOP/s achieved",
-        f"- energy: {f'{energy:.4g} kWh (NVML)' if energy is not None else 'not metered on this device'}",
-        f"- peak memory: host {cost['peak_host_rss_mib']:.0f} MiB"
-        + (f", device {cost['peak_device_mib']:.0f} MiB" if cost.get("peak_device_mib") is not None else ""),
-        "",
-    ]
-
-
-def _inference_lines(run_dir: Path) -> list[str]:
-    path = run_dir / "inference.json"
-    if not path.is_file():
-        return ["Serving cost: run `paretune bench-infer` on this folder.", ""]
-    bench = json.loads(path.read_text(encoding="utf-8"))
-    latency, usd = bench["latency_ms"], bench.get("usd_per_million")
-    return [
-        "## Serving cost",
-        "",
-        f"Measured {bench['measured_at']} on {_device(bench)} ({bench.get('threads', '?')} threads):",
-        "",
-        f"- latency at batch 1: p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms, "
-        f"p99 {latency['p99']:.2f} ms",
-        f"- throughput: {bench['throughput_per_s']:.1f} predictions/s at batch {bench['throughput_batch_size']}",
-        f"- model size {bench['size_mib']:.1f} MiB, peak memory {bench['peak_memory_mib']:.0f} MiB",
-        f"- **{usd_text(usd)} per million predictions**" if usd is not None else "- dollars unknown (no price)",
-        f"- price: {_price_text(bench.get('price'))}",
-        "",
-    ]
-
-
-def usd_text(value: float) -> str:
-    """Dollars with three significant digits, never in e-notation: $1,234.57, $0.0968, $0.0000968."""
-    if value >= 1 or value == 0:
-        return f"${value:,.2f}"
-    return f"${value:.{2 - math.floor(math.log10(value))}f}"
-
-
-def _si(value: float) -> str:
-    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}"
-    return f"{value:.3g} "

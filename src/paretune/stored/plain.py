@@ -3,7 +3,8 @@
 What full and freeze fine-tuning train, what LoRA, AdaLoRA and IA3 become once their update is
 merged into the weights, and what magnitude pruning, drop-layers and distillation write (a
 shallower or sparser model is still an ordinary transformers model). A folder that records no
-form, and shows none of the other forms' files, is this one.
+form, and shows none of the other forms' files, is this one. A merged LoRA over a 16-bit base is
+stored in that dtype (recorded as the form's "dtype") and loaded in fp32, as it was trained.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def save(model: torch.nn.Module, model_dir: Path, settings: dict[str, Any]) -> N
 
 
 def load(model_dir: Path, auto_class, device=None, recorded=None, **kwargs) -> torch.nn.Module:
+    if (recorded or {}).get("dtype"):  # stored at 16 bits like its base (a merged LoRA): computed in fp32
+        kwargs.setdefault("dtype", torch.float32)
     return auto_class.from_pretrained(model_dir, use_safetensors=True, **kwargs)
 
 

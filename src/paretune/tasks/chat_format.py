@@ -127,13 +127,14 @@ def _content_start(tokenizer, earlier: list[dict], upto: str) -> int:
     rendered through the turn). Found by rendering the turn with a marker for its content, so what a
     template injects before it (a default system prompt when none was given, the role header) is
     never taken for the answer, whether or not a turn came before."""
+    before = render(tokenizer, earlier, True) if earlier else ""
+    if not upto.startswith(before):
+        raise ParetuneError(NOT_PREFIX_STABLE)
     probe = render(tokenizer, [*earlier, {"role": "assistant", "content": ANSWER_MARKER}], False)
     start = probe.find(ANSWER_MARKER)
-    if start < 0:
-        raise ParetuneError("the chat template changes the assistant's text as it renders it, so the answers "
-                            "cannot be located; use another template (task.chat_template) or task.chat: false")
-    before = render(tokenizer, earlier, True) if earlier else ""
-    if upto[:start] != probe[:start] or not upto.startswith(before):
+    if start < 0:  # a template that drops or rewrites answers: after the generation prompt, as it renders
+        return len(before)
+    if upto[:start] != probe[:start]:
         raise ParetuneError(NOT_PREFIX_STABLE)
     return start
 
