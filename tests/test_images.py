@@ -56,6 +56,39 @@ def test_every_bad_image_is_named_with_its_file_and_row(tmp_path):
         assert reason in problems[row].message, problems[row]
 
 
+@pytest.mark.timeout(30)  # before the fix, opening the FIFO blocked for ever
+def test_a_fifo_or_device_in_an_image_table_is_refused_with_its_file_and_row(tmp_path):
+    import os
+
+    (tmp_path / "good.png").write_bytes(_png())
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "folder.png").mkdir()
+    data = tmp_path / "data.csv"
+    data.write_text("image,label\ngood.png,a\npipe.png,b\n/dev/zero,a\nfolder.png,b\n")
+
+    with pytest.raises(DataError) as failed:
+        ImageClassificationTask.read_examples(data, _options())
+    problems = {p.row: p for p in failed.value.problems}
+    assert set(problems) == {2, 3, 4}
+    for row, kind in [(2, "a FIFO (named pipe)"), (3, "a character device"), (4, "a folder")]:
+        assert problems[row].file == str(data) and problems[row].field == "image", problems[row]
+        assert f"is {kind}, not a regular file" in problems[row].message, problems[row]
+
+
+def test_a_file_too_big_to_be_an_image_is_refused_before_it_is_read(tmp_path):
+    (tmp_path / "good.png").write_bytes(_png())
+    with open(tmp_path / "huge.png", "wb") as huge:  # sparse: 64 MiB by its size, nothing on disk
+        huge.truncate(64 << 20)
+    data = tmp_path / "data.csv"
+    data.write_text("image,label\ngood.png,a\nhuge.png,b\n")
+
+    with pytest.raises(DataError) as failed:  # 1,000 pixels take at most 8,000 bytes and 1 MiB of metadata
+        ImageClassificationTask.read_examples(data, _options(max_image_pixels=1000))
+    (problem,) = failed.value.problems
+    assert problem.file == str(data) and problem.row == 2 and problem.field == "image"
+    assert f"huge.png is {64 << 20:,} bytes" in problem.message and "max_image_pixels" in problem.message, problem
+
+
 def test_bad_images_are_skipped_and_counted_when_asked(tmp_path, caplog):
     write_images(tmp_path / "train", 3)
     (tmp_path / "train" / "dark" / "broken.png").write_text("oops")

@@ -2,9 +2,10 @@
 
 An image example's `text` is where its image is: a path (str) or the encoded file itself (bytes).
 Every image is opened and fully decoded once while the data is read, before any model is loaded,
-so a missing file, a file that is no image, a truncated one, one too large (a decompression bomb)
-or one in a mode that has no RGB meaning fails with its file and row, or is skipped and counted
-when the user asks. Training then decodes them again in DataLoader workers (image_transforms.py).
+so a missing file, one that is no regular file (a FIFO, a device), one too big to be an image
+(checked before it is read), a file that is no image, a truncated one, one too large (a
+decompression bomb) or one in a mode that has no RGB meaning fails with its file and row, or is
+skipped and counted when the user asks. Training then decodes them again in DataLoader workers (image_transforms.py).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import io
 import itertools
 import json
 import logging
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,21 +36,56 @@ class ImageProblem(ValueError):
     """Why one image cannot be used (the caller adds file and row)."""
 
 
-def read_image_bytes(source: str | bytes) -> bytes:
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest file an image of `max_pixels` pixels can need: 8 bytes a pixel (16-bit RGBA, stored
+    uncompressed) and 1 MiB of headers and metadata. A larger file is no image we would read."""
+    return 8 * max_pixels + (1 << 20)
+
+
+def read_image_bytes(source: str | bytes, max_bytes: int | None = None) -> bytes:
+    """The bytes of an image file, opened only if it is a regular file and only up to `max_bytes`.
+
+    A FIFO blocks whoever opens it until a writer comes, and /dev/zero never ends: the file is
+    opened without blocking and checked (fstat of what was opened, so it cannot be swapped between
+    check and read) before a byte is read, and its size is checked before it is read whole.
+    """
     if isinstance(source, bytes):
         return source
     try:
-        return Path(source).read_bytes()
+        descriptor = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise ImageProblem(f"image file not found: {source}") from None
     except OSError as err:
         raise ImageProblem(f"cannot read image file {source}: {err.strerror or err}") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise ImageProblem(f"{source} is {_kind(status.st_mode)}, not a regular file: images are read "
+                               "only from regular files")
+        if max_bytes is not None and status.st_size > max_bytes:
+            raise ImageProblem(f"{source} is {status.st_size:,} bytes, more than an image within "
+                               f"task.max_image_pixels can take ({max_bytes:,} bytes): is it an image?")
+        with os.fdopen(descriptor, "rb", closefd=False) as file:  # closed below, on every path
+            data = file.read() if max_bytes is None else file.read(max_bytes + 1)
+    except OSError as err:
+        raise ImageProblem(f"cannot read image file {source}: {err.strerror or err}") from None
+    finally:
+        os.close(descriptor)
+    if max_bytes is not None and len(data) > max_bytes:  # it grew after the check
+        raise ImageProblem(f"{source} is more than {max_bytes:,} bytes: is it an image?")
+    return data
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def decode(source: str | bytes, max_pixels: int, draft_size: int | None = None) -> Image.Image:
     """The image as RGB, or ImageProblem saying why not. `draft_size` lets JPEG decode at a reduced
     scale (several times faster) when the image will be shrunk to about that size anyway."""
-    data = read_image_bytes(source)
+    data = read_image_bytes(source, max_file_bytes(max_pixels))
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
