@@ -36,6 +36,11 @@ def split_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
 
 
 class Predictor:
+    # Whether an image input given as a str is a path to open. The CLI and the library predict the
+    # user's own files; a server predicts for its callers, whose images are only ever the bytes they
+    # sent, so serving/app.py turns this off and no client string reaches a file open.
+    opens_image_paths = True
+
     def __init__(self, model, tokenizer, task: Task, max_length: int, device: torch.device, run_dir: Path):
         self.model, self.tokenizer, self.task = model, tokenizer, task
         self.max_length, self.device, self.run_dir = max_length, device, run_dir
@@ -86,6 +91,11 @@ class Predictor:
         empty = [ex for ex in examples if not ex.text]
         if empty:
             raise ParetuneError(f"input {empty[0].row} is empty: nothing to predict")
+        named = [ex for ex in examples if self.task.takes_images and not self.opens_image_paths
+                 and not isinstance(ex.text, bytes)]
+        if named:
+            raise ParetuneError(f"input {named[0].row} is not image bytes: this predictor opens no files "
+                                "(a server takes images only as the bytes its caller sent)")
         if self.task.generates:  # a generative run answers with text
             return self.task.answer_examples(self.model, self.tokenizer, examples, self.device)
         encoded = self.task.encode(examples, None, self.tokenizer, self.max_length)

@@ -9,8 +9,10 @@
 
 Order of checks on /v1/predict: framing (400: Content-Length and Transfer-Encoding together) ->
 body size (413) -> failed key attempts from this address (429) -> API key (401) -> rate limit
-(429) -> content type (415) -> JSON shape, types and limits (422) -> queue room within the
-timeout (503) -> prediction within the timeout (504, or 503 if it was dropped before it ran).
+(429) -> content type (415, also when none is sent) -> a JSON key sent twice (400) -> JSON shape,
+types and limits (422) -> queue room within the timeout (503) -> prediction within the timeout
+(504, or 503 if it was dropped before it ran). An image run answers /v1/predict with 422 pointing
+at /v1/predict-images (serving/images.py) without reading the body.
 Errors answer with a JSON `detail`, never a stack trace; unexpected ones are logged here with
 theirs.
 """
@@ -32,7 +34,7 @@ from paretune.models import model_source, portable_model_name
 from paretune.serving.access_log import AccessLog
 from paretune.serving.auth import KeyChecker
 from paretune.serving.batcher import MicroBatcher, Overloaded
-from paretune.serving.framing import RequestFraming
+from paretune.serving.framing import RequestFraming, is_json, media_type, refuse_duplicate_keys
 from paretune.serving.limits import (BodySizeLimit, FailedAuthLimiter, RateLimiter, retry_after_header,
                                      text_problems)
 from paretune.serving.masking import preview
@@ -77,9 +79,11 @@ class PredictResponse(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A body that could be read two ways: a JSON key sent twice, or both Content-Length "
+                        "and Transfer-Encoding."},
     401: {"description": "No valid API key (send `Authorization: Bearer <key>`)."},
     413: {"description": "Request body too large."},
-    415: {"description": "The body is not sent as application/json."},
+    415: {"description": "The body is not sent as application/json (or has no Content-Type)."},
     422: {"description": "Malformed JSON, wrong fields or types, too many texts or a text too long."},
     429: {"description": "Rate limit for this key, or failed key attempts from this address, exceeded; "
                         "see Retry-After."},
@@ -100,7 +104,9 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
         # uvicorn has let in-flight requests finish; the queue is empty by now unless they timed out.
         await batcher.close(settings.request_timeout_s)
 
-    app = FastAPI(title="paretune", version=__version__, lifespan=lifespan, description=(
+    # redirect_slashes=False: Starlette answers `/v1/predict/` with a redirect to an absolute URL
+    # built from the Host header, which a caller controls (an open redirect); 404 instead.
+    app = FastAPI(title="paretune", version=__version__, lifespan=lifespan, redirect_slashes=False, description=(
         f"Predictions of the fine-tuned run `{info['run']}` ({info['task']}). Send the API key as "
         "`Authorization: Bearer <key>`."))
     app.state.batcher, app.state.metrics = batcher, metrics
@@ -111,15 +117,19 @@ def create_app(predictor, settings: ServeSettings) -> FastAPI:
     app.add_middleware(AccessLog)
     _add_error_handlers(app)
     caller = caller_check(settings)
-    _add_predict_route(app, batcher, caller, settings, info)
     if predictor.task.takes_images:  # images in: multipart uploads or base64 JSON (serving/images.py)
         from paretune.serving.images import add_image_routes
 
+        # Over HTTP an image is bytes the client sent: no client string reaches a file open, and
+        # /v1/predict only says where images go.
+        predictor.opens_image_paths = False
         add_image_routes(app, batcher, caller, settings, info["run"], ERROR_RESPONSES)
+    else:
+        _add_predict_route(app, batcher, caller, settings, info)
     if predictor.task.generates:  # OpenAI-compatible routes on the decoding engine (serving/chat_routes.py)
         from paretune.serving.chat_routes import add_chat_routes
 
-        add_chat_routes(app, batcher, caller, settings, {info["run"]: None})
+        add_chat_routes(app, batcher, caller, settings)
     _add_status_routes(app, batcher, caller, metrics, info)
     return app
 
@@ -172,12 +182,14 @@ def _add_predict_route(app: FastAPI, batcher, caller, settings: ServeSettings, i
 
     async def _submit(request: Request, who: str):
         # The body is parsed here, after the key check, so unauthenticated callers learn nothing.
-        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-            raise HTTPException(415, f"the body must be JSON sent as `Content-Type: application/json`, "
-                                     f"not {media_type[:100]!r}")
+        sent_as = media_type(request.headers)
+        if not is_json(sent_as):  # a body without a Content-Type is not guessed to be JSON
+            raise HTTPException(415, "the body must be JSON sent as `Content-Type: application/json`, not "
+                                     + (repr(sent_as[:100]) if sent_as else "without a Content-Type"))
+        body = await request.body()
+        refuse_duplicate_keys(body)  # 400: a key sent twice could be read two ways
         try:
-            payload = PredictRequest.model_validate_json(await request.body())
+            payload = PredictRequest.model_validate_json(body)
         except ValidationError as err:
             raise HTTPException(422, validation_problems(err)) from None
         texts = payload.items()

@@ -33,3 +33,47 @@ async def _refuse(send) -> None:
     await send({"type": "http.response.start", "status": 400,
                 "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body.encode()})
+
+
+# --- bodies that could be read two ways -----------------------------------------------------------
+# The same ambiguity one layer up: a JSON object with a key twice is read first-wins by some parsers
+# and last-wins by others (pydantic keeps the last), so a proxy or an audit log can see another
+# request than the model does; a body without a Content-Type is a guess. Both are refused.
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def refuse_duplicate_keys(body: bytes) -> None:
+    """400 naming the key when any JSON object in `body` holds a key twice. A body that is no JSON
+    at all passes: the route's validation answers it (422, with where it breaks)."""
+    from fastapi import HTTPException
+
+    try:
+        json.loads(body, object_pairs_hook=_refuse_duplicates)
+    except DuplicateKey as err:
+        raise HTTPException(400, f"the JSON body holds the key {err.key[:100]!r} more than once: "
+                                 "send each field once") from None
+    except (ValueError, RecursionError):  # malformed or too deeply nested: the route's parser says so
+        return
+
+
+def media_type(headers) -> str:
+    """The Content-Type without parameters, lower-cased ('' when none was sent)."""
+    return headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def is_json(media: str) -> bool:
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
