@@ -14,8 +14,9 @@ from paretune.cli.settings_options import settings_options
 from paretune.errors import ParetuneError
 from paretune.remote_code import FLAG_HELP
 
-METHOD_HELP = ("int8-dynamic, onnx, onnx-int8, onnx-int8-static (quantize/export), prune-magnitude, prune-heads, "
-               "drop-layers (prune), fp16, bf16 (cast for GPUs)")
+METHOD_HELP = ("int8-dynamic, onnx, onnx-int8, onnx-int8-static (quantize/export), prune-magnitude, prune-heads "
+               "(BERT-style), drop-layers (prune), fp16, bf16 (cast for GPUs). Generative runs: int8-dynamic, "
+               "fp16, bf16, prune-magnitude, drop-layers")
 
 
 def method_option_flags() -> type[BaseModel]:
@@ -65,7 +66,8 @@ def compress(
         [], "--set", "-s", metavar="KEY=VALUE", help="Recovery training override, e.g. --set training.lr=5e-5"
     ),
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Time parent and result (bench-infer)."),
-    bench_seconds: float = typer.Option(20.0, help="Rough time limit of each run's timing."),
+    bench_seconds: float = typer.Option(20.0, help="Rough time limit of timing each of parent and result "
+                                        "(so about twice this in all, each timing logged as it starts)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=FLAG_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the compression entry as JSON on the last line."),
