@@ -40,10 +40,11 @@ def test_example_config_trains_a_few_steps(path, tiny_model_dir, tiny_vit_dir, t
     task_type = load_config(path).task.type
     images = task_class(task_type).takes_images
     model_dir = tiny_vit_dir if images else tiny_model_dir
-    if task_type == "generation":  # a decoder with a chat template, words of its data
+    if task_type in ("generation", "preference"):  # a decoder with a chat template, words of its data
         from generation_fixtures import tiny_llama_dir, words_of
 
-        model_dir = tiny_llama_dir(tmp_path / "llama", extra_words=words_of(*(EXAMPLES / "data" / "chat").iterdir()))
+        data = EXAMPLES / "data" / ("chat" if task_type == "generation" else task_type)
+        model_dir = tiny_llama_dir(tmp_path / "llama", extra_words=words_of(*data.iterdir()))
     run = paretune.finetune(path, overrides=[
         f"model.name_or_path={model_dir}",
         "training.max_steps=3",

@@ -243,6 +243,24 @@ def test_rewards_metrics_follow_trl_names(llama, tmp_path):
     assert 0 <= metrics["rewards/accuracies"] <= 1 and metrics["logps/chosen"] < 0
 
 
+def test_kto_metrics_split_completions_by_label_and_missing_references_give_none(llama, tmp_path):
+    folder, tokenizer = llama
+    task, encoded = _task_and_data(tmp_path, tokenizer, {"name": "kto"}, ANSWERS)
+    model = _load(folder)
+    batch = task.collate(encoded, list(range(len(encoded))), 0)
+    with torch.no_grad():
+        logits = model(**{k: batch[k] for k in task.model_inputs}).logits
+    unscored = task.metrics(task.outputs(logits, batch), None)  # `paretune eval`: no reference pass
+    assert unscored["rewards/chosen"] is None and unscored["rewards/accuracies"] is None
+    task.score_reference(model, {"train": encoded}, "cpu", None)
+    batch = task.collate(encoded, list(range(len(encoded))), 0)
+    metrics = task.metrics(task.outputs(logits, batch), None)
+    own = task.scores(logits, batch["labels"]).chosen
+    assert metrics["logps/chosen"] == pytest.approx(float(own[[0, 2]].mean()))  # rows 1 and 3 are desirable
+    assert metrics["logps/rejected"] == pytest.approx(float(own[[1, 3]].mean()))
+    assert metrics["rewards/chosen"] == pytest.approx(0.0, abs=1e-6)  # the model is its own reference
+
+
 # --- errors that name file, row and field ----------------------------------------------------
 def _problems(tmp_path: Path, rows: list, loss: str = "dpo") -> list[tuple]:
     options = task_options({"type": "preference", "loss": {"name": loss}})
@@ -279,3 +297,15 @@ def test_an_answer_truncated_to_nothing_is_named(llama, tmp_path):
         cls(options, []).encode(examples, [ex.label for ex in examples], tokenizer, 16)
     assert [(p.row, p.field) for p in err.value.problems] == [(1, "chosen"), (1, "rejected")]
     assert "data.max_length=16" in str(err.value)
+
+
+def test_inspect_marks_the_scored_tokens_of_each_answer(llama, tmp_path):
+    _, tokenizer = llama
+    options = task_options({"type": "preference"})
+    cls = task_class("preference")
+    examples = cls.read_examples(_write(tmp_path / "rows.jsonl", PAIRS), options)
+    lines = cls(options, []).inspect(examples, tokenizer, 64, shown=1)
+    assert lines[0] == "4 rows, loss dpo"
+    assert lines[1:] == ["", "row 1, chosen: 12 tokens, 2 scored", lines[3], "", "row 1, rejected: 12 tokens, 2 scored",
+                         lines[6]]
+    assert "«positive<|im_end|>»" in lines[3] and "«negative<|im_end|>»" in lines[6]

@@ -131,6 +131,23 @@ class PreferenceTask(GenerationTask):
         cut = chat_format.TokenRow(row.ids[:max_length], row.trained[:max_length])
         return np.asarray(cut.ids, dtype=np.int64), chat_format.shifted_targets(cut, IGNORE_INDEX)
 
+    def inspect(self, examples: list[Example], tokenizer, max_length: int, shown: int = 3) -> list[str]:
+        """The first rows as the model sees them: each answer after its prompt, scored tokens
+        «marked»; encoding every row raises what training would (an answer truncated away)."""
+        from paretune.tasks.inspection import marked_text
+
+        encoded = self.encode(examples, [ex.label for ex in examples], tokenizer, max_length)
+        names = ("chosen", "rejected") if self.loss_kind.pairs else ("completion", "next row's completion (KL)")
+        lines = [f"{len(examples)} rows, loss {self.config.loss.name}"]
+        for i, ex in enumerate(examples[:shown]):
+            cut = int(encoded.first_length[i][0])
+            for name, part in zip(names, (slice(0, cut), slice(cut, None))):
+                ids, labels = encoded.input_ids[i][part], encoded.token_labels[i][part]
+                scored = np.r_[False, labels[:-1] != IGNORE_INDEX]
+                lines += ["", f"row {ex.row}, {name}: {len(ids)} tokens, {int(scored.sum())} scored",
+                          marked_text(tokenizer, ids.tolist(), scored.tolist())]
+        return lines
+
     # --- batches ------------------------------------------------------------------------
     def collate(self, encoded: Encoded, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
         if encoded.get("first_length") is None:  # prompts only (prediction input)
@@ -188,23 +205,27 @@ class PreferenceTask(GenerationTask):
         if not self.loss_kind.pairs:  # KTO: the completion's numbers go in the column of its label
             undesirable = ~scores.desirable.cpu().numpy()
             rows[undesirable] = rows[undesirable][:, [1, 0, 3, 2]]
-            rows[~undesirable, 1] = rows[~undesirable, 3] = np.nan
+            rows[~undesirable, 1] = rows[~undesirable, 3] = np.nan  # the KL answer's log-prob is no row's
+            rows[undesirable, 0] = rows[undesirable, 2] = np.nan
         return list(rows)
 
     def metrics(self, outputs, targets) -> dict[str, Any]:
+        """Means over rows; a reward without reference log-probs (`paretune eval` of a DPO run) is None."""
         table = np.asarray(outputs, dtype=np.float64).reshape(-1, len(OUTPUT_COLUMNS))
         chosen, rejected = table[:, 0], table[:, 1]
         if self.loss_kind.pairs:
-            accurate = chosen > rejected
+            scored, accurate = ~np.isnan(chosen) & ~np.isnan(rejected), chosen > rejected
         else:  # a reward of the right sign: above 0 for desirable answers, below for the others
-            accurate = np.where(np.isnan(rejected), chosen > 0, rejected < 0)
-        values = {
-            "rewards/chosen": _mean(chosen), "rewards/rejected": _mean(rejected),
-            "rewards/margins": _mean(chosen) - _mean(rejected) if len(table) else None,
-            "rewards/accuracies": float(accurate.mean()) if len(table) else None,
+            desirable = np.isnan(rejected)
+            scored = ~np.isnan(np.where(desirable, chosen, rejected))
+            accurate = np.where(desirable, chosen > 0, rejected < 0)
+        chosen_mean, rejected_mean = _mean(chosen), _mean(rejected)
+        return {
+            "rewards/chosen": chosen_mean, "rewards/rejected": rejected_mean,
+            "rewards/margins": None if chosen_mean is None or rejected_mean is None else chosen_mean - rejected_mean,
+            "rewards/accuracies": float(accurate[scored].mean()) if scored.any() else None,
             "logps/chosen": _mean(table[:, 2]), "logps/rejected": _mean(table[:, 3]),
         }
-        return {k: (float(v) if v is not None and np.isfinite(v) else None) for k, v in values.items()}
 
     def readable(self, output, example, all_scores=False) -> dict[str, Any]:
         return {name: (None if np.isnan(v) else float(v)) for name, v in zip(OUTPUT_COLUMNS, output)}
