@@ -75,6 +75,15 @@ def test_a_fifo_or_device_in_an_image_table_is_refused_with_its_file_and_row(tmp
         assert f"is {kind}, not a regular file" in problems[row].message, problems[row]
 
 
+@pytest.mark.timeout(30)
+def test_a_fifo_as_the_list_of_images_to_predict_is_refused(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "images.txt")
+    with pytest.raises(DataError, match="not a regular file"):
+        ImageClassificationTask.read_prediction_inputs(tmp_path / "images.txt", _options())
+
+
 def test_a_file_too_big_to_be_an_image_is_refused_before_it_is_read(tmp_path):
     (tmp_path / "good.png").write_bytes(_png())
     with open(tmp_path / "huge.png", "wb") as huge:  # sparse: 64 MiB by its size, nothing on disk

@@ -42,6 +42,9 @@ def read_prediction_inputs(path: Path, options) -> list[Example]:
     if path.is_dir() or path.suffix.lower() in (".txt", ".lst"):
         if not path.exists():
             raise DataError(DataProblem(str(path), "file not found"))
+        if not (path.is_dir() or path.is_file()):  # a FIFO would block the read for ever
+            raise DataError(DataProblem(str(path), "is not a regular file (a FIFO, a device): a list of images "
+                                        "is read only from a regular file"))
         listed = [Example(image, None, row) for row, image in enumerate(list_images(path), 1)]
         if not listed:
             raise DataError(DataProblem(str(path), f"holds no images ({', '.join(IMAGE_EXTENSIONS)})"))
