@@ -146,6 +146,7 @@ def test_a_tracking_folder_that_cannot_be_written_is_a_clear_error(tiny_config, 
         check_tracking(TrackingConfig(**tracking), tmp_path / "run")  # what runs before the run folder is made
     with pytest.raises(ConfigError, match="set tracking.dir"):  # not a raw NotADirectoryError
         finetune({**tiny_config, "tracking": tracking})
+    assert not Path(tiny_config["output"]["dir"]).exists()  # no half-made run folder blocks the rerun
     check_tracking(TrackingConfig(backends=[], dir=str(blocked / "tracking")), tmp_path / "run")  # none asked for
 
 

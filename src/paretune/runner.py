@@ -38,6 +38,7 @@ from paretune.run_folder import RunFolder, check_writable
 from paretune.run_replace import discard_staging, staged_target, swap_in
 from paretune.tasks import task_class
 from paretune.tasks.base import Task
+from paretune.tracking import check_tracking
 from paretune.tracking.session import RunHooks
 
 log = logging.getLogger("paretune")
@@ -161,6 +162,7 @@ def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = 
     # error leaves nothing behind that would block the corrected rerun.
     resuming = run is not None
     if run is None:
+        check_tracking(config.tracking, Path(config.output.dir))  # a bad tracking.dir: before the folder exists
         run, config = _create_run_folder(config, accelerator)
     target = staged_target(run.path, config)  # the run this one replaces when it finishes
     try:
