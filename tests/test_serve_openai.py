@@ -14,6 +14,7 @@ import pytest
 from generation_fixtures import instruction_rows, tiny_llama_dir, write_jsonl
 
 import paretune
+from paretune.errors import ParetuneError
 
 KEY = "test-key-0123456789abcdef"
 
@@ -208,3 +209,48 @@ def test_a_client_that_leaves_mid_stream_is_cancelled_and_others_are_served(serv
         time.sleep(0.05)
     again = httpx.post(f"{server.url}/v1/chat/completions", json={**body, "stream": False}, headers=auth)
     assert again.status_code == 200
+
+
+def test_lora_runs_share_one_base_and_answer_as_their_merged_models(tmp_path_factory, chat_run):
+    """`paretune serve RUN_A RUN_B`: one base, two unmerged adapters, `model` picks the run; greedy
+    answers in a mixed batch are token-identical to each run's own merged model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openai import OpenAI
+
+    from paretune.generate_text import answer, prompt_example
+    from paretune.serving.chat_adapters import load_runs
+    from paretune.tasks.decoding import DecodeSettings
+
+    other = trained_once(tmp_path_factory, "other", seed=2)
+    prompts = ["review : good film", "review : bad plot", "great", "awful film"]
+    merged = {run.name: answer(paretune.Predictor.load(run), [prompt_example(p, False) for p in prompts],
+                               DecodeSettings(max_new_tokens=8)) for run in (chat_run, other)}
+    with live_server([chat_run], predictor=load_runs([chat_run, other]), max_new_tokens=64) as running:
+        client = OpenAI(base_url=f"{running.url}/v1", api_key=KEY, max_retries=0, timeout=30)
+        assert [m.id for m in client.models.list().data] == [chat_run.name, other.name]
+
+        def ask(job):
+            name, prompt = job
+            return client.chat.completions.create(model=name, temperature=0, max_tokens=8,
+                                                  messages=[{"role": "user", "content": prompt}]).choices[0].message.content
+
+        jobs = [(name, p) for p in prompts for name in merged]  # both adapters in flight at once
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            served = dict(zip(jobs, pool.map(ask, jobs)))
+    for name, answers in merged.items():
+        assert [served[(name, p)] for p in prompts] == answers, name
+
+
+def test_runs_on_different_bases_are_refused_at_start(tmp_path, tmp_path_factory, chat_run):
+    import shutil
+
+    from paretune.serving.chat_adapters import load_runs
+
+    moved = tmp_path / "moved"
+    shutil.copytree(trained_once(tmp_path_factory, "other", seed=2), moved)
+    config = (moved / "config.yaml").read_text()
+    (moved / "config.yaml").write_text(config.replace(str(tmp_path_factory.getbasetemp() / "served-base"),
+                                                      str(tmp_path / "another-base")))
+    with pytest.raises(ParetuneError, match="different base models"):
+        load_runs([chat_run, moved])

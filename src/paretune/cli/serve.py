@@ -1,4 +1,4 @@
-"""`paretune serve RUN [--host 127.0.0.1] [--port 8000] [--api-key-file PATH] ...`.
+"""`paretune serve RUN [RUN ...] [--host 127.0.0.1] [--port 8000] [--api-key-file PATH] ...`.
 
 Every option but --api-key-file and --verbose is a field of ServeSettings (serving/settings.py),
 declared there once with its help text.
@@ -17,13 +17,16 @@ from paretune.serving.settings import ServeSettings
 
 @settings_options(ServeSettings)
 def serve(
-    run: Path = typer.Argument(..., help="Run folder written by paretune train (or a compressed copy)."),
+    runs: list[Path] = typer.Argument(..., help=(
+        "Run folder written by paretune train (or a compressed copy). Several generative LoRA runs on one "
+        "base: served over one copy of the base, each by its folder name (`model` in /v1/chat/completions).")),
     api_key_file: Optional[Path] = typer.Option(
         None, help="API keys, one a line (or sha256:<hex> digests). Also read: PARETUNE_API_KEYS."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages too (to stderr)."),
     settings: dict = None,
 ) -> None:
-    """Serve a trained run over HTTP: POST /v1/predict, /healthz, /readyz, /metrics, /docs."""
+    """Serve a trained run over HTTP: POST /v1/predict, /healthz, /readyz, /metrics, /docs; generative runs
+    also the OpenAI-compatible /v1/chat/completions, /v1/completions and /v1/models."""
     from pydantic import ValidationError
 
     from paretune.logs import setup_logging
@@ -38,7 +41,7 @@ def serve(
         raise ParetuneError("invalid serve options:\n" + "\n".join(
             f"  {key}: {message}" for key, message in validation_problems(err, key=_flag)
         )) from None
-    run_server(run, validated)
+    run_server(runs[0] if len(runs) == 1 else runs, validated)
 
 
 def _flag(loc: tuple) -> str:

@@ -24,6 +24,7 @@ from paretune.errors import ParetuneError
 from paretune.inference.sampling import SamplingParams
 from paretune.inference.sequence import ERROR, LENGTH, STOP, TIMEOUT, Sequence
 from paretune.serving.batcher import Overloaded
+from paretune.serving.chat_adapters import ServedModel
 from paretune.serving.chat_runner import ChatRunner
 from paretune.serving.limits import retry_after_header
 from paretune.serving.openai_schema import (Answer, ChatRequest, CompletionRequest, OpenAIError, Sampling,
@@ -33,9 +34,8 @@ from paretune.serving.settings import ServeSettings
 CHAT_ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/models"}
 
 
-def add_chat_routes(app: FastAPI, runner: ChatRunner, caller, settings: ServeSettings,
-                    models: dict[str, str | None]) -> None:
-    """`models`: the names a request's `model` may give, each with its adapter (None: the run's own model)."""
+def add_chat_routes(app: FastAPI, runner: ChatRunner, caller, settings: ServeSettings) -> None:
+    models = runner.models  # the names a request's `model` may give: one run, or LoRA runs over one base
 
     @app.get("/v1/models")
     async def list_models(_: str = Depends(caller)) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def _check_content_type(request: Request) -> None:
 
 
 def _sequence(runner: ChatRunner, settings: ServeSettings, payload: Sampling, chat: bool,
-              adapter: str | None) -> Sequence:
+              model: ServedModel) -> Sequence:
     """The request as a sequence for the engine (off the event loop: templating and tokenizing)."""
     limit_field = "max_completion_tokens" if getattr(payload, "max_completion_tokens", None) else "max_tokens"
     limit = payload.token_limit()
@@ -92,9 +92,10 @@ def _sequence(runner: ChatRunner, settings: ServeSettings, payload: Sampling, ch
     field = "messages" if chat else "prompt"
     try:
         if chat:
-            prompt = runner.prompt_ids([{"role": m.role, "content": m.text()} for m in payload.messages], chat=True)
+            messages = [{"role": m.role, "content": m.text()} for m in payload.messages]
+            prompt = runner.prompt_ids(messages, chat=True, model=model)
         else:
-            prompt = runner.prompt_ids(payload.prompt, chat=False)
+            prompt = runner.prompt_ids(payload.prompt, chat=False, model=model)
     except ParetuneError as err:
         raise OpenAIError(400, f"{field}: {err}", param=field) from None
     context = runner.engine.context
@@ -112,7 +113,7 @@ def _sequence(runner: ChatRunner, settings: ServeSettings, payload: Sampling, ch
     seed = payload.seed if payload.seed is not None else secrets.randbits(63)
     params = SamplingParams(max_new_tokens=limit or settings.max_new_tokens, temperature=payload.temperature,
                             top_p=payload.top_p, stop=payload.stop_strings(), seed=seed)
-    return Sequence(prompt, params, deadline=runner.deadline(), adapter=adapter, constraint=constraint)
+    return Sequence(prompt, params, deadline=runner.deadline(), adapter=model.adapter, constraint=constraint)
 
 
 def _error(err: OpenAIError) -> JSONResponse:

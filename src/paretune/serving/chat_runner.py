@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import Future
 from contextlib import contextmanager
+from pathlib import Path
 from typing import AsyncIterator
 
 from paretune.data.examples import Example
@@ -22,6 +23,7 @@ from paretune.inference.sampling import SamplingParams
 from paretune.inference.scheduler import QueueFull
 from paretune.inference.sequence import CANCELLED, ERROR, LENGTH, STOP, Sequence, Update
 from paretune.serving.batcher import Overloaded
+from paretune.serving.chat_adapters import ServedModel, served_model
 from paretune.serving.chat_metrics import EngineMetrics
 from paretune.serving.metrics import ServerMetrics
 from paretune.serving.settings import ServeSettings
@@ -33,7 +35,12 @@ class ChatRunner:
     def __init__(self, predictor, metrics: ServerMetrics, settings: ServeSettings):
         self.predictor, self.settings = predictor, settings
         self.task, self.tokenizer = predictor.task, predictor.tokenizer
-        self.chat = self.task.prepare_tokenizer(self.tokenizer)  # the run's template, as in training
+        # The names a request's `model` may give: the run, or each LoRA run over a shared base
+        # (chat_adapters.py), each with its own template and system prompt, as in its training.
+        served = getattr(predictor, "served_models", None) or [
+            served_model(Path(predictor.run_dir).name, None, self.task, self.tokenizer)]
+        self.models: dict[str, ServedModel] = {m.name: m for m in served}
+        self.default = served[0]
         self.engine = Engine(predictor.model, self.tokenizer, predictor.device,
                              max_running=settings.max_batch_size, max_queue=settings.max_queue,
                              observer=EngineMetrics(metrics))
@@ -61,12 +68,13 @@ class ChatRunner:
         await asyncio.to_thread(self.engine.stop, timeout)
 
     # --- prompts --------------------------------------------------------------------------------
-    def prompt_ids(self, conversation: list[dict] | str, chat: bool) -> list[int]:
+    def prompt_ids(self, conversation: list[dict] | str, chat: bool, model: ServedModel | None = None) -> list[int]:
         """Token ids of a conversation (the run's chat template and system prompt, as in training),
         or of a plain prompt (completions: the text as is)."""
+        model = model or self.default
         if not chat:
-            return self.tokenizer(conversation, add_special_tokens=True)["input_ids"]
-        return self.task.prompt_ids(Example(conversation, None, 1), self.tokenizer, self.chat)
+            return model.tokenizer(conversation, add_special_tokens=True)["input_ids"]
+        return model.task.prompt_ids(Example(conversation, None, 1), model.tokenizer, model.chat)
 
     def admit(self, sequences: list[Sequence]) -> None:
         """Queue sequences, or Overloaded (503) when they could not start within the timeout."""
@@ -101,8 +109,9 @@ class ChatRunner:
         """A future of [{"completion": text}] per text; cancelling it cancels the sequences."""
         params = SamplingParams(max_new_tokens=self.task.config.max_new_tokens)
         deadline = self.deadline()
-        sequences = [Sequence(self.prompt_ids(self._as_user_turn(text), self.chat), params, deadline=deadline)
-                     for text in texts]
+        chat = self.default.chat
+        sequences = [Sequence(self.prompt_ids([{"role": "user", "content": text}] if chat else text, chat), params,
+                              deadline=deadline, adapter=self.default.adapter) for text in texts]
         future: Future = Future()
         remaining = [len(sequences)]
         lock = threading.Lock()
@@ -121,9 +130,6 @@ class ChatRunner:
         future.add_done_callback(lambda f: [s.cancel(CANCELLED) for s in sequences] if f.cancelled() else None)
         self.admit(sequences)
         return future
-
-    def _as_user_turn(self, text: str) -> list[dict] | str:
-        return [{"role": "user", "content": text}] if self.chat else text
 
 
 async def _read(updates: asyncio.Queue, sequence: Sequence) -> AsyncIterator[Update]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
-from paretune.serving.loading import load_predictor
+from paretune.serving.chat_adapters import load_runs
 from paretune.serving.settings import ServeSettings
 
 log = logging.getLogger("paretune.serve")
@@ -55,21 +55,23 @@ def uvicorn_options(settings: ServeSettings) -> dict:
     }
 
 
-def serve(run_dir: Path, settings: ServeSettings) -> None:
+def serve(run_dir: Path | list[Path], settings: ServeSettings) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests finish first."""
     from paretune.serving.app import create_app
 
     if not settings.api_key_hashes:
         log.warning("no API keys given: anyone who can reach %s:%d may use the model",
                     settings.host, settings.port)
-    predictor = load_predictor(run_dir, settings.device, settings.trust_remote_code)  # also checks the run before workers start
+    # One run, or several LoRA runs over one base (serving/chat_adapters.py); checked before workers start.
+    predictor = load_runs(run_dir, settings.device, settings.trust_remote_code)
     scheme = "https" if settings.ssl_certfile else "http"
     log.info("serving %s on %s://%s:%d (docs at /docs)", run_dir, scheme, settings.host, settings.port)
     if settings.workers == 1:
         Server(uvicorn.Config(create_app(predictor, settings), **uvicorn_options(settings))).run()
         return
     del predictor  # each worker loads its own copy
-    os.environ[ENV_RUN] = str(Path(run_dir).resolve())
+    run_dirs = [run_dir] if isinstance(run_dir, (str, Path)) else run_dir
+    os.environ[ENV_RUN] = os.pathsep.join(str(Path(d).resolve()) for d in run_dirs)
     os.environ[ENV_SETTINGS] = settings.model_dump_json()
     with tempfile.TemporaryDirectory(prefix="paretune-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by prometheus_client in each worker
@@ -84,5 +86,6 @@ def app_from_environment():
 
     setup_logging()
     settings = ServeSettings.model_validate_json(os.environ[ENV_SETTINGS])
-    return create_app(load_predictor(Path(os.environ[ENV_RUN]), settings.device, settings.trust_remote_code),
+    return create_app(load_runs([Path(p) for p in os.environ[ENV_RUN].split(os.pathsep)], settings.device,
+                                settings.trust_remote_code),
                       settings)
