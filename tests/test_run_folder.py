@@ -315,6 +315,8 @@ def test_each_tasks_metric_names_are_the_numbers_it_reports():
         "mlm": ([np.array([1.0, 2.0, 1.5]), np.array([0.0, 1.0, 2.0])], [0, 0]),  # right, masked, nll
         "image-classification": ([np.array([0.9, 0.1]), np.array([0.2, 0.8])], [0, 1]),
         "image-multilabel": ([np.array([0.9, 0.1]), np.array([0.2, 0.8])], [np.array([1, 0]), np.array([0, 1])]),
+        # rewards, then summed log-probs, of the chosen and the rejected answer
+        "preference": ([np.array([0.2, -0.1, -3.0, -4.0]), np.array([0.1, 0.3, -2.0, -2.5])], [None, None]),
     }
     labels = {"ner": ["O", "B-PER"]}
     for name, task_type in TASKS.items():
