@@ -135,3 +135,22 @@ def test_the_engine_thread_serves_until_stopped_and_refuses_past_the_queue(model
     finally:
         engine.stop(5)
     assert not engine._thread.is_alive()
+
+
+def test_bench_infer_times_generation_through_the_engine_consistently(model_and_tokenizer, tmp_path):
+    from paretune.cost.generation_speed import generation_speed
+    from paretune.cost.prices import Price
+    from paretune.predictor import Predictor
+    from paretune.tasks.generation import GenerationOptions, GenerationTask
+
+    model, tokenizer = model_and_tokenizer
+    predictor = Predictor(model, tokenizer, GenerationTask(GenerationOptions(), []), 64, torch.device("cpu"), tmp_path)
+    price = Price(name="test", device="cpu", usd_per_hour=1.0, provider="test", instance="test", source="test",
+                  date="2026-12-07")
+    speed = generation_speed(predictor, ["good film", "bad plot", "great", "dull"], batch_size=4, price=price,
+                             max_new_tokens=6)
+    assert 0 < speed["time_to_first_token_ms"] <= speed["answer_latency_ms"]
+    low, high = speed["tokens_per_s_batched_range"]
+    assert low <= speed["tokens_per_s_batched"] <= high and speed["batched_repeats"] == 3
+    cheap, dear = speed["usd_per_million_generated_tokens_range"]
+    assert cheap <= speed["usd_per_million_generated_tokens"] <= dear
