@@ -72,3 +72,40 @@ def test_declared_tag_scheme_accepts_its_own_prefixes(tmp_path):
     config = config_from_dict({"task": {"type": "ner", "tag_scheme": "bioes"},
                                "data": {"train": str(path), "validation": str(path)}})
     assert check_data(config).task.label_names[0] == "O"
+
+
+def test_marker_labels_are_reported_with_the_other_row_problems_in_one_run(tmp_path):
+    markers = [(f"row with a marker {i}", marker) for i, marker in enumerate(["NaN", "None", "N/A", "null", "NA", "-", "?"])]
+    with pytest.raises(DataError) as err:
+        checked(tmp_path, GOOD + [("", "pos")] + markers)  # an empty text stops the read itself
+    message = str(err.value)
+    assert "8 data problems" in message and "row 5" in message and "text is empty" in message
+    assert all(f"label {marker!r} marks a missing value" in message for _, marker in markers)
+
+
+def test_a_json_boolean_among_numeric_labels_is_refused_naming_its_row(tmp_path):
+    import json
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": f"text {i}", "label": True if i == 5 else i % 2}) + "\n"
+                             for i in range(1, 9)))
+    config = config_from_dict({"task": {"type": "classification"}, "data": {"train": str(train)}})
+    with pytest.raises(DataError, match=r"row 5, line 5, field 'label': label true \(a JSON boolean\) among "
+                                        r"numeric labels.*write 1"):
+        check_data(config)
+    train.write_text("".join(json.dumps({"text": f"text {i}", "label": i % 2 == 0}) + "\n" for i in range(8)))
+    assert check_data(config).task.label_names == ["False", "True"]  # booleans throughout: two classes
+
+
+def test_parquet_binary_labels_are_their_text_and_other_bytes_an_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    train = tmp_path / "train.parquet"
+    texts = [f"text {i}" for i in range(8)]
+    pq.write_table(pa.table({"text": texts, "label": [str(i % 2).encode() for i in range(8)]}), train)
+    config = config_from_dict({"task": {"type": "classification"}, "data": {"train": str(train)}})
+    assert check_data(config).task.label_names == ["0", "1"]  # not "b'0'"
+    pq.write_table(pa.table({"text": texts, "label": [b"\xff\xfe"] + [b"1"] * 7}), train)
+    with pytest.raises(DataError, match=r"row 1, field 'label': label is binary data b'\\xff\\xfe', not text"):
+        check_data(config)

@@ -18,7 +18,7 @@ from typing import Any
 
 from paretune.data.conll import read_conll
 from paretune.data.examples import Example
-from paretune.data.rows import Record, RowChecker
+from paretune.data.rows import Record, RowChecker, marker_label_problems, mixed_label_problems
 from paretune.errors import DataError, DataProblem
 
 log = logging.getLogger("paretune.data")
@@ -96,6 +96,10 @@ def read_examples(
             problems=problems,
         )
         examples = [ex for ex in map(checker.example, records) if ex is not None]
+        if not word_level and require_labels:
+            problems += mixed_label_problems(name, checker.label_column, examples)
+            if problems:  # labels are checked after reading; say these now too, not on the next run
+                problems += marker_label_problems(name, checker.label_column, examples)
     if problems:
         raise DataError(sorted(problems, key=lambda problem: (problem.row or 0, problem.line or 0)))
     if not examples:

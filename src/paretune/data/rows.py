@@ -1,7 +1,10 @@
 """Records (one dict per row, from any tabular format) into Examples, every problem collected.
 
 The rules about empty text, missing labels, word lists and tags are written here once for csv,
-tsv, JSON lines, Parquet and saved datasets.
+tsv, JSON lines, Parquet and saved datasets. One label conversion is made here: a Parquet/Arrow
+binary label holding UTF-8 text is that text (b"0" is the class "0", not "b'0'"); binary data that
+is no text is an error, and so is JSON true/false among numeric labels (True would become a class
+of its own beside 1). Nothing else changes type.
 """
 from __future__ import annotations
 
@@ -12,6 +15,15 @@ from typing import Any
 from paretune.data.examples import Example
 from paretune.data.tags import tag_problem
 from paretune.errors import DataProblem
+
+
+# Compared case-insensitively after stripping. These are the texts that pandas, R, Excel and
+# hand-edited files use for "no value"; none of them is a plausible class name by accident.
+MISSING_MARKERS = frozenset({"nan", "none", "null", "na", "n/a", "#n/a", "nil", "-", "?", '""', "''"})
+
+
+def is_missing_marker(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in MISSING_MARKERS
 
 
 @dataclass
@@ -71,6 +83,13 @@ class RowChecker:
             if self.require_labels:
                 self._problem(record, self.label_column, "label is missing")
             return None
+        if isinstance(value, bytes):  # Parquet/Arrow binary columns: the text they hold
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                self._problem(record, self.label_column, f"label is binary data {_short(value)}, not text; "
+                              "store labels as text or numbers")
+                return None
         if self.word_level:
             if isinstance(value, str):
                 value = value.split()
@@ -82,6 +101,28 @@ class RowChecker:
                     if problem := tag_problem(tag, self.tag_scheme):
                         self._problem(record, self.label_column, f"word {word}: {problem}")
         return value
+
+
+def mixed_label_problems(file: str, field: str | None, examples: list[Example]) -> list[DataProblem]:
+    """JSON true/false among numeric labels: one problem per such row (True == 1 in Python, but as a
+    class it is "True", a class of its own beside "1")."""
+    labels = [ex.label for ex in examples]
+    if not any(isinstance(v, bool) for v in labels) or not any(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in labels):
+        return []
+    return [DataProblem(file, f"label {str(ex.label).lower()} (a JSON boolean) among numeric labels: it would be "
+                        f"a class of its own, not {int(ex.label)}; write {int(ex.label)}, or true/false in "
+                        "every row", row=ex.row, field=field, line=ex.line)
+            for ex in examples if isinstance(ex.label, bool)]
+
+
+def marker_label_problems(file: str, field: str | None, examples: list[Example]) -> list[DataProblem]:
+    """Labels that are missing-value markers (`NaN`, `None`, `NA`, ...), said while reading when other
+    problems stop the read anyway: the task's own check (which knows task.labels) would only report
+    them on the next run."""
+    return [DataProblem(file, f"label {ex.label!r} marks a missing value, not a class; fill in the label or "
+                        "drop the row (if it is a real class, list it in task.labels)", row=ex.row, field=field,
+                        line=ex.line) for ex in examples if is_missing_marker(ex.label)]
 
 
 def _is_missing(value: Any) -> bool:

@@ -14,16 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from paretune.data.rows import MISSING_MARKERS, is_missing_marker  # noqa: F401 (MISSING_MARKERS: API)
+
 log = logging.getLogger("paretune.data")
 
-# Compared case-insensitively after stripping. These are the texts that pandas, R, Excel and
-# hand-edited files use for "no value"; none of them is a plausible class name by accident.
-MISSING_MARKERS = frozenset({"nan", "none", "null", "na", "n/a", "#n/a", "nil", "-", "?", '""', "''"})
 _ROWS_SHOWN = 5
-
-
-def is_missing_marker(value: Any) -> bool:
-    return isinstance(value, str) and value.strip().lower() in MISSING_MARKERS
 
 
 def scalar_problem(raw: Any) -> str | None:
