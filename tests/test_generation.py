@@ -107,6 +107,8 @@ def test_a_long_row_loses_the_start_of_its_prompt_and_keeps_its_answer(caplog):
     with caplog.at_level("WARNING", logger="paretune"):
         assert task.data_stats(encoded, 10) == {"rows_prompt_cut": 1, "rows_answer_cut": 0}
     assert "1 of 2 training rows are longer than data.max_length=10" in caplog.text
+    shown = task.inspect([long, short], tokenizer, 10)[0]
+    assert shown.endswith("; 1 prompts cut at their start to data.max_length=10")
 
 
 def test_inspect_marks_targets_and_stops_on_a_template_that_trains_nothing(llama_dir, tmp_path):

@@ -213,6 +213,10 @@ class GenerationTask(Task):
         units = self.loss_units(encoded)
         lines = [f"{len(examples)} rows, {int(units.sum())} target tokens of {encoded.n_tokens()} "
                  f"({units.sum() / max(encoded.n_tokens(), 1):.1%}); fewest in a row {units.min()}, most {units.max()}"]
+        cut = self.data_stats(encoded, max_length, "inspected")
+        if any(cut.values()):
+            lines[0] += (f"; {cut['rows_prompt_cut']} prompts cut at their start to data.max_length={max_length}"
+                         + (f", {cut['rows_answer_cut']} answers cut" if cut["rows_answer_cut"] else ""))
         for i, ex in enumerate(examples[:shown]):
             trained = np.r_[False, encoded.token_labels[i][:-1] != IGNORE_INDEX]
             lines += ["", f"row {ex.row}: {len(trained)} tokens, {int(trained.sum())} trained",
