@@ -23,6 +23,7 @@ from paretune.distributed.launch import launch_resume, launch_training, should_l
 from paretune.engine.sharding import sharding, whole_model
 from paretune.engine.strategy import build_accelerator
 from paretune.engine.faults import fault_point
+from paretune.engine.eval_generate import generation_scorer
 from paretune.engine.evaluate import check_metric, evaluate
 from paretune.engine.loop import Trainer
 from paretune.engine.plan import planned_steps, train_plan
@@ -191,6 +192,8 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
         validation=data.validation, pad_id=_pad_id(tokenizer), run_dir=run.path,
         accelerator=accelerator, on_eval=hooks.on_eval, on_step=hooks.on_step,
         extra_loss=method.extra_loss, lr_scale=method.lr_scale,
+        score_answers=None if seam else generation_scorer(config.training, data.task, data.validation_examples,
+                                                          tokenizer, accelerator.device),
     )
     hooks.start(trainer, data)
     _score_reference(train_task, trainer, data, run, accelerator)

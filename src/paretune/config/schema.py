@@ -108,7 +108,12 @@ class TrainingConfig(Section):
     eval_every: int | Literal["epoch"] = Field("epoch", description="Evaluate every N steps or each epoch.")
     save_every: int | Literal["epoch"] = Field("epoch", description="Checkpoint every N steps or each epoch.")
     keep_checkpoints: int = Field(1, ge=1, description="Newest checkpoints kept for resume.")
-    metric: str | None = Field(None, description="Metric for best model / early stopping; task default.")
+    metric: str | None = Field(None, description="Metric for best model / early stopping; task default. "
+                               "Generative runs with eval_generate may name exact_match, rouge_l, structured_match.")
+    eval_generate: int = Field(
+        0, ge=0, description="Generative runs: each evaluation also answers this many validation rows by "
+        "greedy generation and records exact_match, ROUGE-L and structured_match (0: off; docs/generation.md)."
+    )
     early_stopping: EarlyStoppingConfig | None = None
     load_best: bool = Field(True, description="Save the best evaluated weights as the final model.")
     max_nan_steps: int = Field(5, ge=1, description="Consecutive non-finite losses before stopping.")

@@ -18,6 +18,7 @@ from accelerate.utils import gather_object
 from paretune.config.schema import TrainingConfig
 from paretune.data.batching import BatchPlan, make_loader
 from paretune.data.encoded import Encoded, EvalSet
+from paretune.engine.eval_generate import GENERATED_METRICS, metric_names
 from paretune.errors import ConfigError
 from paretune.tasks.base import Task
 
@@ -103,7 +104,9 @@ def evaluate(model, task: Task, data: EvalSet, batch_size: int, pad_id: int, acc
 
 def check_metric(config: TrainingConfig, task: Task) -> None:
     """training.metric must be one the task reports: checked before anything is trained or written."""
-    known = ("loss", *task.metric_names)
+    known = ("loss", *task.metric_names, *metric_names(config, task))
     if config.metric is not None and config.metric not in known:
+        hint = ("; the metrics of generated answers need training.eval_generate: N (rows answered at each "
+                "evaluation)" if task.generates and config.metric in GENERATED_METRICS else "")
         raise ConfigError(f"training.metric: '{config.metric}' is not a metric of the {task.name} task; "
-                          f"choose one of {', '.join(known)}")
+                          f"choose one of {', '.join(known)}{hint}")

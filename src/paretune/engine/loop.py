@@ -77,10 +77,13 @@ class Trainer:
         on_step: Callable[[torch.nn.Module, int], None] | None = None,
         extra_loss: Callable[[torch.nn.Module], torch.Tensor] | None = None,
         lr_scale: float = 1.0,
+        score_answers: Callable[[torch.nn.Module], dict] | None = None,
     ):
         self.task, self.config, self.train_set, self.validation = task, config, train, validation
         self.pad_id, self.run_dir, self.acc, self.on_eval = pad_id, run_dir, accelerator, on_eval
         self.on_step, self.extra_loss = on_step, extra_loss
+        # Generative runs with training.eval_generate: metrics of greedy answers at each evaluation.
+        self.score_answers = score_answers
         self.metric = config.metric or task.default_metric
         self.greater = task.greater_is_better(self.metric)
         # Names before wrapping: files hold weights under the model's own names (FSDP renames).
@@ -322,6 +325,8 @@ class Trainer:
         started = time.perf_counter()
         metrics = evaluate(self.model, self.task, self.validation, self.config.eval_batch_size,
                            self.pad_id, self.acc)
+        if self.score_answers is not None:
+            metrics.update(self.score_answers(self.unwrapped))
         state.eval_seconds += time.perf_counter() - started
         state.last_eval_step = state.step
         self.last_validation = metrics

@@ -320,7 +320,10 @@ class GenerationTask(Task):
         """exact_match, contains, ROUGE-L, BLEU/chrF of greedy answers to the first
         `generate_rows` examples with a reference answer."""
         scored = [ex for ex in examples if ex.label is not None][: self.config.generate_rows]
-        if not scored:
-            return {}
-        answers = self.answer(model, tokenizer, scored, device)
-        return generation_metrics(answers, [str(ex.label) for ex in scored], self.config.match)
+        return self.answer_metrics(model, tokenizer, scored, device) if scored else {}
+
+    def answer_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
+        """The text metrics of greedy answers to `examples` (all of them; each has a reference),
+        after training and at each evaluation (training.eval_generate, engine/eval_generate.py)."""
+        answers = self.answer(model, tokenizer, examples, device)
+        return generation_metrics(answers, [str(ex.label) for ex in examples], self.config.match)
