@@ -107,7 +107,7 @@ def _scored(example, answers: list[str], metric: str) -> dict:
     reference = str(example.label)
     right = [normalise(a) == normalise(reference) if metric == "exact_match" else
              structured_equal(a, reference, metric) for a in answers]
-    prompt = [m for m in example.text[:-1]] if example.text[-1]["role"] == "assistant" else list(example.text)
+    prompt = list(example.text[:-1]) if example.text[-1]["role"] == "assistant" else list(example.text)
     return {"row": example.row, "prompt": prompt, "reference": reference, "samples": answers, "right": right}
 
 
