@@ -83,3 +83,18 @@ def test_a_bad_metric_is_refused_before_the_model_loads(sft_run, tmp_path):
     run, data = sft_run
     result = _pairs(run, data, tmp_path / "pairs.jsonl", "--metric", "fuzzy")
     assert result.exit_code != 0 and "--metric" in str(result.exception)
+
+
+def test_chosen_sample_takes_the_runs_own_right_answer(sft_run, tmp_path, monkeypatch):
+    import paretune.generate_text as generate_text
+
+    run, data = sft_run
+    references = {text: label for text, label in sentiment_rows(40, 4)}
+    # The first sample is right in other words (exact match ignores case and spaces), the second wrong.
+    monkeypatch.setattr(generate_text, "answer", lambda p, examples, settings: [
+        f" {references[ex.text[0]['content']].upper()}" if settings.seed == 0 else "neutral" for ex in examples])
+    done = _pairs(run, data, tmp_path / "pairs.jsonl", "--samples", "2", "--chosen", "sample")
+    assert done.exit_code == 0, done.output
+    rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert len(rows) == 40 and all(r["chosen"] in (" POSITIVE", " NEGATIVE") and r["rejected"] == "neutral"
+                                   for r in rows)
