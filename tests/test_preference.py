@@ -1,6 +1,7 @@
 """Preference runs train through the one loop like any run: DPO under LoRA, KTO under full
-fine-tuning, reference log-probs scored once and kept in the run folder, and a run stopped
-mid-training resumes to the weights of an uninterrupted one without scoring the reference again."""
+fine-tuning, reference log-probs scored once and kept in the run folder and the shared cache (a
+repeated run scores one probe batch), and a run stopped mid-training resumes to the weights of an
+uninterrupted one without scoring the reference again."""
 from __future__ import annotations
 
 import json
@@ -79,10 +80,14 @@ def test_a_stopped_run_resumes_to_the_same_weights_without_scoring_the_reference
     def stop_at(point, step=None):
         if point == "step" and step == 3:
             raise KeyboardInterrupt  # after step 2's checkpoint: what a kill leaves behind
+    probes, score = [], preference._score_set
+    monkeypatch.setattr(preference, "_score_set", lambda task, model, encoded, *rest: probes.append(len(encoded))
+                        or score(task, model, encoded, *rest))
     monkeypatch.setattr(loop, "fault_point", stop_at)
     with pytest.raises(KeyboardInterrupt):
         paretune.finetune(_config(folder, "stopped", {"name": "dpo"}))
     monkeypatch.undo()
+    assert probes == [4]  # a repeated run scores one probe batch; the rest is read from the shared cache
     assert not (folder / "stopped" / "metrics.json").exists()
     assert [p.name for p in (folder / "stopped" / "checkpoints").glob("step-*")] == ["step-00000002"]
 

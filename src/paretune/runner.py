@@ -19,6 +19,7 @@ from paretune.config import Config, apply_overrides, config_from_dict, load_conf
 from paretune.cost.lineage import parent_run, with_lineage
 from paretune.cost.meter import CostMeter
 from paretune.data.prepare import PreparedData, prepare_data
+from paretune.data.token_cache import default_cache_dir
 from paretune.distributed.launch import launch_resume, launch_training, should_launch
 from paretune.engine.sharding import sharding, whole_model
 from paretune.engine.strategy import build_accelerator
@@ -196,7 +197,7 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
                                                           tokenizer, accelerator.device),
     )
     hooks.start(trainer, data)
-    _score_reference(train_task, trainer, data, run, accelerator)
+    _score_reference(config, train_task, trainer, data, run, accelerator)
     if resuming:
         _resume_trainer(trainer, run)
     _announce(config, data, params, trainer, accelerator)
@@ -265,16 +266,19 @@ def _from_parent_model(config: Config) -> Config:
     return config.model_copy(update={"model": model})
 
 
-def _score_reference(task: Task, trainer: Trainer, data: PreparedData, run: RunFolder, accelerator) -> None:
+def _score_reference(config: Config, task: Task, trainer: Trainer, data: PreparedData, run: RunFolder,
+                     accelerator) -> None:
     """A task that scores its data with the model as it starts (preference tuning's reference
     log-probs) does it here: after the method is applied, before any step or a checkpoint's weights.
-    It keeps the scores in the run folder, so a resumed run reads them back."""
+    It keeps the scores in the run folder (a resumed run reads them back) and beside the
+    tokenization cache (a repeated run on the same data and model reads them back)."""
     score = getattr(task, "score_reference", None)
     if score is None:
         return
     held_out = {"validation": data.validation, "test": data.test}
     sets = {"train": data.train, **{name: s.encoded for name, s in held_out.items() if s is not None}}
-    score(trainer.unwrapped, sets, accelerator.device, run.path, accelerator.autocast)
+    shared = Path(config.data.cache_dir) if config.data.cache_dir else default_cache_dir()
+    score(trainer.unwrapped, sets, accelerator.device, run.path, accelerator.autocast, shared / "reference")
 
 
 def _resume_trainer(trainer: Trainer, run: RunFolder) -> None:

@@ -10,9 +10,9 @@ logits kept only at answer positions.
 
 The loss (`task.loss`, one module per loss in tasks/preference_losses/) reads per-sequence sums
 of answer log-probs. The reference model's log-probs are computed once, before the first step,
-with the model as it starts (adapters disabled), and kept per token with the encoded data and in
-the run folder (`reference_logps.safetensors`), so a resumed run does not compute them again and
-no second copy of the model is held while training. They reach the loss inside the batch's
+with the model as it starts (adapters disabled), and kept per token with the encoded data, in
+the run folder (`reference_logps.safetensors`) and beside the tokenization cache, so a resumed or
+repeated run does not compute them again and no second copy of the model is held while training. They reach the loss inside the batch's
 `labels`, a table with one row per answer token: its id, its sequence slot, the reference
 log-prob of it, and whether its row's answer is desirable (KTO).
 
@@ -231,22 +231,35 @@ class PreferenceTask(GenerationTask):
         return {name: (None if np.isnan(v) else float(v)) for name, v in zip(OUTPUT_COLUMNS, output)}
 
     # --- the reference model --------------------------------------------------------------
-    def score_reference(self, model, sets: dict[str, Encoded], device, cache_dir: Path | None,
-                        autocast=nullcontext) -> None:
-        """Fill every set's `reference_logps` with the model as it is now (adapters disabled), or
-        from `cache_dir`'s file when it was made for these very tokens."""
+    def score_reference(self, model, sets: dict[str, Encoded], device, run_dir: Path | None,
+                        autocast=nullcontext, shared_dir: Path | None = None) -> None:
+        """Fill every set's `reference_logps` with the model as it is now (adapters disabled).
+
+        Read back instead when `run_dir` holds them for these very tokens (a resumed run), or
+        `shared_dir` (the tokenization cache) for these tokens and this reference model (a repeated
+        run): the model is recognised by what it computes on the first training rows (one small
+        batch), so another base model or dtype does not reuse the scores of the first."""
         if not self.loss_kind.needs_reference:
             for encoded in sets.values():
                 encoded.arrays["reference_logps"] = [np.zeros_like(r) for r in encoded.reference_logps]
             return
-        path = cache_dir / REFERENCE_FILE if cache_dir is not None else None
         fingerprint = _fingerprint(sets)
-        if path is not None and _read_reference(path, fingerprint, sets):
+        files = [(run_dir / REFERENCE_FILE, fingerprint)] if run_dir is not None else []
+        if files and _read_reference(*files[0], sets):
             return
+        if shared_dir is not None:
+            probe = _first_rows(sets["train"], 4)
+            _score_set(self, model, probe, device, autocast)
+            key = hashlib.sha256(fingerprint.encode() + np.concatenate(probe.reference_logps).tobytes()).hexdigest()
+            files.append((shared_dir / f"{key[:32]}.safetensors", key))
+            if _read_reference(*files[-1], sets):
+                for path, stored_key in files[:-1]:  # the run folder keeps its own copy, for a resume
+                    _write_reference(path, stored_key, sets)
+                return
         for encoded in sets.values():
             _score_set(self, model, encoded, device, autocast)
-        if path is not None:
-            _write_reference(path, fingerprint, sets)
+        for path, stored_key in files:
+            _write_reference(path, stored_key, sets)
 
     # --- generation after training ----------------------------------------------------------
     def model_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
@@ -291,6 +304,10 @@ def _score_set(task: PreferenceTask, model, encoded: Encoded, device, autocast, 
                 offset += len(kept)
     if was_training:
         model.train()
+
+
+def _first_rows(encoded: Encoded, n: int) -> Encoded:
+    return Encoded(**{name: rows[:n] for name, rows in encoded.arrays.items()})
 
 
 def _fingerprint(sets: dict[str, Encoded]) -> str:
