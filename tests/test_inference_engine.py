@@ -154,3 +154,32 @@ def test_bench_infer_times_generation_through_the_engine_consistently(model_and_
     assert low <= speed["tokens_per_s_batched"] <= high and speed["batched_repeats"] == 3
     cheap, dear = speed["usd_per_million_generated_tokens_range"]
     assert cheap <= speed["usd_per_million_generated_tokens"] <= dear
+
+
+def test_structured_output_in_a_shared_batch_parses_and_validates():
+    """The engine's per-sequence hook: constrained answers (greedy and sampled) decoded in one batch
+    beside each other all parse and validate; a padded vocabulary row is never chosen."""
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from bpe_fixtures import byte_bpe_tokenizer, tiny_bpe_llama
+
+    from paretune.inference.structured import OutputConstraint
+
+    tokenizer = byte_bpe_tokenizer()
+    model = tiny_bpe_llama(tokenizer, extra_vocab=16)
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 6},
+                                               "age": {"type": "integer", "minimum": 0, "maximum": 120}},
+              "required": ["name", "age"], "additionalProperties": False}
+    response_format = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}}
+    prompt = tokenizer.encode("give me json")
+    sequences = [Sequence(prompt, SamplingParams(max_new_tokens=60, temperature=t, seed=seed),
+                          constraint=OutputConstraint.from_response_format(tokenizer, response_format))
+                 for t, seed in [(0, 0), (1.0, 1), (1.0, 2), (0.7, 3)]]
+    engine = Engine(model, tokenizer, max_running=4)
+    engine.submit(sequences)
+    while not all(s.finished for s in sequences):
+        engine.step()
+    for sequence in sequences:
+        assert sequence.finish_reason == "stop", (sequence.finish_reason, sequence.text, sequence.error)
+        jsonschema.validate(json.loads(sequence.text), schema)
