@@ -53,7 +53,7 @@ def _config(root: Path, out: str, loss: dict, method: str = "lora", files: str =
 
 
 def test_dpo_under_lora_is_an_ordinary_run(folder):
-    run = paretune.finetune(_config(folder, "dpo", {"name": "dpo", "beta": 0.1}))
+    run = paretune.finetune(_config(folder, "dpo", {"name": "dpo", "beta": 0.1}, eval_generate=2))
     assert run.metrics["steps"] == 4 and run.metrics["metric"] == "loss"
     validation = run.validation
     assert set(PreferenceTask.metric_names) <= set(validation)
@@ -62,7 +62,8 @@ def test_dpo_under_lora_is_an_ordinary_run(folder):
     assert (run.path / REFERENCE_FILE).is_file()
     assert (run.path / "model" / "model.safetensors").is_file()  # merged, loadable like any generative run
     history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
-    assert [h["step"] for h in history] == [2, 4] and all("rewards/accuracies" in h["validation"] for h in history)
+    assert [h["step"] for h in history] == [2, 4]
+    assert all({"rewards/accuracies", "exact_match"} <= set(h["validation"]) for h in history)  # eval_generate
 
 
 def test_kto_under_full_fine_tuning_trains(folder):

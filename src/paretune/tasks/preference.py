@@ -38,7 +38,6 @@ from paretune.data.encoded import Encoded
 from paretune.data.examples import Example
 from paretune.data.preference_rows import answer_text, read_preference_examples
 from paretune.errors import DataError, DataProblem
-from paretune.evaluation.generation_metrics import generation_metrics
 from paretune.tasks import chat_format
 from paretune.tasks.base import IGNORE_INDEX
 from paretune.tasks.generation import GenerationOptions, GenerationTask
@@ -262,16 +261,13 @@ class PreferenceTask(GenerationTask):
             _write_reference(path, stored_key, sets)
 
     # --- generation after training ----------------------------------------------------------
-    def model_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
-        """Generation metrics of greedy answers to the first `generate_rows` prompts, against the
-        chosen (KTO: desirable) answers."""
+    def answer_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
+        """Generation metrics of greedy answers to the prompts (after training, `generate_rows` of
+        them, and at each evaluation with training.eval_generate), against the chosen answers; KTO
+        scores its desirable completions only."""
         scored = [Example(ex.text, answer_text(ex.label.get("chosen", ex.label.get("completion"))), ex.row)
-                  for ex in examples if ex.label is not None and ex.label.get("desirable", True)]
-        scored = scored[: self.config.generate_rows]
-        if not scored:
-            return {}
-        answers = self.answer(model, tokenizer, scored, device)
-        return generation_metrics(answers, [ex.label for ex in scored], self.config.match)
+                  for ex in examples if ex.label.get("desirable", True)]
+        return super().answer_metrics(model, tokenizer, scored, device) if scored else {}
 
 
 def _mean(values: np.ndarray) -> float | None:
