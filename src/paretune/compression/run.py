@@ -124,5 +124,6 @@ def check_applies(chosen: CompressionMethod, parent: Parent) -> None:
 
         usable = ", ".join(name for name, m in METHODS.items() if m.generative)
         raise ParetuneError(f"compress --method {chosen.name} does not apply to {parent.path}, a "
-                            f"{task.name} run: its result could not generate answers ({chosen.description}). "
-                            f"Methods for this run: {usable}")
+                            f"{task.name} run: its result could not generate answers (ONNX forms export one "
+                            "forward pass to logits, with no decoding loop; prune-heads cuts BERT-style "
+                            f"attention only). Methods for this run: {usable}")

@@ -114,7 +114,7 @@ def bench_pair(child: Path, parent: Path, settings: BenchSettings,
     for round_ in range(1, rounds + 1):
         for run_dir in (child, parent):
             log.info("timing %s (round %d of %d, about %.0f s; --bench-seconds sets this, --no-bench skips it)",
-                     run_dir.name, round_, rounds, seconds)
+                     run_dir.name.removesuffix(STAGING_SUFFIX), round_, rounds, seconds)
             result = bench_inference(run_dir, batch_size=batch_size, repeats=settings.repeats,
                                      batches=settings.batches, max_seconds=seconds,
                                      progress=True, trust_remote_code=trust_remote_code)
