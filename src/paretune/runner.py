@@ -32,6 +32,7 @@ from paretune.engine.precision import precision_name
 from paretune.engine.rng import seed_everything
 from paretune.errors import ConfigError, ParetuneError
 from paretune.evaluation.confusion_plot import draw_run_confusions
+from paretune.evaluation.general_eval import start_general_eval
 from paretune.methods import get_method
 from paretune.methods.base import MethodContext
 from paretune.model_card import write_model_card
@@ -198,6 +199,11 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     )
     hooks.start(trainer, data)
     _score_reference(config, train_task, trainer, data, run, accelerator)
+    started = time.perf_counter()  # the forgetting check's base score (evaluation/general_eval.py)
+    general = None if seam else start_general_eval(config.data.general_eval, data.task, trainer.unwrapped, tokenizer,
+                                                   accelerator.device, run.path, accelerator.is_main_process)
+    if general is not None:
+        timings["general_eval_s"] = time.perf_counter() - started
     if resuming:
         _resume_trainer(trainer, run)
     _announce(config, data, params, trainer, accelerator)
@@ -212,6 +218,10 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     started = time.perf_counter()
     final = _final_evaluation(trainer, data, tokenizer, accelerator)
     timings["final_eval_s"] = time.perf_counter() - started
+    if general is not None:  # forgetting: the tuned model on the general set the base answered
+        started = time.perf_counter()
+        final["forgetting"] = general.compare(data.task, trainer.unwrapped, tokenizer, accelerator.device)
+        timings["general_eval_s"] += time.perf_counter() - started
     if final["validation"] is not None and accelerator.is_main_process:  # a run that ended at chance
         _warn_if_no_better_than_baseline(final["validation"], data.task.label_names, trainer.lr)
     metrics = {

@@ -68,6 +68,11 @@ class DataConfig(Section):
     cache_dir: str | None = Field(None, description="Tokenization cache; default ~/.cache/paretune.")
     augment: AugmentConfig | None = Field(None, description="On-the-fly token dropout/swap/mask of training "
                                           "batches (data/augment.py); off by default.")
+    general_eval: str | None = Field(
+        None, description="Generative runs: score the base and the tuned model on general instructions after "
+        "training (forgetting in metrics.json and the model card): 'shipped' (40 built-in rows) or a FILE of "
+        "generation rows; off when unset (docs/generation.md)."
+    )
 
 
 MethodConfig = Annotated[Union[method_options_types()], Field(discriminator="name")]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from paretune.config.schema import Config
+from paretune.evaluation.general_eval import card_lines as forgetting_lines
 from paretune.model_card import generative
 from paretune.model_card.costs import cost_lines, device_text, inference_lines, usd_text  # noqa: F401 (usd_text: API)
 from paretune.models import portable_model_id, portable_model_name
@@ -42,6 +43,7 @@ def write_model_card(run: RunFolder, config: Config, metrics: dict, cost: dict, 
         "",
         (generative.prompt_line(run.model_dir, config) if generative.generates(config) else
          f"- labels: {', '.join(map(str, metrics.get('labels', []) or [])) or 'see model/config.json'}"),
+        *forgetting_lines(metrics.get("forgetting")),  # data.general_eval: base -> tuned
         _stored_line(run),
         f"- trainable parameters: {metrics['trainable_params']:,} of {metrics['total_params']:,} "
         f"({metrics['trainable_percent']:.2f}%)",

@@ -38,7 +38,7 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], settings: DecodeS
     try:
         engine = Engine(model, tokenizer, device, max_running=settings.batch_size, max_queue=len(prompts))
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        finished = engine.generate([prompts[i] for i in order], settings.sampling())
+        finished = engine.generate([prompts[i] for i in order], settings.sampling(), adapter=_active_adapter(model))
     finally:
         model.train(was_training)
     texts: list[str] = [""] * len(prompts)
@@ -46,3 +46,10 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], settings: DecodeS
         texts[i] = sequence.text
     return texts
 
+
+
+def _active_adapter(model) -> str | None:
+    """A peft model not merged yet (a LoRA run scored during or after training) answers with its
+    active adapter: the engine reads a sequence without an adapter name as the base model alone
+    (the server's mixed batches), which scored LoRA runs as if they had not trained."""
+    return getattr(model, "active_adapter", None) if getattr(model, "peft_config", None) else None
