@@ -183,3 +183,15 @@ def test_structured_output_in_a_shared_batch_parses_and_validates():
     for sequence in sequences:
         assert sequence.finish_reason == "stop", (sequence.finish_reason, sequence.text, sequence.error)
         jsonschema.validate(json.loads(sequence.text), schema)
+
+
+def test_an_empty_stop_string_stops_nothing_and_max_tokens_are_capped_at_the_context(model_and_tokenizer):
+    """Issue 28: `generate --stop ''` cut every answer to its first token, and
+    `--max-new-tokens 1000000` was not capped at the model's context."""
+    model, tokenizer = model_and_tokenizer
+    prompts = _prompts(tokenizer, 2)
+    plain = generate_texts(model, tokenizer, prompts, DecodeSettings(max_new_tokens=8))
+    assert generate_texts(model, tokenizer, prompts, DecodeSettings(max_new_tokens=8, stop=[""])) == plain
+    huge = Sequence(prompts[0], SamplingParams(max_new_tokens=1_000_000))
+    Engine(model, tokenizer).submit([huge])
+    assert huge.params.max_new_tokens == 256 - len(prompts[0])
