@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runner", ("paretune.runner", "paretune.recipes")),
     ("commands", ("paretune.compression", "paretune.distillation", "paretune.sweep", "paretune.serving",
                   "paretune.frontier", "paretune.cost.inference", "paretune.cost.generation_speed",
-                  "paretune.combine", "paretune.audit", "paretune.continual")),
+                  "paretune.combine", "paretune.audit", "paretune.continual", "paretune.ui")),
     ("entry points", ("paretune", "paretune.cli", "paretune.__main__", "paretune.distributed.worker")),
 ]
 

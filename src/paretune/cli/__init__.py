@@ -20,11 +20,11 @@ app = typer.Typer(
 
 def _register() -> None:
     from paretune.cli import audit, bench_infer, compress, distill, evaluate, export, frontier, plan, predict, serve, sweep, train
-    from paretune.cli import ensemble, generate, inspect, pairs, soup
+    from paretune.cli import ensemble, generate, inspect, pairs, soup, ui
     from paretune.cli.help_format import use_plain_help
 
     for module in (train, evaluate, predict, export, serve, bench_infer, sweep, frontier, compress, distill, plan,
-                   inspect, generate, ensemble, soup, audit, pairs):
+                   inspect, generate, ensemble, soup, audit, pairs, ui):
         module.register(app)
     use_plain_help(app)
 

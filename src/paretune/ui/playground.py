@@ -1,0 +1,105 @@
+"""The playground: type a text, see what a finished run predicts for it.
+
+Predictions go through the Predictor `paretune serve` and `paretune predict` use, loaded by the
+server's own loader (serving/loading.py), never with remote code. A generative run answers
+through the same Predictor, whose task decodes with the engine in paretune.inference. Models are
+loaded on first use and the least recently used is dropped past `max_loaded`. One prediction
+runs at a time; a request that cannot start within the deadline gets 503, and one whose answer
+takes longer gets 504.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import OrderedDict
+
+from fastapi import FastAPI, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from paretune.errors import ParetuneError
+from paretune.ui.catalog import Catalog
+
+MAX_CHARS = 4000
+DEADLINE_S = 60.0
+
+
+class Predictors:
+    """Loaded Predictors by run id, at most `max_loaded`, least recently used dropped first."""
+
+    def __init__(self, max_loaded: int):
+        self.max_loaded = max(1, max_loaded)
+        self._loaded: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, run_id: str, run_dir):
+        from paretune.serving.loading import load_predictor
+
+        with self._lock:  # one load at a time: two requests for one run load it once
+            if run_id in self._loaded:
+                self._loaded.move_to_end(run_id)
+                return self._loaded[run_id]
+            predictor = load_predictor(run_dir, device=None, trust_remote_code=False)
+            predictor.opens_image_paths = False  # a client's string is never a path to open here
+            self._loaded[run_id] = predictor
+            while len(self._loaded) > self.max_loaded:
+                self._loaded.popitem(last=False)
+            return predictor
+
+
+def add_routes(app: FastAPI, max_loaded: int = 2) -> None:
+    catalog: Catalog = app.state.catalog
+    render = app.state.render
+    predictors = Predictors(max_loaded)
+    one_at_a_time = asyncio.Semaphore(1)
+
+    @app.get("/playground", include_in_schema=False)
+    def playground_page(request: Request):
+        finished = [r for r in catalog.scan()[0] if r.status == "finished"]
+        chosen = next((r for r in finished if r.id == request.query_params.get("run")), None)
+        return render(request, "playground.html", {"runs": finished, "chosen": chosen, "max_chars": MAX_CHARS,
+                                                   "page": "playground"})
+
+    @app.post("/api/predict/{run_id}", include_in_schema=False)
+    async def predict(request: Request, run_id: str):
+        run = catalog.find(run_id)
+        if run is None or run.status != "finished":
+            raise HTTPException(404, "no finished run with this id in the folders given")
+        text = await _text_from(request)
+        try:
+            await asyncio.wait_for(one_at_a_time.acquire(), timeout=DEADLINE_S)
+        except asyncio.TimeoutError:
+            raise HTTPException(503, "busy with another prediction; retry shortly") from None
+        # The next prediction waits until this one's thread is done, even if its caller gave up.
+        work = asyncio.ensure_future(run_in_threadpool(_predict, predictors, run_id, run.path, text))
+        work.add_done_callback(lambda _: one_at_a_time.release())
+        try:
+            prediction = await asyncio.wait_for(asyncio.shield(work), timeout=DEADLINE_S)
+        except asyncio.TimeoutError:
+            raise HTTPException(504, f"no answer within {DEADLINE_S:g} s") from None
+        except ParetuneError as err:
+            raise HTTPException(422, str(err)) from None
+        return {"run": run.id, "task": run.task, "text": text, "prediction": prediction}
+
+
+def _predict(predictors: Predictors, run_id: str, run_dir, text: str) -> dict:
+    predictor = predictors.get(run_id, run_dir)
+    return predictor.predict([text], all_scores=True)[0]
+
+
+async def _text_from(request: Request) -> str:
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise HTTPException(415, "send JSON: {\"text\": \"...\"}")
+    body = await request.body()
+    if len(body) > MAX_CHARS * 4 + 100:
+        raise HTTPException(413, f"at most {MAX_CHARS} characters")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise HTTPException(422, "the body is not valid JSON") from None
+    text = payload.get("text") if isinstance(payload, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise HTTPException(422, "give a non-empty `text`")
+    if len(text) > MAX_CHARS:
+        raise HTTPException(422, f"`text` has {len(text)} characters; at most {MAX_CHARS}")
+    return text
