@@ -195,3 +195,9 @@ def test_an_empty_stop_string_stops_nothing_and_max_tokens_are_capped_at_the_con
     huge = Sequence(prompts[0], SamplingParams(max_new_tokens=1_000_000))
     Engine(model, tokenizer).submit([huge])
     assert huge.params.max_new_tokens == 256 - len(prompts[0])
+
+
+def test_generate_cuts_a_prompt_longer_than_the_context_from_the_left(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    long = [5] * 300 + _prompts(tokenizer, 1)[0]  # the context is 256 tokens
+    assert len(generate_texts(model, tokenizer, [long], DecodeSettings(max_new_tokens=4))) == 1

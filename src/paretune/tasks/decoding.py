@@ -3,11 +3,14 @@ decoding engine (paretune.inference), stopping at the end-of-turn tokens and at 
 greedy by default, seeded sampling on request. The server submits to the same engine."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import torch
 
 from paretune.inference.engine import Engine
+
+log = logging.getLogger("paretune")
 from paretune.inference.sampling import SamplingParams
 
 
@@ -37,6 +40,7 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], settings: DecodeS
     model.eval()
     try:
         engine = Engine(model, tokenizer, device, max_running=settings.batch_size, max_queue=len(prompts))
+        prompts = fit_context(prompts, engine.context, settings.max_new_tokens)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         finished = engine.generate([prompts[i] for i in order], settings.sampling(), adapter=_active_adapter(model))
     finally:
@@ -53,3 +57,16 @@ def _active_adapter(model) -> str | None:
     active adapter: the engine reads a sequence without an adapter name as the base model alone
     (the server's mixed batches), which scored LoRA runs as if they had not trained."""
     return getattr(model, "active_adapter", None) if getattr(model, "peft_config", None) else None
+
+
+def fit_context(prompts: list[list[int]], context: int | None, max_new_tokens: int) -> list[list[int]]:
+    """Prompts cut from the left (the end, where the question is, stays) so that each leaves room
+    for its answer: `max_new_tokens`, or half the context when that is less."""
+    if context is None:
+        return prompts
+    keep = context - min(max_new_tokens, context // 2)
+    cut = sum(len(p) > keep for p in prompts)
+    if cut:
+        log.warning("%d prompt(s) longer than %d tokens were cut from the left to leave room for the answer in "
+                    "the model's %d-token context", cut, keep, context)
+    return [p[-keep:] if len(p) > keep else p for p in prompts]
