@@ -107,7 +107,8 @@ def test_dpo_from_an_sft_run_starts_from_its_model_and_carries_the_lineage_cost(
     (folder / "sft.jsonl").write_text(sft_rows)
     sft_config = _config(folder, "sft", {"name": "dpo"}, max_steps=2)
     sft_config["task"] = {"type": "generation", "generate_rows": 0}
-    sft_config["data"] = {"train": str(folder / "sft.jsonl"), "validation_split": 0.25, "max_length": 48}
+    sft_config["data"] = {"train": str(folder / "sft.jsonl"), "validation_split": 0.25, "max_length": 48,
+                          "cache_dir": str(folder / "cache")}
     sft = paretune.finetune(sft_config)
 
     config = _config(folder, "dpo-after-sft", {"name": "dpo"}, max_steps=2)

@@ -25,7 +25,8 @@ def sft_run(tmp_path_factory) -> tuple[Path, Path]:
     run = paretune.finetune({
         "model": {"name_or_path": str(root / "llama")},
         "task": {"type": "generation", "generate_rows": 0, "max_new_tokens": 3},
-        "data": {"train": str(root / "prompts.jsonl"), "validation_split": 0.2, "max_length": 48},
+        "data": {"train": str(root / "prompts.jsonl"), "validation_split": 0.2, "max_length": 48,
+                 "cache_dir": str(root / "cache")},
         "method": {"name": "full"},
         "training": {"max_steps": 1, "batch_size": 8, "lr": 1e-3},
         "output": {"dir": str(root / "sft")},
