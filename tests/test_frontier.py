@@ -251,3 +251,12 @@ def test_generative_runs_rank_by_their_answers_and_mixed_tasks_get_a_table_each(
     assert "![frontier](frontier-generation-exact-match.png)" in (runs / "frontier-generation-exact-match.md").read_text()
     shown = json.loads(CliRunner().invoke(app, ["frontier", str(runs), "--json"]).output.strip().splitlines()[-1])
     assert [g["metric"] for g in shown["groups"]] == ["exact_match", "accuracy"]
+
+
+def test_a_preference_run_ranks_by_its_answers_not_its_loss(tmp_path):
+    """A DPO run's own metric is its preference loss; scored answers are what it is compared by."""
+    from paretune.frontier.points import ranking_metric
+
+    assert ranking_metric({"metric": "loss", "validation": {"loss": 0.6, "exact_match": 0.7}}) == "exact_match"
+    assert ranking_metric({"metric": "loss", "validation": {"loss": 0.6}}) == "loss"
+    assert ranking_metric({"metric": "accuracy", "validation": {"accuracy": 0.9, "exact_match": 0.1}}) == "accuracy"

@@ -103,10 +103,11 @@ ANSWER_METRICS = ("structured_match", "exact_match")
 
 
 def ranking_metric(metrics: dict, split: str = "validation") -> str | None:
-    """The metric a run ranks by: its own (metrics.json "metric"), except that a run ranked by
-    perplexity whose answers were scored ranks by its answer score."""
+    """The metric a run ranks by: its own (metrics.json "metric"), except that a run ranked by a
+    language-model loss (perplexity; a preference run's loss) whose answers were scored ranks by
+    its answer score: what its users care about, and comparable with its SFT parent."""
     chosen = metrics.get("metric")
-    if chosen != "perplexity":
+    if chosen not in ("perplexity", "loss"):
         return chosen
     scores = metrics.get(split) or {}
     return next((m for m in ANSWER_METRICS if isinstance(scores.get(m), (int, float))), chosen)
