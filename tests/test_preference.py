@@ -120,3 +120,16 @@ def test_dpo_from_an_sft_run_starts_from_its_model_and_carries_the_lineage_cost(
     assert cost["parent"]["run"] == str(sft.path.resolve())
     assert cost["wall_s"] == pytest.approx(cost["step"]["wall_s"] + parent["wall_s"], rel=1e-4)
     assert cost["device_hours"] == pytest.approx(cost["step"]["device_hours"] + parent["device_hours"], rel=1e-3)
+
+
+def test_preference_tuning_defaults_to_lora_and_other_tasks_to_full(folder):
+    """The issue's "LoRA by default": a preference config with no method section gets LoRA (its
+    reference is then the base with the adapter off); a given method and other tasks are untouched."""
+    from paretune.config.schema import Config
+
+    data = {"train": str(folder / "train.jsonl")}
+    assert Config.model_validate({"task": {"type": "preference"}, "data": data}).method.name == "lora"
+    chosen = {"task": {"type": "preference"}, "data": data, "method": {"name": "full"}}
+    assert Config.model_validate(chosen).method.name == "full"
+    assert Config.model_validate({"task": {"type": "generation"}, "data": data}).method.name == "full"
+    assert Config.model_validate({"data": data}).method.name == "full"

@@ -15,7 +15,7 @@ from paretune.config.continual import ContinualConfig
 from paretune.config.distributed import DistributedConfig
 from paretune.data.augment import AugmentConfig
 from paretune.methods import method_options_types
-from paretune.tasks import default_task, on_registry_change, task_options, task_options_types
+from paretune.tasks import default_task, on_registry_change, task_class, task_options, task_options_types
 
 
 class Section(BaseModel):
@@ -192,6 +192,20 @@ class Config(Section):
     distributed: DistributedConfig = DistributedConfig()  # docs/distributed.md
     tracking: TrackingConfig = TrackingConfig()  # docs/tracking.md
     continual: ContinualConfig = ContinualConfig()  # read by train --from RUN (docs/continual.md)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_default_method(cls, data: Any) -> Any:
+        """No `method:` section: the task's own default (LoRA for preference tuning, else full)."""
+        if not isinstance(data, dict) or "method" in data:
+            return data
+        task = data.get("task")
+        kind = task.get("type") if isinstance(task, dict) else getattr(task, "type", None)
+        try:
+            default = task_class(kind or default_task()).default_method
+        except KeyError:
+            return data  # the task section's own error names the unknown type
+        return {**data, "method": {"name": default}}
 
     @model_validator(mode="after")
     def _one_batching(self) -> "Config":

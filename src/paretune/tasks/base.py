@@ -88,6 +88,8 @@ class Task(ABC):
     packed: bool = False
     # Base model when config.model.name_or_path is omitted (None: the packaged text model).
     default_model: ClassVar[str | None] = None
+    # Fine-tuning method when the config has no `method:` section (preference tuning: LoRA).
+    default_method: ClassVar[str] = "full"
     # Batches by a padded-token budget (text); False: fixed-size batches (every example is one unit).
     batch_by_tokens: ClassVar[bool] = True
     cache_encoding: ClassVar[bool] = True  # encodings go to the tokenization cache

@@ -68,6 +68,7 @@ class PreferenceTask(GenerationTask):
     options = PreferenceOptions
     config: PreferenceOptions
     default_metric = "loss"
+    default_method = "lora"  # the reference is then the base with the adapter off: no second copy
     metric_names = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
                     "logps/chosen", "logps/rejected")
     weigh_accumulation_by_units = False  # every loss is a mean over rows (pairs)
