@@ -105,8 +105,8 @@ def test_cancelled_and_timed_out_sequences_leave_within_one_step(model_and_token
     prompts = _prompts(tokenizer, 3)
     engine = Engine(model, tokenizer, max_running=2)
     never_stops = SamplingParams(max_new_tokens=200)
-    gone, late, queued = (Sequence(prompts[0], never_stops), Sequence(prompts[1], never_stops, deadline=time.monotonic() + 60),
-                          Sequence(prompts[2], never_stops))
+    gone, queued = Sequence(prompts[0], never_stops), Sequence(prompts[2], never_stops)
+    late = Sequence(prompts[1], never_stops, deadline=time.monotonic() + 60)
     engine.submit([gone, late, queued])
     engine.step()
     assert engine.kv.rows == 2 and len(engine.scheduler.waiting) == 1

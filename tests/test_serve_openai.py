@@ -115,7 +115,8 @@ def test_chat_plain_and_streamed_give_the_same_greedy_answer(client, chat_run):
     plain = client.chat.completions.create(model=chat_run.name, messages=messages, temperature=0, max_tokens=8)
     text = plain.choices[0].message.content
     assert plain.choices[0].finish_reason in ("stop", "length") and plain.model == chat_run.name
-    assert plain.usage.completion_tokens >= 1 and plain.usage.total_tokens == plain.usage.prompt_tokens + plain.usage.completion_tokens
+    used = plain.usage
+    assert used.completion_tokens >= 1 and used.total_tokens == used.prompt_tokens + used.completion_tokens
     stream = client.chat.completions.create(model=chat_run.name, messages=messages, temperature=0, max_tokens=8,
                                             stream=True, stream_options={"include_usage": True})
     chunks = list(stream)
@@ -131,7 +132,8 @@ def test_chat_plain_and_streamed_give_the_same_greedy_answer(client, chat_run):
 def test_seeded_sampling_repeats_and_text_parts_and_completions_work(client, chat_run):
     ask = dict(model=chat_run.name, temperature=1.3, top_p=0.9, max_tokens=10, seed=11,
                messages=[{"role": "system", "content": "be brief"},
-                         {"role": "user", "content": [{"type": "text", "text": "review : "}, {"type": "text", "text": "dull plot"}]}])
+                         {"role": "user", "content": [{"type": "text", "text": "review : "},
+                                                      {"type": "text", "text": "dull plot"}]}])
     first, again = (client.chat.completions.create(**ask).choices[0].message.content for _ in range(2))
     assert first == again
     completion = client.completions.create(model=chat_run.name, prompt="review : great", max_tokens=5, temperature=0)
@@ -232,8 +234,9 @@ def test_lora_runs_share_one_base_and_answer_as_their_merged_models(tmp_path_fac
 
         def ask(job):
             name, prompt = job
-            return client.chat.completions.create(model=name, temperature=0, max_tokens=8,
-                                                  messages=[{"role": "user", "content": prompt}]).choices[0].message.content
+            answered = client.chat.completions.create(model=name, temperature=0, max_tokens=8,
+                                                      messages=[{"role": "user", "content": prompt}])
+            return answered.choices[0].message.content
 
         jobs = [(name, p) for p in prompts for name in merged]  # both adapters in flight at once
         with ThreadPoolExecutor(len(jobs)) as pool:

@@ -76,7 +76,8 @@ def add_chat_routes(app: FastAPI, runner: ChatRunner, caller, settings: ServeSet
 
 def _check_content_type(request: Request) -> None:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type != "application/json" and not (media_type.startswith("application/") and media_type.endswith("+json")):
+    json_like = media_type.startswith("application/") and media_type.endswith("+json")
+    if media_type != "application/json" and not json_like:
         raise OpenAIError(415, "the body must be JSON sent as `Content-Type: application/json`, not "
                                f"{media_type[:100] or 'without a Content-Type'}")
 
