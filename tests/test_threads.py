@@ -1,0 +1,83 @@
+"""Threads from the CPUs a process may really use (engine/threads.py), on fake cgroup files."""
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from paretune.engine import threads
+from paretune.engine.threads import cgroup_quota_cpus, choose_threads, prefer_passive_waiting
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_cgroup_v2_quota_is_the_tightest_along_the_ancestors(tmp_path):
+    proc = tmp_path / "proc_cgroup"
+    _write(proc, "0::/kubepods/pod1/ctr\n")
+    root = tmp_path / "cg"
+    _write(root / "kubepods/pod1/ctr/cpu.max", "max 100000\n")  # the container itself: no limit
+    _write(root / "kubepods/pod1/cpu.max", "150000 100000\n")  # the pod: 1.5 cores
+    _write(root / "kubepods/cpu.max", "400000 100000\n")
+    assert cgroup_quota_cpus(root, proc) == 1.5
+
+
+def test_cgroup_v2_without_a_quota_and_unreadable_files(tmp_path):
+    proc = tmp_path / "proc_cgroup"
+    _write(proc, "0::/\n")
+    _write(tmp_path / "cg/cpu.max", "max 100000\n")
+    assert cgroup_quota_cpus(tmp_path / "cg", proc) is None
+    assert cgroup_quota_cpus(tmp_path / "cg", tmp_path / "missing") is None
+
+
+def test_cgroup_v1_cfs_quota_and_a_container_mount(tmp_path):
+    proc = tmp_path / "proc_cgroup"
+    # /proc names the host's path; inside the container the mount is the container's own cgroup.
+    _write(proc, "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n")
+    mount = tmp_path / "cg/cpu,cpuacct"
+    _write(mount / "cpu.cfs_quota_us", "100000\n")
+    _write(mount / "cpu.cfs_period_us", "100000\n")
+    assert cgroup_quota_cpus(tmp_path / "cg", proc) == 1.0
+    _write(mount / "cpu.cfs_quota_us", "-1\n")  # v1's "no limit"
+    assert cgroup_quota_cpus(tmp_path / "cg", proc) is None
+
+
+def test_choice_takes_the_smaller_of_affinity_and_quota_and_the_user_wins():
+    assert choose_threads({}, affinity=8, quota=2.5).threads == 2  # a fractional quota rounds down
+    assert choose_threads({}, affinity=8, quota=2.5).source == "cgroup quota"
+    assert choose_threads({}, affinity=8, quota=0.5).threads == 1
+    assert choose_threads({}, affinity=2, quota=16.0).threads == 2
+    no_quota = choose_threads({}, affinity=3, read_quota=False)
+    assert (no_quota.threads, no_quota.source, no_quota.quota_cpus) == (3, "affinity", None)
+    user = choose_threads({"OMP_NUM_THREADS": "5", "OMP_WAIT_POLICY": "ACTIVE"}, affinity=2, quota=1.0)
+    assert (user.threads, user.source, user.wait_policy) == (5, "OMP_NUM_THREADS", "ACTIVE")
+    assert "1.5" in choose_threads({}, affinity=4, quota=1.5).describe()
+
+
+def test_the_choice_is_applied_and_logged(caplog, monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads.use_available_cpus.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="paretune"):
+            choice = threads.use_available_cpus()
+        assert choice.threads == torch.get_num_threads() == 1
+        assert "1 torch threads (OMP_NUM_THREADS" in caplog.text
+    finally:
+        threads.use_available_cpus.cache_clear()
+        torch.set_num_threads(before)
+
+
+def test_passive_waiting_only_before_torch_and_never_over_the_user():
+    assert prefer_passive_waiting({}) is False  # torch is imported in this process: too late
+    assert prefer_passive_waiting({"OMP_WAIT_POLICY": "ACTIVE"}) is False
+    code = ("import os; from paretune.engine.threads import prefer_passive_waiting as p; "
+            "print(p(), os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["True", "PASSIVE"]
