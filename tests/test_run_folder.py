@@ -317,6 +317,7 @@ def test_each_tasks_metric_names_are_the_numbers_it_reports():
         "image-multilabel": ([np.array([0.9, 0.1]), np.array([0.2, 0.8])], [np.array([1, 0]), np.array([0, 1])]),
         # rewards, then summed log-probs, of the chosen and the rejected answer
         "preference": ([np.array([0.2, -0.1, -3.0, -4.0]), np.array([0.1, 0.3, -2.0, -2.5])], [None, None]),
+        "kg-completion": ([np.array([1.0, 2.0]), np.array([3.0, 1.5])], [None, None]),  # tail and head ranks
     }
     labels = {"ner": ["O", "B-PER"]}
     for name, task_type in TASKS.items():

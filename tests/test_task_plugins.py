@@ -171,9 +171,18 @@ def _mlm(folder: Path) -> tuple[dict, dict]:
     return _classification(folder)  # text is what counts; the label column is not read
 
 
+def _kg_completion(folder: Path) -> tuple[dict, dict]:
+    from test_kg import tiny_graph  # a dozen entities, three relations, entities.tsv beside them
+
+    files = tiny_graph(folder / "graph")
+    return {}, {"train": files["train"], "validation": files["validation"],
+                "inputs": ["dog\t_hypernym", "cow\t_lives_in", "cat | _lives_in"]}
+
+
 DATA = {"classification": _classification, "multilabel": _multilabel, "regression": _regression, "ner": _ner,
         "generation": _generation, "image-classification": _image_classification,
-        "image-multilabel": _image_multilabel, "mlm": _mlm, "preference": _preference}
+        "image-multilabel": _image_multilabel, "mlm": _mlm, "preference": _preference,
+        "kg-completion": _kg_completion}
 
 
 def _config(model_dir: Path, folder: Path, task: str, options: dict, files: dict) -> dict:

@@ -104,3 +104,25 @@ def export_gguf(run_dir: str | Path, quant: str = "f16", output: str | Path | No
                                        run.path.name)
     (target / "Modelfile").write_text(modelfile(tokenizer, gguf_file.name), encoding="utf-8")
     return gguf_file
+
+
+def export_embedding_table(run_dir: str | Path, output: str | Path | None = None) -> Path:
+    """Write the embeddings a run's predictions are ranked against (a knowledge-graph run: every
+    entity) as `embeddings.safetensors` (tensor `embeddings`, one row an id, float32) and `ids.json`."""
+    from safetensors.numpy import save_file
+
+    from paretune.predictor import Predictor
+
+    predictor = Predictor.load(finished_run(run_dir).path)
+    predictor.task.before_predicting(predictor.model, predictor.device, refresh=False)
+    table = predictor.task.embedding_table()
+    if table is None:
+        raise ParetuneError(f"{run_dir}: a {predictor.task.name} run ranks against no embedding table; "
+                            "--format embeddings is for runs that do (knowledge-graph completion)")
+    ids, embeddings = table
+    target = free_target(Path(output) if output else Path(run_dir) / "export" / "embeddings")
+    target.mkdir(parents=True, exist_ok=True)
+    save_file({"embeddings": embeddings.astype("float32")}, str(target / "embeddings.safetensors"),
+              metadata={"rows": str(len(ids)), "normalized": "true"})
+    (target / "ids.json").write_text(json.dumps(ids))
+    return target

@@ -9,7 +9,7 @@ import typer
 from paretune.errors import ParetuneError
 from paretune.stored.gguf_export import QUANTS
 
-FORMATS = ("safetensors", "gguf")
+FORMATS = ("safetensors", "gguf", "embeddings")
 
 
 def export(
@@ -23,7 +23,8 @@ def export(
         "safetensors", "--format",
         help="safetensors: the adapter or (--merge) the full model as transformers folders. gguf: a "
              "generative Llama-family run (Llama, SmolLM2, Mistral, Qwen2), LoRA merged, as one .gguf file "
-             "for llama.cpp with an Ollama Modelfile beside it.",
+             "for llama.cpp with an Ollama Modelfile beside it. embeddings: the table a knowledge-graph run ranks "
+             "(every entity's embedding, embeddings.safetensors + ids.json).",
     ),
     quant: Optional[str] = typer.Option(
         None, "--quant",
@@ -50,6 +51,12 @@ def export(
         return
     if quant is not None:
         raise ParetuneError("--quant: only with --format gguf")
+    if export_format == "embeddings":
+        from paretune.export import export_embedding_table
+
+        folder = export_embedding_table(run, output)
+        print(f"wrote the embedding table to {folder} (embeddings.safetensors, ids.json)")
+        return
     folder = export_run(run, merge, output)
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     print(f"wrote {'merged model' if merge else 'adapter'} to {folder} ({size / 2**20:.2f} MiB)")

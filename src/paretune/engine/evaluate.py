@@ -50,11 +50,12 @@ def _predict(model, task: Task, encoded: Encoded, batches: list[list[int]], pad_
     pairs: list[tuple[int, np.ndarray]] = []
     loss_sum, loss_count = 0.0, 0
     dtype = weights_dtype(model)  # a model stored in 16 bits takes 16-bit pixels
+    task.before_predicting(model, device, autocast, refresh=labels)
     for b, batch in enumerate(make_loader(encoded, batches, pad_id, device.type == "cuda", task.collate,
                                                    workers=task.loader_workers)):
         inputs = model_inputs(task, batch, device, dtype)
         with autocast():
-            logits = model(**inputs).logits
+            logits = task.forward(model, inputs)
         if b >= keep:
             continue
         if labels and "labels" in batch:

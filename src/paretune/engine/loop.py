@@ -306,7 +306,7 @@ class Trainer:
         inputs = model_inputs(self.task, batch, self.acc.device)
         labels = batch["labels"].to(self.acc.device, non_blocking=True)
         with self.acc.autocast():
-            logits = self.model(**inputs).logits
+            logits = self.task.forward(self.model, inputs)
         if weight == 0:  # a stand-in row: the global batch had fewer rows than processes
             return logits.float().sum() * 0.0
         loss = self.task.loss(logits, labels)

@@ -16,6 +16,7 @@ from paretune.tasks.classification import ClassificationTask
 from paretune.tasks.generation import GenerationTask
 from paretune.tasks.image_classification import ImageClassificationTask
 from paretune.tasks.image_multilabel import ImageMultilabelTask
+from paretune.tasks.kg_completion import KgCompletionTask
 from paretune.tasks.mlm import MlmTask
 from paretune.tasks.multilabel import MultilabelTask
 from paretune.tasks.ner import NerTask
@@ -25,7 +26,7 @@ from paretune.tasks.regression import RegressionTask
 # The registry. Order matters only for the default: the first entry is used when `task.type` is omitted.
 TASKS: dict[str, type[Task]] = {
     t.name: t for t in (ClassificationTask, MultilabelTask, RegressionTask, NerTask, GenerationTask,
-                        ImageClassificationTask, ImageMultilabelTask, MlmTask, PreferenceTask)
+                        ImageClassificationTask, ImageMultilabelTask, MlmTask, PreferenceTask, KgCompletionTask)
 }
 
 # Called after the registry changes: the run config's `task:` union is rebuilt this way, so this

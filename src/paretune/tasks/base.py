@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from contextlib import nullcontext
 from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
@@ -211,11 +212,26 @@ class Task(ABC):
         }
         return {**kwargs, "problem_type": self.problem_type} if self.problem_type else kwargs
 
+    def forward(self, model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What `loss` and `outputs` read from one forward pass (the loop, evaluation, prediction):
+        the head's logits; a task without a head (kg-completion's bi-encoder) pools hidden states."""
+        return model(**inputs).logits
+
     @abstractmethod
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         ...
 
     # --- evaluation and prediction ------------------------------------------------------
+    def before_predicting(self, model, device, autocast=nullcontext, refresh: bool = True) -> None:
+        """Called before each pass of evaluation (`refresh`: the weights may have changed) or
+        prediction over a set: a task whose outputs are scored against something the model computes
+        once per pass (kg-completion's entity embeddings) computes it here. Nothing by default."""
+
+    def embedding_table(self) -> tuple[list[str], np.ndarray] | None:
+        """(ids, one embedding a row) that predictions are ranked against, once `before_predicting`
+        made it (kg-completion: every entity), for `paretune export --format embeddings`; None: none."""
+        return None
+
     @abstractmethod
     def outputs(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
         """Per-example outputs of one batch (probabilities, values or per-word label ids)."""
