@@ -54,11 +54,25 @@ def train_run(folder: Path, tiny_model_dir: Path, name: str, lr: float) -> Path:
     }).path
 
 
-def make_runs(root: Path, tiny_model_dir: Path) -> Path:
+_TRAINED: dict[Path, Path] = {}  # tiny model folder -> its two trained runs, once per session
+
+
+def trained_runs(tmp_path_factory, tiny_model_dir: Path) -> Path:
+    """cls-a and cls-b, trained once for this file and tests/test_ui_browser.py."""
+    if tiny_model_dir not in _TRAINED:
+        folder = tmp_path_factory.mktemp("ui-trained")
+        train_run(folder, tiny_model_dir, "cls-a", 1e-3)
+        train_run(folder, tiny_model_dir, "cls-b", 5e-3)
+        shutil.rmtree(folder / "data")
+        _TRAINED[tiny_model_dir] = folder
+    return _TRAINED[tiny_model_dir]
+
+
+def make_runs(root: Path, trained: Path) -> Path:
     """root/ holding cls-a and cls-b (trained), sweep-a/ (v1 finished, v2 failed) and live/ (running)."""
-    root.mkdir(parents=True, exist_ok=True)
-    first = train_run(root, tiny_model_dir, "cls-a", 1e-3)
-    train_run(root, tiny_model_dir, "cls-b", 5e-3)
+    for name in ("cls-a", "cls-b"):
+        shutil.copytree(trained / name, root / name)
+    first = root / "cls-a"
     (first / "inference.json").write_text(json.dumps({"usd_per_million": 0.05, "latency_ms": {"p50": 3.0},
                                                       "throughput_per_s": 560.0}))
     sweep = root / "sweep-a"
@@ -72,7 +86,6 @@ def make_runs(root: Path, tiny_model_dir: Path) -> Path:
     live.mkdir()
     shutil.copy(first / "config.yaml", live / "config.yaml")
     write_steps(live, range(1, 6))
-    shutil.rmtree(root / "data")
     return root
 
 
@@ -89,7 +102,7 @@ def write_steps(run_dir: Path, steps, evaluate_every: int = 2) -> None:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory, tiny_model_dir) -> Path:
-    return make_runs(tmp_path_factory.mktemp("ui") / "runs", tiny_model_dir)
+    return make_runs(tmp_path_factory.mktemp("ui") / "runs", trained_runs(tmp_path_factory, tiny_model_dir))
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +251,7 @@ def test_login_sets_an_httponly_samesite_cookie_and_never_puts_the_key_in_a_url(
     caplog.set_level(logging.DEBUG)
     assert keyed.post("/login", data={"key": "wrong-key-0123456789", "next": "/"}).status_code == 401
     assert keyed.post("/login", data={"key": KEY}, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert keyed.post("/login", data={"key": KEY}, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
     answer = keyed.post("/login", data={"key": KEY, "next": "//evil.example/"})
     assert answer.status_code == 303 and answer.headers["location"] == "/"  # no open redirect
     cookie = answer.headers["set-cookie"]

@@ -34,7 +34,7 @@ SECURITY_HEADERS = {
                                 "img-src 'self' data:; object-src 'none'; base-uri 'none'; "
                                 "frame-ancestors 'none'; form-action 'self'"),
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make browsers send `Origin: null` on our own forms
     "x-frame-options": "DENY",
 }
 
@@ -80,10 +80,14 @@ class Access:
 
 
 def same_origin(request: Request) -> bool:
-    """A browser's POST names the page it came from in Origin; it must be this server."""
+    """A browser's POST says where it came from (Sec-Fetch-Site, Origin); it must be this server.
+    A client that sends neither (a script, curl) is no browser that another site could drive."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
-        return origin is None and "sec-fetch-site" not in request.headers
+        return origin is None
     host = request.headers.get("host", "")
     return origin.split("://", 1)[-1] == host
 
