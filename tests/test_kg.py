@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import sys
 from pathlib import Path
 
@@ -184,3 +185,26 @@ def test_wordnet_builder_keeps_wn18rr_relations_one_direction(tmp_path):
     parts = builder.split(triples | {("02084071.n", "_derivationally_related_form", "01206218.v")}, seed=1)
     together = [role for role, rows in parts.items() if any(r == "_derivationally_related_form" for _, r, _ in rows)]
     assert len(together) == 1  # a symmetric pair's two directions share a split
+
+
+def test_the_server_answers_top_k_tails(kg_run):
+    from fastapi.testclient import TestClient
+
+    from paretune.serving.app import create_app
+    from paretune.serving.auth import hash_key
+    from paretune.serving.settings import ServeSettings
+
+    run, _ = kg_run
+    key = "kg-test-key-0123456789abcdef"
+    settings = ServeSettings(api_key_hashes=(hash_key(key),), rate_limit=0, max_wait_ms=5, model_processes=0)
+    with TestClient(create_app(Predictor.load(run.path, device="cpu"), settings)) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        for _ in range(100):  # the warm-up embeds every entity before /readyz says yes
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        answer = client.post("/v1/predict", json={"texts": ["dog\t_hypernym"]}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["predictions"][0]["tails"]) == 3
+        bad = client.post("/v1/predict", json={"text": "unicorn\t_hypernym"}, headers=headers)
+        assert bad.status_code in (400, 422) and "unicorn" in bad.text
