@@ -62,14 +62,18 @@ def test_choice_takes_the_smaller_of_affinity_and_quota_and_the_user_wins():
 def test_the_choice_is_applied_and_logged(caplog, monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    threads.use_available_cpus.cache_clear()
     try:
         with caplog.at_level(logging.INFO, logger="paretune"):
             choice = threads.use_available_cpus()
         assert choice.threads == torch.get_num_threads() == 1
         assert "1 torch threads (OMP_NUM_THREADS" in caplog.text
+        torch.set_num_threads(1)  # set lower than the choice before the run: kept, and said so
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        kept = threads.use_available_cpus()
+        assert torch.get_num_threads() == kept.threads == 1
+        if threads.choose_threads().threads > 1:
+            assert kept.source == "set lower before the run"
     finally:
-        threads.use_available_cpus.cache_clear()
         torch.set_num_threads(before)
 
 

@@ -30,7 +30,7 @@ from paretune.engine.loop import Trainer
 from paretune.engine.plan import planned_steps, train_plan
 from paretune.engine.precision import precision_name
 from paretune.engine.rng import seed_everything
-from paretune.engine.threads import use_available_cpus
+from paretune.engine.threads import threads_in_use, use_available_cpus
 from paretune.errors import ConfigError, ParetuneError
 from paretune.evaluation.confusion_plot import draw_run_confusions
 from paretune.evaluation.general_eval import start_general_eval
@@ -240,7 +240,7 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     }
     cost = meter.finish(timings, state, trainer.unwrapped, accelerator)
     cost["plan"] = hooks.plan()
-    cost["cpu_threads"] = use_available_cpus().as_dict()  # what the run computed with, and why
+    cost["cpu_threads"] = threads_in_use().as_dict()  # what the run computed with, and why
     parent = parent_run(config.model.name_or_path)
     if parent is not None:  # started from another run's model: what the lineage cost in all
         cost = with_lineage(cost, parent)

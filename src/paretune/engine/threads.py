@@ -17,12 +17,11 @@ knob and changes nothing on libgomp (measured the same as the default).
 """
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 log = logging.getLogger("paretune")
@@ -119,16 +118,27 @@ def choose_threads(environ=os.environ, affinity: int | None = None, quota: float
     return ThreadChoice(affinity, affinity, quota, "affinity", policy)
 
 
-@functools.cache
 def use_available_cpus() -> ThreadChoice:
-    """Set torch's thread count from `choose_threads()` once per process, log it, and return it
-    (recorded in cost.json)."""
+    """Lower torch's thread count to `choose_threads()` (never raise one set lower before: a test,
+    a caller's own `torch.set_num_threads`), log what the run computes with, and return it."""
     import torch
 
     choice = choose_threads()
-    if torch.get_num_threads() != choice.threads:
+    if torch.get_num_threads() > choice.threads:
         torch.set_num_threads(choice.threads)
+    choice = threads_in_use(choice)
     log.info("CPU: %s", choice.describe())
+    return choice
+
+
+def threads_in_use(choice: ThreadChoice | None = None) -> ThreadChoice:
+    """`choice` (or a fresh one) with the threads torch really has now (recorded in cost.json)."""
+    import torch
+
+    choice = choice or choose_threads()
+    running = torch.get_num_threads()
+    if running < choice.threads:
+        return replace(choice, threads=running, source="set lower before the run")
     return choice
 
 
