@@ -220,11 +220,11 @@ def adapter_parity(runs: list[Path], prompts: int) -> None:
     from paretune.generate_text import answer, prompt_example
     from paretune.inference.sampling import SamplingParams
     from paretune.predictor import Predictor
-    from paretune.serving.chat_adapters import load_runs
+    from paretune.serving.chat_adapters import load_adapter_runs_checked
     from paretune.tasks.decoding import DecodeSettings
 
     questions = [f"{QUESTIONS[i % len(QUESTIONS)]} ({i})" for i in range(prompts)]
-    shared = load_runs(runs)
+    shared = load_adapter_runs_checked(runs)
     sequences = {}
     for model in shared.served_models:
         ids = [model.task.prompt_ids(prompt_example(q, False), model.tokenizer, model.chat) for q in questions]

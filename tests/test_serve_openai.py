@@ -221,14 +221,15 @@ def test_lora_runs_share_one_base_and_answer_as_their_merged_models(tmp_path_fac
     from openai import OpenAI
 
     from paretune.generate_text import answer, prompt_example
-    from paretune.serving.chat_adapters import load_runs
+    from paretune.serving.chat_adapters import load_adapter_runs_checked
     from paretune.tasks.decoding import DecodeSettings
 
     other = trained_once(tmp_path_factory, "other", seed=2)
     prompts = ["review : good film", "review : bad plot", "great", "awful film"]
     merged = {run.name: answer(paretune.Predictor.load(run), [prompt_example(p, False) for p in prompts],
                                DecodeSettings(max_new_tokens=8)) for run in (chat_run, other)}
-    with live_server([chat_run], predictor=load_runs([chat_run, other]), max_new_tokens=64) as running:
+    shared = load_adapter_runs_checked([chat_run, other])
+    with live_server([chat_run], predictor=shared, max_new_tokens=64) as running:
         client = OpenAI(base_url=f"{running.url}/v1", api_key=KEY, max_retries=0, timeout=30)
         assert [m.id for m in client.models.list().data] == [chat_run.name, other.name]
 
@@ -248,7 +249,7 @@ def test_lora_runs_share_one_base_and_answer_as_their_merged_models(tmp_path_fac
 def test_runs_on_different_bases_are_refused_at_start(tmp_path, tmp_path_factory, chat_run):
     import shutil
 
-    from paretune.serving.chat_adapters import load_runs
+    from paretune.serving.chat_adapters import load_adapter_runs_checked
 
     moved = tmp_path / "moved"
     shutil.copytree(trained_once(tmp_path_factory, "other", seed=2), moved)
@@ -256,4 +257,4 @@ def test_runs_on_different_bases_are_refused_at_start(tmp_path, tmp_path_factory
     (moved / "config.yaml").write_text(config.replace(str(tmp_path_factory.getbasetemp() / "served-base"),
                                                       str(tmp_path / "another-base")))
     with pytest.raises(ParetuneError, match="different base models"):
-        load_runs([chat_run, moved])
+        load_adapter_runs_checked([chat_run, moved])

@@ -113,13 +113,9 @@ def _check_vocabularies(served: list[ServedModel]) -> None:
                                 "served over one base must share its tokenizer")
 
 
-def load_runs(run_dirs: Path | list[Path], device: str | None = None, trust_remote_code: bool = False):
-    """The Predictor `paretune serve` answers with: one run's own, or LoRA runs over a shared base."""
-    from paretune.serving.loading import load_predictor
-
-    run_dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
-    if len(run_dirs) == 1:
-        return load_predictor(run_dirs[0], device, trust_remote_code)
+def load_adapter_runs_checked(run_dirs: list[Path], device: str | None = None):
+    """`load_adapter_runs`'s Predictor, with its served models attached, and any unexpected failure
+    turned into one error naming the runs."""
     try:
         predictor, served = load_adapter_runs(run_dirs, device)
     except ParetuneError:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import uvicorn
 
-from paretune.serving.chat_adapters import load_runs
+from paretune.serving.chat_adapters import load_adapter_runs_checked
+from paretune.serving.loading import load_predictor
 from paretune.serving.settings import ServeSettings
 
 log = logging.getLogger("paretune.serve")
@@ -55,6 +56,14 @@ def uvicorn_options(settings: ServeSettings) -> dict:
     }
 
 
+def load_runs(run_dir: Path | list[Path], device: str | None, trust_remote_code: bool):
+    """One run's Predictor, or several LoRA runs over one shared base (serving/chat_adapters.py)."""
+    run_dirs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
+    if len(run_dirs) == 1:
+        return load_predictor(run_dirs[0], device, trust_remote_code)
+    return load_adapter_runs_checked(run_dirs, device)
+
+
 def serve(run_dir: Path | list[Path], settings: ServeSettings) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests finish first."""
     from paretune.serving.app import create_app
@@ -63,7 +72,7 @@ def serve(run_dir: Path | list[Path], settings: ServeSettings) -> None:
         log.warning("no API keys given: anyone who can reach %s:%d may use the model",
                     settings.host, settings.port)
     # One run, or several LoRA runs over one base (serving/chat_adapters.py); checked before workers start.
-    predictor = load_runs(run_dir, settings.device, settings.trust_remote_code)
+    predictor = load_runs(run_dir, settings.device, settings.trust_remote_code)  # fails here, before workers start
     scheme = "https" if settings.ssl_certfile else "http"
     log.info("serving %s on %s://%s:%d (docs at /docs)", run_dir, scheme, settings.host, settings.port)
     if settings.workers == 1:
