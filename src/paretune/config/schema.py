@@ -127,6 +127,15 @@ class TrainingConfig(Section):
         "backward; deferred = the fused optimizer skips the step on the device, flags read every log_every "
         "steps (no per-step sync); auto = deferred on CUDA when the optimizer is fused, else step."
     )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute each layer's activations in the backward pass instead of keeping them: less "
+        "memory for longer contexts or bigger batches, about a third more compute (docs/training.md)."
+    )
+    chunked_loss: bool | Literal["auto"] = Field(
+        "auto", description="Generative runs: compute the LM head and its cross-entropy a chunk of tokens at a "
+        "time, so the logits are never held whole (engine/chunked_loss.py); auto = on for batches whose "
+        "logits would exceed 64M values."
+    )
     seed: int = 42
     log_every: int = Field(50, ge=1, description="Steps between log lines when stdout is not a terminal.")
 

@@ -39,6 +39,8 @@ from paretune.engine.sharding import (
     sharding,
     trainable_weights,
 )
+from paretune.engine.activation_checkpointing import enable_gradient_checkpointing
+from paretune.engine.chunked_loss import chunked_loss_for
 from paretune.engine.checkpoint import (
     LoopState,
     check_world_size,
@@ -93,10 +95,14 @@ class Trainer:
         # The plan's batches are global, the same on any number of processes: so is the lr.
         examples_per_step = len(train) / max(len(self.plan), 1) * config.gradient_accumulation_steps
         self.lr = config.lr or default_lr(examples_per_step) * lr_scale
+        if config.gradient_checkpointing:  # before wrapping: transformers' own switch
+            enable_gradient_checkpointing(model)
         optimizer = build_optimizer(model, config, self.lr, accelerator.device)
         self.scheduler = build_scheduler(optimizer, config, self.total_steps)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.sharding = sharding(accelerator)
+        # Generative runs: the LM head and its loss a chunk of tokens at a time (engine/chunked_loss.py).
+        self.chunked_loss = chunked_loss_for(self.unwrapped, task, config.chunked_loss, self.sharding)
         # Non-finite steps skipped on the device, read back in batches (engine/finite.py), or
         # checked on the host before each backward.
         self.deferred = (DeferredFiniteCheck(self.optimizer, accelerator, config.log_every)
@@ -305,11 +311,12 @@ class Trainer:
         process's fraction of the batch's loss terms (rows, or labelled tokens)."""
         inputs = model_inputs(self.task, batch, self.acc.device)
         labels = batch["labels"].to(self.acc.device, non_blocking=True)
-        with self.acc.autocast():
-            logits = self.task.forward(self.model, inputs)
+        chunked = self.chunked_loss is not None and self.chunked_loss.wanted(labels)
+        with self.acc.autocast(), self.chunked_loss.hidden_states() if chunked else nullcontext():
+            logits = self.task.forward(self.model, inputs)  # chunked: the hidden states the head reads
         if weight == 0:  # a stand-in row: the global batch had fewer rows than processes
-            return logits.float().sum() * 0.0
-        loss = self.task.loss(logits, labels)
+            return self.chunked_loss.zero(logits) if chunked else logits.float().sum() * 0.0
+        loss = self.chunked_loss(logits, labels, self.acc.autocast) if chunked else self.task.loss(logits, labels)
         if self.extra_loss is not None:  # a method's regularizer, e.g. AdaLoRA's orthogonality
             loss = loss + self.extra_loss(self.unwrapped)
         return loss * (weight * self.acc.num_processes)

@@ -80,6 +80,9 @@ class GenerationTask(Task):
     read_logits = "logits[0, -1].argmax()  # the next token"
     weigh_accumulation_by_units = True
     generates = True
+    # `loss` is the mean cross-entropy of flat LM-head logits: training.chunked_loss may run the head
+    # and that loss a chunk of tokens at a time (engine/chunked_loss.py).
+    token_cross_entropy = True
     # Defaults for what config and batching leave to the task (wired in config/schema.py and
     # data/batching.py): instruction rows (a news paragraph, then a one-word answer) run past 128
     # tokens, which TRL (1024) and LLaMA-Factory (2048) would not cut; and `batch_tokens: auto`'s
