@@ -132,10 +132,10 @@ def _content_start(tokenizer, earlier: list[dict], upto: str) -> int:
         raise ParetuneError(NOT_PREFIX_STABLE)
     probe = render(tokenizer, [*earlier, {"role": "assistant", "content": ANSWER_MARKER}], False)
     start = probe.find(ANSWER_MARKER)
-    if start < 0:  # a template that drops or rewrites answers: after the generation prompt, as it renders
+    if start < 0 or upto[:start] != probe[:start]:
+        # A template that drops or rewrites answers, or renders a turn by its text: the answer is
+        # what follows the generation prompt, as it renders.
         return len(before)
-    if upto[:start] != probe[:start]:
-        raise ParetuneError(NOT_PREFIX_STABLE)
     return start
 
 
