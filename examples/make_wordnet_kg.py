@@ -1,7 +1,7 @@
 """Build a WN18RR-style link-prediction graph from the installed WordNet 3.0 (Debian `wordnet-base`).
 
     apt-get install -y wordnet-base
-    python examples/make_wordnet_kg.py                      # into data/wordnet/ (ignored by git)
+    python examples/make_wordnet_kg.py                      # into runs/data/wordnet/ (ignored by git)
     python examples/make_wordnet_kg.py --out DIR --seed 7
 
 Reads the `data.noun|verb|adj|adv` files under /usr/share/wordnet (never downloads) and writes
@@ -153,7 +153,7 @@ def build(root: Path, out: Path, seed: int, min_degree: int = 3) -> dict[str, in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wordnet", type=Path, default=WORDNET, help="folder holding data.noun etc.")
-    parser.add_argument("--out", type=Path, default=Path("data/wordnet"))
+    parser.add_argument("--out", type=Path, default=Path("runs/data/wordnet"))
     parser.add_argument("--seed", type=int, default=20240611)
     parser.add_argument("--min-degree", type=int, default=3,
                         help="keep entities in at least this many triples (3: about WN18RR's 40,943 entities)")
