@@ -26,7 +26,7 @@ from conftest import sentiment_rows, write_csv
 from paretune.errors import ParetuneError
 from paretune.serving.auth import hash_key
 from paretune.ui.app import create_app
-from paretune.ui.catalog import Catalog
+from paretune.ui.catalog import Catalog, yaml_sections
 from paretune.ui.curves import read_curves, thin
 from paretune.ui.security import SESSION_COOKIE, Access
 from paretune.ui.server import check_options
@@ -326,9 +326,13 @@ def test_the_catalog_reads_sweep_json_by_its_sweep_name():
     assert catalog.STATE_FILE == STATE_FILE
 
 
-def test_config_is_parsed_once_while_unchanged(root):
+def test_config_is_parsed_once_while_unchanged_and_the_table_reads_its_sections_alike(root):
     catalog = Catalog([root])
     catalog.scan()
     path = root / "cls-a" / "config.yaml"
     assert catalog.parsed(path) is catalog.parsed(path)
-    assert yaml.safe_load(path.read_text())["training"]["lr"] == catalog.parsed(path)["training"]["lr"]
+    full = yaml.safe_load(path.read_text())
+    assert full == catalog.parsed(path)
+    names = ("model", "task", "method")
+    assert yaml_sections(path.read_text(), names) == {k: full[k] for k in names}
+    assert yaml_sections("{task: {type: ner}, data: {}}", names) == {"task": {"type": "ner"}}  # flow style

@@ -6,6 +6,7 @@ shows configs, data paths and costs, and the playground runs the models.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from paretune.errors import ParetuneError
@@ -33,6 +34,8 @@ def serve(roots: list[Path], host: str, port: int, key_digests: tuple[str, ...],
 
     check_options(roots, host, key_digests)
     app = create_app(roots, Access(key_digests), predictors=predictors)
+    # Read every run once now, so that the first page need not parse 1,000 configs.
+    threading.Thread(target=app.state.catalog.scan, name="paretune-ui-scan", daemon=True).start()
     shown_host = f"[{host}]" if ":" in host else host
     print(f"paretune ui: http://{shown_host}:{port}/  ({len(roots)} folder{'s' if len(roots) > 1 else ''}; "
           f"{'log in with an API key' if key_digests else 'no key needed on loopback'}; Ctrl+C stops)", flush=True)
