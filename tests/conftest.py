@@ -76,9 +76,12 @@ def write_conll(path: Path, sentences) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def temporary_paretune_cache(tmp_path_factory):
     """Tests never write the user's ~/.cache/paretune (converted GGUF models of hundreds of MB,
-    tokenization caches): the session gets its own PARETUNE_CACHE, removed with pytest's tmp files."""
+    tokenization caches): the session gets its own PARETUNE_CACHE, removed with pytest's tmp files.
+    PARETUNE_TEST_CACHE names a folder to keep between sessions instead (quality runs: SmolLM2 is
+    converted once, not every session)."""
     previous = os.environ.get("PARETUNE_CACHE")
-    os.environ["PARETUNE_CACHE"] = str(tmp_path_factory.mktemp("paretune-cache"))
+    kept = os.environ.get("PARETUNE_TEST_CACHE")
+    os.environ["PARETUNE_CACHE"] = kept or str(tmp_path_factory.mktemp("paretune-cache"))
     yield Path(os.environ["PARETUNE_CACHE"])
     if previous is None:
         os.environ.pop("PARETUNE_CACHE", None)
