@@ -85,10 +85,11 @@ def load_adapter_runs(run_dirs: list[Path], device: str | None = None):
 
 def _checked_run(run_dir: Path):
     from paretune.run_folder import RunFolder
+    from paretune.tasks import task_class
 
     run = RunFolder.open(run_dir)
     config = run.read_config()
-    if config.task.type != "generation":
+    if not task_class(config.task.type).generates:  # SFT and preference runs alike
         raise ParetuneError(f"serve {run_dir}: a {config.task.type} run; several runs are served together only "
                             "when each is a generative LoRA run")
     adapter_config = run.path / ADAPTER_DIR / "adapter_config.json"
