@@ -307,6 +307,16 @@ def test_no_file_outside_the_run_folders_is_served(tmp_path, root):
     assert client.get("/run/run/confusion.png").status_code in (200, 404)  # a real picture, if drawn
 
 
+def test_a_model_card_cannot_run_script_in_the_page(tmp_path, root):
+    run = tmp_path / "runs" / "card"
+    shutil.copytree(root / "cls-b", run, ignore=shutil.ignore_patterns("model"))
+    (run / "README.md").write_text("# card\n\n<script>alert(1)</script>\n\n[click](javascript:alert(2))\n")
+    page = TestClient(create_app([tmp_path / "runs"])).get("/run/card/")
+    assert "<script>alert(1)" not in page.text and "&lt;script&gt;alert(1)" in page.text
+    assert 'href="javascript:' not in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
 def tree(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
 

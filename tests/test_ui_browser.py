@@ -74,10 +74,16 @@ def until(condition, timeout: float = 15.0):
         time.sleep(0.1)
 
 
-def shot(browser, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(Path(SHOTS) / f"{name}.png"))
+def shot(browser, name: str, mobile: bool = False) -> None:
+    if not SHOTS:
+        return
+    Path(SHOTS).mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(Path(SHOTS) / f"{name}.png"))
+    if mobile:  # the same page at a phone's width
+        browser.set_window_size(390, 844)
+        time.sleep(0.5)
+        browser.save_screenshot(str(Path(SHOTS) / f"{name}-mobile.png"))
+        browser.set_window_size(1280, 900)
 
 
 def css(browser, selector: str):
@@ -94,7 +100,7 @@ def test_runs_table_lists_sorts_and_shows_a_run_started_later(browser, url, root
     assert by_name == sorted(by_name)
     css(browser, 'a.sort[data-column="name"]')[0].click()  # again: descending
     until(lambda: [r.get_attribute("data-id") for r in css(browser, "#runs-body tr")] == sorted(by_name, reverse=True))
-    shot(browser, "runs")
+    shot(browser, "runs", mobile=True)
     late = root / "late-run"  # a run that starts while the page is open
     late.mkdir()
     shutil.copy(root / "cls-a" / "config.yaml", late / "config.yaml")
@@ -108,7 +114,7 @@ def test_run_page_draws_curves_that_grow_while_the_run_trains(browser, url, root
     browser.get(url + "/run/cls-a/")
     assert int(until(lambda: css(browser, '.chart[data-chart="loss"]')[0].get_attribute("data-points"))) == 2
     assert css(browser, '.chart[data-chart="loss"] canvas')  # uPlot drew it
-    shot(browser, "run")
+    shot(browser, "run", mobile=True)
     browser.get(url + "/run/live/")
     loss = lambda: int(css(browser, '.chart[data-chart="loss"]')[0].get_attribute("data-points") or 0)  # noqa: E731
     start = until(loss)

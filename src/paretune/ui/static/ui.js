@@ -142,8 +142,8 @@
       }
       line.append(text.slice(at));
       if (!p.entities.length) add("p", "No entities found.", "note");
-    } else if (typeof p.text === "string" || typeof p.answer === "string") {  // a generative run
-      add("div", text, "chat user"); add("div", p.text ?? p.answer, "chat");
+    } else if (typeof p.completion === "string") {  // a generative run's answer
+      add("div", text, "chat user"); add("div", p.completion, "chat answer");
     } else {
       add("p", p.label !== undefined ? `${p.label}${p.score != null ? ` (${Number(p.score).toFixed(3)})` : ""}`
         : (p.labels ? "labels: " + p.labels.join(", ") : (p.value !== undefined ? "value: " + p.value : "")), "prediction");
