@@ -111,6 +111,23 @@ def test_a_long_row_loses_the_start_of_its_prompt_and_keeps_its_answer(caplog):
     assert shown.endswith("; 1 prompts cut at their start to data.max_length=10")
 
 
+def test_generation_defaults_fit_instruction_rows(llama_dir, tmp_path):
+    """data.max_length defaults to the task's (1024 for generation, 128 for classification), and the
+    automatic token budget of a generative run starts at 1,024 tokens, not 256."""
+    from paretune.config import config_from_dict
+
+    config = _config(llama_dir, tmp_path)
+    del config["data"]["max_length"]
+    assert config_from_dict(config).data.max_length == 1024
+    assert config_from_dict({**config, "task": {"type": "classification"}}).data.max_length == 128
+    assert config_from_dict({**config, "data": {**config["data"], "max_length": 64}}).data.max_length == 64
+    from paretune.data.batching import resolve_batching
+
+    training = config_from_dict({**config, "training": {"epochs": 1}}).training
+    assert resolve_batching(training, 20_000, 50, GenerationTask.auto_min_batch_tokens) == (None, 1024)
+    assert resolve_batching(training, 20_000, 50) == (None, 256)
+
+
 def test_inspect_marks_targets_and_stops_on_a_template_that_trains_nothing(llama_dir, tmp_path):
     _register()
     config = tmp_path / "config.yaml"

@@ -62,7 +62,8 @@ class DataConfig(Section):
     validation_split: float = Field(
         0.1, gt=0, lt=1, description="Fraction held out (stratified) when no validation file is given."
     )
-    max_length: int = Field(128, ge=8, description="Tokens per example; longer ones are truncated.")
+    max_length: int = Field(128, ge=8, description="Tokens per example; longer ones are truncated (default: "
+                            "the task's, 128; generation 1024, cutting prompts, never answers).")
     max_train_rows: int | None = Field(None, ge=1, description="Use only the first N training rows.")
     seed: int = Field(42, description="Seed of the train/validation split.")
     cache_dir: str | None = Field(None, description="Tokenization cache; default ~/.cache/paretune.")
@@ -135,6 +136,10 @@ class TrainingConfig(Section):
         "auto", description="Generative runs: compute the LM head and its cross-entropy a chunk of tokens at a "
         "time, so the logits are never held whole (engine/chunked_loss.py); auto = on for batches whose "
         "logits would exceed 64M values."
+    )
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile (inductor) the model for training (engine/compile.py); auto = on CUDA "
+        "for runs of at least 300 steps, off on CPU (docs/training.md)."
     )
     seed: int = 42
     log_every: int = Field(50, ge=1, description="Steps between log lines when stdout is not a terminal.")
@@ -215,6 +220,23 @@ class Config(Section):
         except KeyError:
             return data  # the task section's own error names the unknown type
         return {**data, "method": {"name": default}}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_default_max_length(cls, data: Any) -> Any:
+        """No data.max_length: the task's own (generation: 1024, not an encoder's 128)."""
+        if not isinstance(data, dict):
+            return data
+        section = data.get("data") or {}
+        if not isinstance(section, dict) or "max_length" in section:
+            return data
+        task = data.get("task")
+        kind = task.get("type") if isinstance(task, dict) else getattr(task, "type", None)
+        try:
+            default = task_class(kind or default_task()).default_max_length
+        except KeyError:
+            return data  # the task section's own error names the unknown type
+        return {**data, "data": {**section, "max_length": default}}
 
     @model_validator(mode="after")
     def _one_batching(self) -> "Config":

@@ -39,15 +39,17 @@ AUTO_MIN_TOKENS, AUTO_MAX_TOKENS = 256, 4096
 DEFAULT_BATCH_SIZE = 32
 
 
-def resolve_batching(config, epoch_tokens: int, longest: int) -> tuple[int | None, int | None]:
-    """(batch_size, batch_tokens) with exactly one set, from the training config."""
+def resolve_batching(config, epoch_tokens: int, longest: int,
+                     min_tokens: int | None = None) -> tuple[int | None, int | None]:
+    """(batch_size, batch_tokens) with exactly one set, from the training config; `min_tokens`: the
+    task's floor for `auto` (generation: 1,024), else AUTO_MIN_TOKENS."""
     if config.batch_size is not None:
         return config.batch_size, None
     if config.batch_tokens is None:
         return DEFAULT_BATCH_SIZE, None
     if config.batch_tokens == "auto":
         budget = epoch_tokens // AUTO_STEPS_PER_EPOCH
-        tokens = int(min(AUTO_MAX_TOKENS, max(AUTO_MIN_TOKENS, budget)))
+        tokens = int(min(AUTO_MAX_TOKENS, max(min_tokens or AUTO_MIN_TOKENS, budget)))
     else:
         tokens = config.batch_tokens
     # The longest example must fit in a batch of its own.

@@ -133,6 +133,7 @@ def prepare_data(config: Config, tokenizer) -> PreparedData:
         "labels": label_names,
         "tokenization_cache_hit": hit,
         "seconds": round(time.perf_counter() - started, 3),
+        **task.data_stats(train, data.max_length),  # generation: rows whose prompt was cut (also logged)
         **({"paraphrase": paraphrase_report} if paraphrase_report else {}),
     }
     return PreparedData(task, train, validation, test, validation_examples, stats)

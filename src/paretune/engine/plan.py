@@ -13,7 +13,8 @@ from paretune.tasks.base import Task
 
 
 def train_plan(train: Encoded, config: TrainingConfig, accelerator: Accelerator, task: Task) -> BatchPlan:
-    batch_size, batch_tokens = resolve_batching(config, train.n_tokens(), train.lengths().max(initial=1))
+    batch_size, batch_tokens = resolve_batching(config, train.n_tokens(), train.lengths().max(initial=1),
+                                                task.auto_min_batch_tokens)
     if not task.batch_by_tokens and batch_tokens is not None:  # images: a fixed number per batch
         batch_size, batch_tokens = DEFAULT_BATCH_SIZE, None
     return BatchPlan(

@@ -87,6 +87,10 @@ class Task(ABC):
     # `collate` lays a batch's examples end to end without padding (generation's packing): the
     # batch plan then budgets and counts summed lengths.
     packed: bool = False
+    # What config and batching take from the task when the user sets nothing: data.max_length, and
+    # the floor of `batch_tokens: auto` (None: batching's own, 256).
+    default_max_length: ClassVar[int] = 128
+    auto_min_batch_tokens: ClassVar[int | None] = None
     # Base model when config.model.name_or_path is omitted (None: the packaged text model).
     default_model: ClassVar[str | None] = None
     # Fine-tuning method when the config has no `method:` section (preference tuning: LoRA).
@@ -243,6 +247,10 @@ class Task(ABC):
     @abstractmethod
     def readable(self, output: np.ndarray, example: Example, all_scores: bool = False) -> dict[str, Any]:
         """One prediction as JSON-ready data for users (label and score, value, or entities)."""
+
+    def data_stats(self, encoded: Encoded, max_length: int, what: str = "training") -> dict[str, Any]:
+        """Task-specific counts for data.json (generation: rows whose prompt was cut to max_length)."""
+        return {}
 
     def inspect(self, examples: list[Example], tokenizer, max_length: int, shown: int = 3) -> list[str]:
         """Lines for `paretune inspect`: the first examples as the model sees them, with targets."""
