@@ -54,6 +54,7 @@ def kg_config(model_dir: Path, files: dict[str, Path], folder: Path, **task) -> 
     return {
         "model": {"name_or_path": str(model_dir)},
         "task": {"type": "kg-completion", "top_k": 3, **task},
+        "method": {"name": "lora"},  # the peft path (FEATURE_EXTRACTION); test_task_plugins trains all weights
         "data": {**{k: str(v) for k, v in files.items()}, "max_length": 24, "cache_dir": str(folder / "cache")},
         "training": {"max_steps": 4, "batch_size": 8, "lr": 1e-3, "seed": 3, "eval_every": 2,
                      "save_every": 10_000, "load_best": False},

@@ -178,6 +178,8 @@ def head_modules(model: torch.nn.Module) -> list[str]:
     left methods that barely move the body (AdaLoRA's first steps, IA3, prompt tuning) reading a
     near-random feature (SST-2 at chance), so it trains with the head: 148k parameters on MiniLM.
     """
+    if getattr(model, "base_model", None) is model:  # a body without a head (AutoModel): nothing new to train
+        return []
     body = getattr(model, "base_model_prefix", "")
     # A language model's head (lm_head) is pretrained, often tied to the embeddings: not a new head.
     lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None

@@ -162,19 +162,22 @@ class KgCompletionTask(Task):
             raise ParetuneError(f"input {example.row}: {err}") from None
         return head, relation
 
-    def _query(self, tokenizer, entity: str, relation: str, inverse: bool, max_length: int) -> np.ndarray:
-        words = relation.strip("_").replace("_", " ")
-        ids = tokenizer(self.entity_texts[entity], ("inverse " if inverse else "") + words,
-                        truncation="only_first", max_length=max_length)["input_ids"]
-        return np.asarray(ids, dtype=np.int64)
+    def _queries(self, tokenizer, entities: list[str], relations: list[str], inverse: bool,
+                 max_length: int) -> list[np.ndarray]:
+        """Token ids of "entity text [SEP] (inverse) relation words", the entity text cut first."""
+        words = [("inverse " if inverse else "") + r.strip("_").replace("_", " ") for r in relations]
+        ids = tokenizer([self.entity_texts[e] for e in entities], words, truncation="only_first",
+                        max_length=max_length)["input_ids"]
+        return [np.asarray(row, dtype=np.int64) for row in ids]
 
     def encode(self, examples, targets, tokenizer, max_length) -> Encoded:
         self._tokenize_entities(tokenizer, max_length)
-        pairs = [self.query_parts(ex) for ex in examples]
-        queries = [self._query(tokenizer, h, r, False, max_length) for h, r in pairs]
+        heads, relations = zip(*[self.query_parts(ex) for ex in examples]) if examples else ((), ())
+        queries = self._queries(tokenizer, list(heads), list(relations), False, max_length)
         if targets is None:  # prediction input: the forward query only
             return Encoded(input_ids=queries)
-        inverse = [self._query(tokenizer, t, r, True, max_length) for _, r, t in (ex.label for ex in examples)]
+        tails = [ex.label[2] for ex in examples]
+        inverse = self._queries(tokenizer, tails, list(relations), True, max_length)
         return Encoded(np.stack(targets), input_ids=queries, inverse_ids=inverse)
 
     def encoding_key(self) -> dict[str, Any]:
