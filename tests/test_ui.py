@@ -222,6 +222,17 @@ def test_playground_predicts_through_the_runs_predictor(client):
     assert client.post("/api/predict/live", json={"text": "x"}, headers={"X-CSRF-Token": token}).status_code == 404
 
 
+def test_playground_answers_through_a_generative_run(tmp_path_factory):
+    from test_serve_openai import trained_once  # the tiny chat run the serving tests share
+
+    run = trained_once(tmp_path_factory, "chat")
+    client = TestClient(create_app([run.parent]))
+    token = csrf_of(client.get("/playground?run=chat").text)
+    answer = client.post("/api/predict/chat", json={"text": "hello"}, headers={"X-CSRF-Token": token})
+    assert answer.status_code == 200, answer.text
+    assert isinstance(answer.json()["prediction"]["completion"], str)
+
+
 # --- keys --------------------------------------------------------------------------------------
 
 
