@@ -96,6 +96,9 @@ def test_a_kg_run_reports_the_ranking_metrics(kg_run):
         assert 0 < metrics["mrr"] <= 1 and metrics["hits@1"] <= metrics["hits@3"] <= metrics["hits@10"] <= 1
         assert 1 <= metrics["mean_rank"] <= 12
     assert run.metrics["metric"] == "mrr" and run.metrics["labels"] == ["_has_part", "_hypernym", "_lives_in"]
+    card = (run.path / "README.md").read_text()
+    assert "mrr" in card.split("## Cost")[0]  # the ranking metrics head the card
+    assert "output = model(" in card and ".logits" not in card  # a headless model answers hidden states
 
 
 def test_eval_of_a_file_matches_the_run(kg_run):
@@ -209,3 +212,16 @@ def test_the_server_answers_top_k_tails(kg_run):
         assert len(answer.json()["predictions"][0]["tails"]) == 3
         bad = client.post("/v1/predict", json={"text": "unicorn\t_hypernym"}, headers=headers)
         assert bad.status_code in (400, 422) and "unicorn" in bad.text
+
+
+def test_triples_and_entities_read_from_csv_and_jsonl(tmp_path):
+    from paretune.data.triples import read_entities, read_triples
+
+    (tmp_path / "t.csv").write_text("head,relation,tail\ndog,_hypernym,mammal\n")
+    (tmp_path / "t.jsonl").write_text('{"head": "dog", "relation": "_hypernym", "tail": "mammal"}\n'
+                                      '["cat", "_hypernym", "mammal"]\n{"head": "cow", "relation": "_is"}\n')
+    (tmp_path / "e.jsonl").write_text('{"id": "dog", "text": "dog: a pet"}\n{"id": "mammal"}\n')
+    assert read_triples(tmp_path / "t.csv")[0].label == ("dog", "_hypernym", "mammal")
+    with pytest.raises(DataError, match="t.jsonl, row 3, line 3: a triple has 3 fields"):
+        read_triples(tmp_path / "t.jsonl")
+    assert read_entities(tmp_path / "e.jsonl") == {"dog": "dog: a pet", "mammal": "mammal"}

@@ -13,7 +13,7 @@ from paretune.models import portable_model_id, portable_model_name
 from paretune.run_folder import RunFolder
 
 HEADLINE = ("accuracy", "f1", "f1_macro", "f1_micro", "precision", "recall", "exact_match", "contains",
-            "perplexity", "mse", "mae", "r2", "loss")
+            "perplexity", "mse", "mae", "r2", "mrr", "hits@1", "hits@10", "loss")
 
 
 def _metric_rows(metrics: dict[str, Any]) -> list[str]:
@@ -135,11 +135,14 @@ def _transformers_lines(config: Config, folder: str, load: str, trust: str, chat
 
     if generative.generates(config):
         return [f'tokenizer = AutoTokenizer.from_pretrained("{folder}"{trust})', load, *generative.generate_lines(config, chat)]
-    read = task_class(config.task.type).read_logits.format(**config.task.model_dump())
+    task = task_class(config.task.type)
+    read = task.read_logits.format(**config.task.model_dump())
+    # A model without a head (AutoModel) answers hidden states; read_logits says how to pool them.
+    output = "" if task.auto_model == "AutoModel" else ".logits"
     return [
         f'tokenizer = AutoTokenizer.from_pretrained("{folder}"{trust})',
         load,
-        'logits = model(**tokenizer(["some text"], return_tensors="pt")).logits',
+        f'{"output" if not output else "logits"} = model(**tokenizer(["some text"], return_tensors="pt")){output}',
         read,
     ]
 

@@ -69,7 +69,7 @@ class KgCompletionTask(Task):
     lower_is_better = frozenset({"loss", "mean_rank"})
     stratify = False
     cache_encoding = False  # encode keeps the tokenizer and tokenizes the entity table
-    read_logits = "last_hidden_state.mean(1)  # mean-pooled text embedding"
+    read_logits = "embedding = output.last_hidden_state.mean(1)  # one text: mean over its tokens"
 
     def __init__(self, config: KgCompletionOptions, label_names: list[str]):
         super().__init__(config, label_names)  # the labels are the training relations
