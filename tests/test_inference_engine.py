@@ -201,3 +201,25 @@ def test_generate_cuts_a_prompt_longer_than_the_context_from_the_left(model_and_
     model, tokenizer = model_and_tokenizer
     long = [5] * 300 + _prompts(tokenizer, 1)[0]  # the context is 256 tokens
     assert len(generate_texts(model, tokenizer, [long], DecodeSettings(max_new_tokens=4))) == 1
+
+
+def test_peft_models_the_engine_cannot_mix_answer_through_their_own_adapter(tmp_path):
+    """AdaLoRA answers through its active adapter (peft mixes only LoRA rows); a prefix-tuned model
+    keeps its virtual tokens in peft's own cache: the engine refuses it with a message, and
+    generate_texts answers it through transformers' generate() instead."""
+    from peft import AdaLoraConfig, PrefixTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folder = tiny_llama_dir(tmp_path / "llama")
+    tokenizer = chat_tokenizer()
+    prompts = _prompts(tokenizer, 3)
+    settings = DecodeSettings(max_new_tokens=4)
+    adalora = get_peft_model(AutoModelForCausalLM.from_pretrained(folder),
+                             AdaLoraConfig(total_step=10, target_modules=["q_proj", "v_proj"])).eval()
+    assert Engine(adalora, tokenizer).adapters == set()
+    assert len(generate_texts(adalora, tokenizer, prompts, settings)) == 3
+    prefix = get_peft_model(AutoModelForCausalLM.from_pretrained(folder),
+                            PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2)).eval()
+    with pytest.raises(ParetuneError, match="prefix, prompt or p-tuning"):
+        Engine(prefix, tokenizer)
+    assert len(generate_texts(prefix, tokenizer, prompts, settings)) == 3

@@ -59,6 +59,10 @@ class Engine:
         self.model, self.tokenizer, self.device = model, tokenizer, torch.device(device)
         from paretune.tasks.chat_format import end_of_turn_ids  # here: paretune.tasks imports this module
 
+        if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+            raise ParetuneError("a prefix, prompt or p-tuning run keeps its virtual tokens in peft's own cache, "
+                                "which the decoding engine cannot batch: answer it with paretune generate or "
+                                "eval, or train it with LoRA to serve it")
         self.end_ids = end_of_turn_ids(tokenizer)
         if not self.end_ids:
             raise ParetuneError("the tokenizer has no EOS or end-of-turn token: generation would never stop")
@@ -67,7 +71,11 @@ class Engine:
         self.scheduler = Scheduler(max_running, max_queue, max_prefill_tokens)
         self.kv = KVBatch()
         self.observer = observer or EngineObserver()
-        self.adapters = set(getattr(model, "peft_config", {}) or {})  # unmerged LoRA adapters by name
+        # Unmerged LoRA adapters by name, which peft can mix row by row (`adapter_names`); a model
+        # tuned by another peft method (AdaLoRA, prefix, prompt) answers through its one adapter.
+        peft_config = getattr(model, "peft_config", None) or {}
+        mixable = all(getattr(c.peft_type, "value", c.peft_type) == "LORA" for c in peft_config.values())
+        self.adapters = set(peft_config) if mixable else set()
         parameters = _forward_parameters(model)
         self._keeps_logits = "logits_to_keep" in parameters
         # transformers renames past_key_values to cache (5.x deprecates the old name).
@@ -118,7 +126,10 @@ class Engine:
         if not sequence.prompt_ids:
             raise ParetuneError("the prompt is empty: nothing to answer")
         if sequence.adapter is not None and sequence.adapter not in self.adapters:
-            raise ParetuneError(f"no adapter named {sequence.adapter!r} is loaded")
+            if not self.adapters and sequence.adapter == getattr(self.model, "active_adapter", None):
+                sequence.adapter = None  # a method peft cannot mix by row answers through its active adapter
+            else:
+                raise ParetuneError(f"no adapter named {sequence.adapter!r} is loaded")
         if self.context is not None:
             room = self.context - len(sequence.prompt_ids)
             if room < 1:

@@ -36,6 +36,8 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], settings: DecodeS
     lets the next prompt in as soon as one finishes."""
     if not prompts:
         return []
+    if prompt_learning(model):
+        return _generate_with_virtual_tokens(model, tokenizer, prompts, settings, device)
     was_training = model.training
     model.eval()
     try:
@@ -50,6 +52,54 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], settings: DecodeS
         texts[i] = sequence.text
     return texts
 
+
+def prompt_learning(model) -> bool:
+    """A prefix, prompt or p-tuning model: its virtual tokens live in peft's own cache handling,
+    which the engine's batched cache cannot hold (the engine refuses such a model)."""
+    config = getattr(model, "active_peft_config", None)
+    return bool(getattr(config, "is_prompt_learning", False))
+
+
+def _generate_with_virtual_tokens(model, tokenizer, prompts, settings: DecodeSettings, device) -> list[str]:
+    """transformers' generate() through peft, batch by batch (left-padded), for prompt-learning runs."""
+    from transformers import GenerationConfig
+
+    from paretune.tasks.chat_format import end_of_turn_ids
+
+    end_ids = sorted(end_of_turn_ids(tokenizer))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
+    sampling = settings.temperature > 0
+    config = GenerationConfig(
+        max_new_tokens=settings.max_new_tokens, do_sample=sampling, eos_token_id=end_ids, pad_token_id=pad_id,
+        **({"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k or None}
+           if sampling else {}))
+    stops = [s for s in settings.stop if s]
+    if stops:
+        config.stop_strings = stops
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    texts: list[str] = [""] * len(prompts)
+    torch.manual_seed(settings.seed)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), settings.batch_size):
+            chunk = order[start:start + settings.batch_size]
+            width = max(len(prompts[i]) for i in chunk)
+            input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            attention = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                input_ids[row, width - len(prompts[i]):] = torch.as_tensor(prompts[i])
+                attention[row, width - len(prompts[i]):] = 1
+            with torch.no_grad():
+                out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                     generation_config=config, tokenizer=tokenizer)
+            for row, i in enumerate(chunk):
+                text = tokenizer.decode(out[row, width:], skip_special_tokens=True)
+                cut = min((text.find(s) for s in stops if s in text), default=-1)  # generate keeps the stop
+                texts[i] = text[:cut] if cut >= 0 else text
+    finally:
+        model.train(was_training)
+    return texts
 
 
 def _active_adapter(model) -> str | None:
