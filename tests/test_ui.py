@@ -233,6 +233,36 @@ def test_playground_answers_through_a_generative_run(tmp_path_factory):
     assert isinstance(answer.json()["prediction"]["completion"], str)
 
 
+def test_playground_predicts_an_uploaded_image(tmp_path_factory, tiny_vit_dir):
+    import io
+
+    from PIL import Image
+
+    from conftest import write_images
+
+    folder = tmp_path_factory.mktemp("ui-images")
+    paretune.finetune({
+        "model": {"name_or_path": str(tiny_vit_dir)},
+        "task": {"type": "image-classification", "workers": 0},
+        "data": {"train": str(write_images(folder / "train", 4, 1)),
+                 "validation": str(write_images(folder / "validation", 2, 2))},
+        "training": {"max_steps": 1, "batch_size": 8, "lr": 1e-3, "save_every": 10**6},
+        "output": {"dir": str(folder / "runs" / "pictures")},
+    })
+    client = TestClient(create_app([folder / "runs"]))
+    page = client.get("/playground?run=pictures").text
+    assert 'type="file"' in page
+    png = io.BytesIO()
+    Image.new("RGB", (16, 16), (40, 40, 40)).save(png, format="PNG")
+    headers = {"X-CSRF-Token": csrf_of(page)}
+    answer = client.post("/api/predict/pictures", content=png.getvalue(), headers={**headers, "Content-Type": "image/png"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["prediction"]["label"] in ("dark", "light")
+    refused = client.post("/api/predict/pictures", content=b"/etc/passwd", headers={**headers, "Content-Type": "image/png"})
+    assert refused.status_code == 422 and "not an image" in refused.json()["detail"]
+    assert client.post("/api/predict/pictures", json={"text": "/etc/passwd"}, headers=headers).status_code == 415
+
+
 # --- keys --------------------------------------------------------------------------------------
 
 

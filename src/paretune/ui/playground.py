@@ -21,6 +21,8 @@ from paretune.errors import ParetuneError
 from paretune.ui.catalog import Catalog
 
 MAX_CHARS = 4000
+MAX_IMAGE_BYTES = 10 * 2**20
+MAX_IMAGE_PIXELS = 16_000_000  # as `paretune serve --max-image-pixels` by default
 DEADLINE_S = 60.0
 
 
@@ -58,14 +60,16 @@ def add_routes(app: FastAPI, max_loaded: int = 2) -> None:
         finished = [r for r in catalog.scan()[0] if r.status == "finished"]
         chosen = next((r for r in finished if r.id == request.query_params.get("run")), None)
         return render(request, "playground.html", {"runs": finished, "chosen": chosen, "max_chars": MAX_CHARS,
+                                                   "images": chosen is not None and takes_images(chosen.task),
                                                    "page": "playground"})
 
     @app.post("/api/predict/{run_id}", include_in_schema=False)
     async def predict(request: Request, run_id: str):
+        """A text as JSON {"text": ...}, or for an image run the image's bytes as the body."""
         run = catalog.find(run_id)
         if run is None or run.status != "finished":
             raise HTTPException(404, "no finished run with this id in the folders given")
-        text = await _text_from(request)
+        text = await (_image_from(request) if takes_images(run.task) else _text_from(request))
         try:
             await asyncio.wait_for(one_at_a_time.acquire(), timeout=DEADLINE_S)
         except asyncio.TimeoutError:
@@ -79,10 +83,38 @@ def add_routes(app: FastAPI, max_loaded: int = 2) -> None:
             raise HTTPException(504, f"no answer within {DEADLINE_S:g} s") from None
         except ParetuneError as err:
             raise HTTPException(422, str(err)) from None
-        return {"run": run.id, "task": run.task, "text": text, "prediction": prediction}
+        return {"run": run.id, "task": run.task, "text": text if isinstance(text, str) else None,
+                "prediction": prediction}
 
 
-def _predict(predictors: Predictors, run_id: str, run_dir, text: str) -> dict:
+def takes_images(task: str | None) -> bool:
+    from paretune.tasks import task_class
+
+    try:
+        return bool(task) and task_class(task).takes_images
+    except KeyError:  # a task this install does not know: offered as text, refused by the Predictor
+        return False
+
+
+async def _image_from(request: Request) -> bytes:
+    """The body as one image: bytes the browser sent, checked on its header before any decoding
+    by the same rules as `paretune serve`'s image route (serving/images.py)."""
+    from paretune.serving.images import image_problems
+
+    if not request.headers.get("content-type", "").startswith("image/"):
+        raise HTTPException(415, "send the image's bytes with its Content-Type (image/png, image/jpeg, ...)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_IMAGE_BYTES:
+            raise HTTPException(413, f"at most {MAX_IMAGE_BYTES // 2**20} MiB")
+    problems = image_problems([bytes(body)], max_images=1, max_pixels=MAX_IMAGE_PIXELS)
+    if problems:
+        raise HTTPException(422, problems[0]["msg"])
+    return bytes(body)
+
+
+def _predict(predictors: Predictors, run_id: str, run_dir, text: str | bytes) -> dict:
     predictor = predictors.get(run_id, run_dir)
     return predictor.predict([text], all_scores=True)[0]
 

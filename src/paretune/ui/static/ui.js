@@ -164,11 +164,14 @@
     const answer = document.getElementById("answer");
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const text = form.elements.text.value;
+      const image = form.elements.image && form.elements.image.files[0];  // an image run: the file's bytes
+      const text = image ? "" : form.elements.text.value;
       answer.textContent = "…";
       const response = await fetch(`/api/predict/${encodeURIComponent(form.dataset.run)}`, {
         method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify({ text }) });
+        headers: { "Content-Type": image ? (image.type || "application/octet-stream") : "application/json",
+                   "X-CSRF-Token": csrf },
+        body: image ? image : JSON.stringify({ text }) });
       const got = await response.json().catch(() => ({ detail: response.statusText }));
       if (!response.ok) { answer.textContent = "error: " + (got.detail || response.status); answer.dataset.state = "error"; return; }
       show(answer, text, got);
