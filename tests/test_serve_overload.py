@@ -2,6 +2,8 @@
 the failed-login limiter, and the names and log lines that unauthenticated eyes may see."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from paretune.serving.access_log import loggable_path
@@ -168,3 +170,88 @@ def test_a_queued_job_no_longer_counts_as_on_its_way():
         batcher._accepting = False
         batcher.submit(["t"], False)
     assert batcher._incoming == 0
+
+
+# --- the model processes' pool (serving/model_pool.py), without processes -------------------------
+
+
+class FakeProcess:
+    killed = False
+
+    def kill(self):
+        self.killed = True
+
+
+class FakeLink:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, message):
+        self.sent.append(message)
+
+
+def pool_with_one_busy_process(texts_running: int, text_s: float = 0.01, timeout_s: float = 2.0):
+    """(pool, clock, worker): a pool whose one process is running a batch sent at clock 100."""
+    from paretune.serving.model_pool import ModelPool, PoolOptions, _Job, _Worker
+
+    clock = Clock()
+    pool = ModelPool(PoolOptions(run_dir=".", processes=1, timeout_s=timeout_s), ServerMetrics({"run": "r"}),
+                     clock=clock)
+    pool._loop, pool._accepting, pool.text_s = asyncio.get_running_loop(), True, text_s
+    worker = _Worker(FakeProcess(), FakeLink(), ready=True)
+    pool._workers.append(worker)
+    pool._send(worker, [_Job(["t"] * texts_running, False, clock.now, clock.now + timeout_s,
+                             pool._loop.create_future())])
+    return pool, clock, worker
+
+
+def test_a_pass_that_overran_its_estimate_is_not_counted_as_nearly_done():
+    async def scenario():
+        pool, clock, _ = pool_with_one_busy_process(texts_running=10)  # expected to take 0.1 s
+        clock.now += 0.05
+        pool.submit(["t"], False)  # in time: 0.05 s left, then 0.01 s
+        clock.now += 1.55  # 1.6 s into a 0.1 s pass: it may need as long again
+        with pytest.raises(Overloaded, match="too close to the 2 s timeout"):
+            pool.submit(["t"], False)
+
+    asyncio.run(scenario())
+
+
+def test_a_job_joins_a_batch_only_if_the_batch_ends_before_the_first_deadline():
+    from paretune.serving.model_pool import _Job
+
+    async def scenario():
+        pool, clock, _ = pool_with_one_busy_process(texts_running=1, text_s=0.1)
+        first = _Job(["a"] * 10, False, clock.now, clock.now + 2.0, pool._loop.create_future())
+        second = _Job(["b"] * 10, False, clock.now + 1.0, clock.now + 3.0, pool._loop.create_future())
+        pool._pending.extend([first, second])
+        clock.now += 0.5  # 20 texts would end at 102.5, after the first's deadline (102)
+        assert pool._take(32) == [first]
+        assert list(pool._pending) == [second]  # the next batch; not dropped
+        assert pool._take(32) == [second]
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_running_past_every_deadline_is_killed():
+    from paretune.serving.model_pool import _Worker
+
+    async def scenario():
+        pool, clock, worker = pool_with_one_busy_process(texts_running=4, text_s=0.01)
+        (job,) = worker.jobs
+        pool._update_ready()
+        assert pool.ready.is_set()
+        clock.now += 2.5  # within the grace after the 2 s deadline: still waited for
+        pool._kill_stuck()
+        assert not worker.process.killed
+        clock.now += 1.0
+        pool._kill_stuck()
+        assert worker.process.killed and not pool.ready.is_set()  # no process can answer
+        with pytest.raises(Overloaded, match="stuck"):  # 503 with Retry-After, not a hang
+            job.future.result()
+        with pytest.raises(Overloaded, match="no model process can answer"):
+            pool.submit(["t"], False)
+        pool._workers = [_Worker(FakeProcess(), FakeLink(), ready=True)]  # its replacement, warmed up
+        pool.submit(["t"], False)  # admitted: the killed batch left no estimate that refuses all
+
+    asyncio.run(scenario())

@@ -104,7 +104,7 @@ def test_failures_reach_the_callers_as_422_500_and_503_material():
         pool = ModelPool(PoolOptions(run_dir=".", processes=1), ServerMetrics({"run": "r"}))
         pool._loop = loop
         jobs = [_Job([t], False, 0.0, 1e9, loop.create_future()) for t in ("a", "b", "c")]
-        worker = _Worker(process=None, conn=None, ready=True, jobs=jobs)
+        worker = _Worker(process=None, ready=True, jobs=jobs)
         pool._answered(worker, 0, [("ok", [1]), ("user", "input 1 is bad"), ("error", "Traceback...")], 0.01)
         assert jobs[0].future.result() == [1]
         with pytest.raises(ParetuneError, match="input 1 is bad"):  # the app answers 422

@@ -11,11 +11,16 @@ queued (up to `max_batch_size` texts, split evenly when several processes are fr
 request therefore goes to the model at once, and under load the requests that arrive during a
 pass form the next batch: batches grow with the load on their own.
 
-Overload is handled as in batcher.py: a request is refused at the door (503) when the texts
-queued ahead of it would, at the measured time per text, keep it past its deadline; a queued
-job whose caller gave up or whose deadline has passed is dropped before it reaches the model.
+Overload is handled as in batcher.py: a request is refused at the door (503) when the work
+ahead of it would, at the measured time per text, keep it past its deadline; a queued job whose
+caller gave up or whose deadline has passed is dropped before it reaches the model. A pass that
+has overrun its estimate is not counted as nearly done: it is taken to need as long again.
+
 A model process that dies (killed, out of memory) fails only the requests it held, with 503 and
-Retry-After, and is started again. Everything here runs on the event loop: no locks.
+Retry-After, and is started again. One that is stuck (its batch still running once every caller
+in it has been answered 504) is killed and started again the same way. /readyz says 503 while
+no process can answer. Everything here runs on the event loop (the pipes have threads of their
+own, model_link.py): no locks.
 """
 from __future__ import annotations
 
@@ -35,12 +40,19 @@ from pathlib import Path
 from paretune.errors import ParetuneError
 from paretune.serving import model_process
 from paretune.serving.batcher import Overloaded
+from paretune.serving.model_link import ModelLink
 from paretune.serving.metrics import ServerMetrics
 
 log = logging.getLogger("paretune.serve")
 
 PRELOAD = ["paretune.serving.model_process", "paretune.serving.loading", "paretune.predictor"]
 _EWMA = 0.3  # weight of the newest pass in the running estimate of seconds per text
+# A batch still running this long after the last of its callers was answered 504 is stuck: its
+# process is killed and replaced (nobody waits for the answer, and it holds a core).
+STUCK_GRACE_S = 1.0
+# Requests are let in only while the work ahead of them fits in this share of the timeout: the
+# estimate is an average over texts of every length, and a request let in should be answered.
+ADMIT_SHARE = 0.8
 
 
 class ModelFailed(RuntimeError):
@@ -60,10 +72,17 @@ class _Job:
 @dataclass(eq=False)
 class _Worker:
     process: multiprocessing.Process
-    conn: object  # multiprocessing Connection
-    ready: bool = False
+    link: ModelLink | None = None  # its pipe (None only in tests)
+    ready: bool = False  # warmed up
+    stuck: bool = False  # killed for overrunning its batch; its end is on its way
     jobs: list[_Job] | None = None  # the batch it is running
-    sent: float = 0.0
+    sent: float = 0.0  # when that batch was sent
+    expected_s: float = 0.0  # what that batch should take, at the measured time per text
+    stuck_at: float = math.inf  # past this, that batch is stuck
+
+    @property
+    def can_answer(self) -> bool:
+        return self.ready and not self.stuck
 
 
 @dataclass
@@ -96,6 +115,7 @@ class ModelPool:
         self._folder: Path | None = None  # the ONNX export, deleted on close
         self._onnx_path: str | None = None
         self._starting: asyncio.Task | None = None
+        self._watching: asyncio.Task | None = None
 
     # --- start and stop ---------------------------------------------------------------------
     def start(self) -> None:
@@ -104,6 +124,7 @@ class ModelPool:
         self._loop = asyncio.get_running_loop()
         self._accepting = True
         self._starting = self._loop.create_task(self._start())
+        self._watching = self._loop.create_task(self._watch())
 
     async def _start(self) -> None:
         try:  # the fork server imports torch while this process exports the model
@@ -128,14 +149,17 @@ class ModelPool:
 
     async def _add_worker(self) -> None:
         # In a thread: the first start waits for the fork server to import torch (seconds).
-        worker = await asyncio.to_thread(self._start_process)
+        process, conn = await asyncio.to_thread(self._start_process)
+        worker = _Worker(process)
         if not self._accepting:  # closed meanwhile
-            worker.conn.send(None)
+            conn.send(None)
+            conn.close()
             return
         self._workers.append(worker)
-        self._loop.add_reader(worker.conn.fileno(), self._readable, worker)
+        worker.link = ModelLink(conn, self._loop, lambda message: self._received(worker, message),
+                                lambda: self._lost(worker))
 
-    def _start_process(self) -> _Worker:
+    def _start_process(self) -> tuple[multiprocessing.Process, object]:
         # Never fork this process (its torch thread pools may be running). A fork server is a fresh
         # interpreter that imports torch and the model code once, before any thread starts, and
         # forks each model process from there: the second process, and a replacement for one
@@ -148,26 +172,24 @@ class ModelPool:
                                         self._onnx_path))
         process.start()
         child.close()  # the child's end lives in the child: EOF here when it dies
-        return _Worker(process, parent)
+        return process, parent
 
     async def close(self, timeout: float | None = None) -> None:
         """Refuse new requests, let the queued ones finish (up to `timeout`), stop the processes."""
         self._accepting = False
         deadline = self.clock() + (timeout or 0)
+        # A stuck batch does not hold this up past its callers' deadlines: the watchdog kills it.
         while (self._pending or any(w.jobs for w in self._workers)) and self.clock() < deadline:
             await asyncio.sleep(0.01)
-        if self._starting is not None:
-            self._starting.cancel()
+        for task in (self._starting, self._watching):
+            if task is not None:
+                task.cancel()
         workers, self._workers = self._workers, []
         for worker in workers:
-            self._loop.remove_reader(worker.conn.fileno())
-            try:
-                worker.conn.send(None)
-            except OSError:  # already gone
-                pass
-        await asyncio.to_thread(_join, [w.process for w in workers], 10.0)
+            worker.link.send(None)
+        # A process that does not exit at once (stopped, stuck in a pass) is killed.
+        await asyncio.to_thread(_join, [w.process for w in workers], 3.0)
         for worker in workers:
-            worker.conn.close()
             self._fail(worker.jobs, Overloaded("the server is shutting down"))
         while self._pending:
             self._pending.popleft().future.cancel()
@@ -186,13 +208,15 @@ class ModelPool:
         now = self.clock()
         if not self._accepting:
             raise Overloaded("the server is shutting down")
+        if not any(w.can_answer for w in self._workers):  # /readyz says 503 too
+            raise Overloaded("no model process can answer yet (starting, or replacing one that stopped)", 2.0)
         queued = self._queued_texts + len(texts)
         wait_s = self.expected_wait_s(queued)
         if queued > self.options.max_queue:
             raise Overloaded(f"{self._queued_texts} texts are already waiting for the model", wait_s)
-        if wait_s > self.options.timeout_s:
-            raise Overloaded(f"the {self._queued_texts} texts waiting would take {wait_s:.1f} s, more than "
-                             f"the {self.options.timeout_s:g} s timeout", wait_s - self.options.timeout_s)
+        if wait_s > ADMIT_SHARE * self.options.timeout_s:
+            raise Overloaded(f"the work ahead would take {wait_s:.1f} s, too close to the "
+                             f"{self.options.timeout_s:g} s timeout", wait_s - ADMIT_SHARE * self.options.timeout_s)
         job = _Job(texts, all_scores, now, now + self.options.timeout_s, self._loop.create_future())
         self._queued_texts = queued
         job.future.add_done_callback(lambda _: self._uncount(job))  # a caller that gave up frees room
@@ -201,10 +225,19 @@ class ModelPool:
         return job.future
 
     def expected_wait_s(self, queued_texts: int) -> float:
-        """When `queued_texts` would be done, at the measured time per text, across the processes."""
-        running = sum(len(job.texts) for w in self._workers for job in (w.jobs or []))
-        alive = max(1, sum(w.ready for w in self._workers))
-        return (queued_texts + running) * self.text_s / alive
+        """When `queued_texts` would be done: what the busy processes have left, then the queued
+        texts at the measured time per text, spread over the processes that can answer."""
+        now = self.clock()
+        busy_s = sum(self._remaining_s(w, now) for w in self._workers if w.jobs is not None)
+        able = max(1, sum(w.can_answer for w in self._workers))
+        return (busy_s + queued_texts * self.text_s) / able
+
+    @staticmethod
+    def _remaining_s(worker: _Worker, now: float) -> float:
+        """How long a busy process will take yet. A pass that has run past its estimate is not
+        about to finish: it is taken to need as long again as it has run."""
+        elapsed = now - worker.sent
+        return worker.expected_s - elapsed if elapsed < worker.expected_s else elapsed
 
     def _uncount(self, job: _Job) -> None:
         if job.counted:
@@ -213,7 +246,7 @@ class ModelPool:
 
     def _dispatch(self) -> None:
         """Hand queued jobs to every free process, the queued texts split evenly among them."""
-        idle = [w for w in self._workers if w.ready and w.jobs is None]
+        idle = [w for w in self._workers if w.can_answer and w.jobs is None]
         while idle and self._pending:
             share = min(self.options.max_batch_size, max(1, math.ceil(self._queued_texts / len(idle))))
             jobs = self._take(share)
@@ -221,11 +254,16 @@ class ModelPool:
                 self._send(idle.pop(), jobs)
 
     def _take(self, share: int) -> list[_Job]:
-        """Queued jobs for one batch of about `share` texts; drops those nobody waits for any more."""
+        """Queued jobs for one batch of about `share` texts; drops those nobody waits for any more.
+
+        A batch is answered when all of it is done, so a job joins only if the batch with it still
+        ends before the first job's deadline (the earliest: jobs queue in order); else it waits
+        for the next batch."""
         jobs, size, now = [], 0, self.clock()
         while self._pending and size < share:
             job = self._pending[0]
-            if jobs and size + len(job.texts) > self.options.max_batch_size:
+            if jobs and (size + len(job.texts) > self.options.max_batch_size
+                         or now + self.text_s * (size + len(job.texts)) > jobs[0].deadline):
                 break
             self._pending.popleft()
             self._uncount(job)
@@ -241,17 +279,42 @@ class ModelPool:
 
     def _send(self, worker: _Worker, jobs: list[_Job]) -> None:
         worker.jobs, worker.sent = jobs, self.clock()
-        try:
-            worker.conn.send((id(jobs), [(job.texts, job.all_scores) for job in jobs]))
-        except OSError:  # it died: the reader sees EOF and fails these jobs
-            pass
+        worker.expected_s = self.text_s * sum(len(job.texts) for job in jobs)
+        worker.stuck_at = max(job.deadline for job in jobs) + STUCK_GRACE_S
+        worker.link.send((id(jobs), [(job.texts, job.all_scores) for job in jobs]))
 
-    # --- answers (event loop, when a process's pipe is readable) -------------------------------
-    def _readable(self, worker: _Worker) -> None:
-        try:
-            message = worker.conn.recv()
-        except (EOFError, OSError):
-            self._lost(worker)
+    # --- a watchdog for stuck processes (event loop) -------------------------------------------
+    async def _watch(self) -> None:
+        period = min(0.5, self.options.timeout_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            self._kill_stuck()
+
+    def _kill_stuck(self) -> None:
+        now = self.clock()
+        for worker in self._workers:
+            if worker.jobs is not None and not worker.stuck and now > worker.stuck_at:
+                log.error("a model process has run one batch for %.1f s, past every caller's deadline; "
+                          "killing it and starting another", now - worker.sent)
+                worker.stuck = True
+                self._fail(worker.jobs, Overloaded("the model process was stuck; retry"))
+                worker.process.kill()  # its pipe reads EOF, and _lost starts another
+        self._update_ready()
+
+    def _update_ready(self) -> None:
+        """Ready while some process can answer (after the first warm-up, whichever went first)."""
+        if any(w.can_answer for w in self._workers):
+            if not self.ready.is_set():
+                self.ready.set()
+                self.metrics.ready.set(1)
+        elif self.ready.is_set():
+            self.ready.clear()
+            self.metrics.ready.set(0)
+            log.error("no model process can answer: not ready until one is back")
+
+    # --- answers (event loop, from a process's reader thread) --------------------------------
+    def _received(self, worker: _Worker, message) -> None:
+        if worker not in self._workers or worker.stuck:  # closing, or killed: not to be trusted
             return
         if not worker.ready:
             self._started(worker, message)
@@ -267,11 +330,9 @@ class ModelPool:
             return
         worker.ready = True
         self.text_s = self.text_s or detail
-        if all(w.ready for w in self._workers) and not self.ready.is_set():
-            self.ready.set()
-            self.metrics.ready.set(1)
-            log.info("%d model process(es) warmed up (%.1f ms per text); ready for requests",
-                     len(self._workers), detail * 1000)
+        if not self.ready.is_set():
+            log.info("a model process warmed up (%.1f ms per text); ready for requests", detail * 1000)
+        self._update_ready()
 
     def _answered(self, worker: _Worker, _batch_id: int, answers: list, seconds: float) -> None:
         jobs, worker.jobs = worker.jobs or [], None
@@ -295,17 +356,18 @@ class ModelPool:
 
     def _lost(self, worker: _Worker) -> None:
         """A process died: fail what it held (503, retry) and start another, unless stopping."""
-        self._loop.remove_reader(worker.conn.fileno())
-        worker.conn.close()
-        if worker in self._workers:
-            self._workers.remove(worker)
+        if worker not in self._workers:  # stopped by close()
+            return
+        self._workers.remove(worker)
         self._fail(worker.jobs, Overloaded("the model process stopped; retry"))
+        self._update_ready()
         if not self._accepting:
             return
         if not worker.ready:  # it died loading the model: starting it again would do the same
             self.warm_up_error = self.warm_up_error or f"a model process exited (code {worker.process.exitcode})"
             return
-        log.error("a model process exited (code %s); starting another", worker.process.exitcode)
+        if not worker.stuck:
+            log.error("a model process exited (code %s); starting another", worker.process.exitcode)
         self._loop.create_task(self._add_worker())
 
     @staticmethod

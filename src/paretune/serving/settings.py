@@ -50,7 +50,11 @@ class ServeSettings(BaseModel):
     rate_burst: int | None = Field(None, ge=1, description="Requests one key may send at once (2x rate).")
     request_timeout_s: float = Field(30.0, gt=0, description="Seconds before a prediction gets 504.",
                                      json_schema_extra={"flag": "timeout"})
-    max_connections: int = Field(512, ge=1, description="Open connections before uvicorn answers 503.")
+    max_connections: int = Field(512, ge=1, description=(
+        "Requests handled at once before new ones get 503 (/healthz and /readyz are still answered)."))
+    read_timeout_s: float = Field(15.0, gt=0, description=(
+        "Seconds a client has to send a request's headers and body (408, connection closed, after)."),
+        json_schema_extra={"flag": "read-timeout"})
     max_auth_failures: int = Field(20, ge=0, description=(
         "Failed API key attempts per client address per minute before 429; 0: off."))
 
