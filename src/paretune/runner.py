@@ -241,6 +241,9 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     cost = meter.finish(timings, state, trainer.unwrapped, accelerator)
     cost["plan"] = hooks.plan()
     cost["cpu_threads"] = threads_in_use().as_dict()  # what the run computed with, and why
+    if trainer.compiled is not None:  # training.compile: how many graphs it took (engine/compile.py)
+        log.info(trainer.compiled.describe())
+        cost["compile"] = trainer.compiled.summary()
     parent = parent_run(config.model.name_or_path)
     if parent is not None:  # started from another run's model: what the lineage cost in all
         cost = with_lineage(cost, parent)

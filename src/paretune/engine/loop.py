@@ -41,6 +41,7 @@ from paretune.engine.sharding import (
 )
 from paretune.engine.activation_checkpointing import enable_gradient_checkpointing
 from paretune.engine.chunked_loss import chunked_loss_for
+from paretune.engine.compile import compile_for_training
 from paretune.engine.checkpoint import (
     LoopState,
     check_world_size,
@@ -103,6 +104,9 @@ class Trainer:
         self.sharding = sharding(accelerator)
         # Generative runs: the LM head and its loss a chunk of tokens at a time (engine/chunked_loss.py).
         self.chunked_loss = chunked_loss_for(self.unwrapped, task, config.chunked_loss, self.sharding)
+        # training.compile (engine/compile.py): in place, so the weights keep their own names.
+        self.compiled = compile_for_training(self.unwrapped, config.compile, accelerator.device.type,
+                                             self.total_steps, self.sharding)
         # Non-finite steps skipped on the device, read back in batches (engine/finite.py), or
         # checked on the host before each backward.
         self.deferred = (DeferredFiniteCheck(self.optimizer, accelerator, config.log_every)
