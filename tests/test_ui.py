@@ -222,7 +222,7 @@ def test_playground_predicts_through_the_runs_predictor(client):
     assert client.post("/api/predict/live", json={"text": "x"}, headers={"X-CSRF-Token": token}).status_code == 404
 
 
-def test_playground_answers_through_a_generative_run(tmp_path_factory):
+def test_playground_answers_and_chats_through_a_generative_run(tmp_path_factory):
     from test_serve_openai import trained_once  # the tiny chat run the serving tests share
 
     run = trained_once(tmp_path_factory, "chat")
@@ -231,6 +231,16 @@ def test_playground_answers_through_a_generative_run(tmp_path_factory):
     answer = client.post("/api/predict/chat", json={"text": "hello"}, headers={"X-CSRF-Token": token})
     assert answer.status_code == 200, answer.text
     assert isinstance(answer.json()["prediction"]["completion"], str)
+    assert 'data-chat="1"' in client.get("/playground?run=chat").text
+    turns = {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"},
+                          {"role": "user", "content": "and now?"}]}
+    with client.stream("POST", "/api/chat/chat", json=turns, headers={"X-CSRF-Token": token}) as streamed:
+        assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[len("data: "):]) for line in streamed.iter_lines() if line.startswith("data: ")]
+    assert events[-1]["done"] and events[-1]["finish_reason"] in ("stop", "length") and not events[-1]["error"]
+    bad = {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]}
+    assert client.post("/api/chat/chat", json=bad, headers={"X-CSRF-Token": token}).status_code == 422
+    assert client.post("/api/chat/chat", json=turns).status_code == 403  # no CSRF token
 
 
 def test_playground_predicts_an_uploaded_image(tmp_path_factory, tiny_vit_dir):

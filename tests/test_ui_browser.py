@@ -177,3 +177,20 @@ def test_with_a_key_the_browser_must_log_in(browser, root):
         cookie = browser.get_cookie("paretune_ui_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and KEY not in cookie["value"]
         assert browser.execute_script("return document.cookie") == ""  # no script can read it
+
+
+def test_playground_chats_with_a_generative_run(browser, tmp_path_factory):
+    from test_serve_openai import trained_once  # the tiny chat run the serving tests share
+
+    run = trained_once(tmp_path_factory, "chat")
+    with live_server(create_app([run.parent])) as base:
+        browser.get(base + "/playground?run=chat")
+        for turn in ("hello", "and again"):
+            css(browser, "#text")[0].send_keys(turn)
+            css(browser, "#predict")[0].click()
+            until(lambda: css(browser, '#answer[data-state="answered"]'), timeout=30)
+            browser.execute_script("document.getElementById('answer').dataset.state = ''")
+        bubbles = [(b.get_attribute("class"), b.text) for b in css(browser, "#conversation .chat")]
+        assert [cls for cls, _ in bubbles] == ["chat user", "chat assistant"] * 2
+        assert bubbles[2][1] == "and again"
+        shot(browser, "chat")

@@ -52,15 +52,19 @@ class Predictors:
 def add_routes(app: FastAPI, max_loaded: int = 2) -> None:
     catalog: Catalog = app.state.catalog
     render = app.state.render
+    from paretune.ui import chat
+
     predictors = Predictors(max_loaded)
     one_at_a_time = asyncio.Semaphore(1)
+    chat.add_routes(app, predictors)
 
     @app.get("/playground", include_in_schema=False)
     def playground_page(request: Request):
         finished = [r for r in catalog.scan()[0] if r.status == "finished"]
         chosen = next((r for r in finished if r.id == request.query_params.get("run")), None)
         return render(request, "playground.html", {"runs": finished, "chosen": chosen, "max_chars": MAX_CHARS,
-                                                   "images": chosen is not None and takes_images(chosen.task),
+                                                   "images": chosen is not None and task_says(chosen.task, "takes_images"),
+                                                   "chat": chosen is not None and task_says(chosen.task, "generates"),
                                                    "page": "playground"})
 
     @app.post("/api/predict/{run_id}", include_in_schema=False)
@@ -69,7 +73,7 @@ def add_routes(app: FastAPI, max_loaded: int = 2) -> None:
         run = catalog.find(run_id)
         if run is None or run.status != "finished":
             raise HTTPException(404, "no finished run with this id in the folders given")
-        text = await (_image_from(request) if takes_images(run.task) else _text_from(request))
+        text = await (_image_from(request) if task_says(run.task, "takes_images") else _text_from(request))
         try:
             await asyncio.wait_for(one_at_a_time.acquire(), timeout=DEADLINE_S)
         except asyncio.TimeoutError:
@@ -87,11 +91,12 @@ def add_routes(app: FastAPI, max_loaded: int = 2) -> None:
                 "prediction": prediction}
 
 
-def takes_images(task: str | None) -> bool:
+def task_says(task: str | None, flag: str) -> bool:
+    """A task class's flag (takes_images, generates) by the task's name in config.yaml."""
     from paretune.tasks import task_class
 
     try:
-        return bool(task) and task_class(task).takes_images
+        return bool(task) and bool(getattr(task_class(task), flag))
     except KeyError:  # a task this install does not know: offered as text, refused by the Predictor
         return False
 

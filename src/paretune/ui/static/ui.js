@@ -160,7 +160,44 @@
     const pre = document.createElement("pre"); pre.textContent = JSON.stringify(p, null, 2); raw.append(summary, pre);
   }
 
+  // A generative run: the conversation so far is sent each turn, the answer streams in (SSE).
+  function chat(form) {
+    const log = document.getElementById("conversation"), answer = document.getElementById("answer");
+    const messages = [];
+    const bubble = (role, text) => { const b = document.createElement("div"); b.className = "chat " + role; b.textContent = text; log.appendChild(b); return b; };
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const content = form.elements.text.value.trim();
+      if (!content) return;
+      messages.push({ role: "user", content }); bubble("user", content); form.elements.text.value = "";
+      const reply = bubble("assistant", ""); answer.dataset.state = "streaming";
+      const response = await fetch(`/api/chat/${encodeURIComponent(form.dataset.run)}`, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify({ messages }) });
+      if (!response.ok) {
+        const got = await response.json().catch(() => ({}));
+        reply.textContent = "error: " + (got.detail || response.status); answer.dataset.state = "error"; messages.pop(); return;
+      }
+      const reader = response.body.getReader(), decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const event = JSON.parse(buffer.slice(0, cut).replace(/^data: /, "")); buffer = buffer.slice(cut + 2);
+          if (event.delta) reply.textContent += event.delta;
+          if (event.error) reply.textContent += " [error: " + event.error + "]";
+        }
+      }
+      messages.push({ role: "assistant", content: reply.textContent.trim() || "…" });
+      answer.dataset.state = "answered";
+    });
+  }
+
   function playground(form) {
+    if (form.dataset.chat === "1") return chat(form);
     const answer = document.getElementById("answer");
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
