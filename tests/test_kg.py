@@ -225,3 +225,19 @@ def test_triples_and_entities_read_from_csv_and_jsonl(tmp_path):
     with pytest.raises(DataError, match="t.jsonl, row 3, line 3: a triple has 3 fields"):
         read_triples(tmp_path / "t.jsonl")
     assert read_entities(tmp_path / "e.jsonl") == {"dog": "dog: a pet", "mammal": "mammal"}
+
+
+def test_true_answers_in_the_batch_are_not_negatives(kg_run):
+    run, files = kg_run
+    task = Predictor.load(run.path).task
+    index, relation = task.entity_index, task.label_to_id
+    rows = [line.split("\t") for line in files["train"].read_text().splitlines()[1:]]
+    (h1, r, t), (h2, _, _) = next((a, b) for a in rows for b in rows if a[1:] == b[1:] and a[0] != b[0])
+    # Two training triples with one tail: each inverse query (tail, inverse r) has the other's head
+    # as a true answer; the forward queries share the gold tail, true for both.
+    labels = torch.tensor([[index[h1], relation[r], index[t]], [index[h2], relation[r], index[t]]])
+    mask = task._true_in_batch(labels.numpy(), [index[e] for e in (t, t, h1, h2)], 2)
+    assert mask.tolist() == [[True, True, False, False], [True, True, False, False],
+                             [False, False, True, True], [False, False, True, True]]
+    embeddings = torch.nn.functional.normalize(torch.randn(8, 4), dim=-1)
+    assert torch.isfinite(task.loss(embeddings, labels))

@@ -4,17 +4,19 @@ Rows are triples (head, relation, tail; data/triples.py); entities have a text (
 id, text: for WordNet, lemmas and gloss). As in SimKGC (Wang et al., ACL 2022), a query is the
 head's text with the relation's name, a candidate is an entity's text, both encoded by the same
 model and mean-pooled; training is InfoNCE over the batch: each query against every tail and head
-in the batch, with an additive margin on the gold score and a fixed temperature. Two of SimKGC's
+in the batch, with an additive margin on the gold score and a fixed temperature. Three of SimKGC's
 additions pay for no extra model: the batch's heads are candidates too ("self-negatives": a
-query's own head is the most tempting wrong answer), and each triple also trains the inverse query
-(tail + "inverse relation" -> head; Lacroix et al., 2018), which is what the head-prediction half
-of the evaluation asks. In-batch copies of the gold entity are masked, never counted as negatives.
+query's own head is the most tempting wrong answer); each triple also trains the inverse query
+(tail + "inverse relation" -> head; Lacroix et al., 2018), what the head-prediction half of the
+evaluation asks; in-batch candidates that are true answers of a query in training (copies of the
+gold entity, the other hyponyms of `mammal`) are masked, never counted as negatives.
 
 Evaluation is the filtered ranking protocol (Bordes et al., 2013) over ALL entities, in both
 directions: each entity is embedded once per evaluation (`before_predicting`), each query scored
 against the whole table, and the other known true answers (training, validation and test triples)
-removed before the gold answer's rank is taken; a labelled example's outputs are its two ranks. Ties count half (PyKEEN's "realistic" rank), so a
-model that scores everything alike gets the mean rank, not rank 1. Prediction ranks the same table.
+removed before the gold answer's rank is taken; a labelled example's outputs are its two ranks.
+Ties count half (PyKEEN's "realistic" rank), so a model that scores everything alike gets the
+mean rank, not rank 1. Prediction ranks the same table.
 """
 from __future__ import annotations
 
@@ -55,7 +57,8 @@ class KgCompletionOptions(TaskOptions):
         None, ge=8, description="Tokens of an entity's text; default (settled at training) data.max_length.")
     known_triples: list[str] = Field(
         default_factory=list, description="Triple files whose true answers the filtered ranking leaves out "
-        "besides the evaluated one; settled to the run's train, validation and test files.")
+        "besides the evaluated one; settled to the run's train (first), validation and test files. The "
+        "training file's triples are also never in-batch negatives of each other.")
 
 
 class KgCompletionTask(Task):
@@ -80,6 +83,9 @@ class KgCompletionTask(Task):
         # Every true answer seen in any parsed file: the filter of the ranking protocol.
         self.known_tails: dict[tuple[int, int], set[int]] = defaultdict(set)
         self.known_heads: dict[tuple[int, int], set[int]] = defaultdict(set)
+        # Training triples only: in-batch candidates that are true answers are not negatives.
+        self.train_tails: dict[tuple[int, int], set[int]] = defaultdict(set)
+        self.train_heads: dict[tuple[int, int], set[int]] = defaultdict(set)
         self._read_known_triples()
         self.tokenizer = None
         self.entity_tokens: list[np.ndarray] | None = None
@@ -94,20 +100,26 @@ class KgCompletionTask(Task):
             # Settled to an absolute path, saved with the run: prediction reads the same file.
             config.entities = str(Path(path).resolve().parent / entities)
             _entity_file(config)  # a missing entity file is named before any triple is read
-        if options.get("split") and str(Path(path).resolve()) not in config.known_triples:
-            config.known_triples = [*config.known_triples, str(Path(path).resolve())]
+        resolved = str(Path(path).resolve())
+        if options.get("split") == "train":  # first: its triples also mask in-batch negatives
+            config.known_triples = [resolved, *(p for p in config.known_triples if p != resolved)]
+        elif options.get("split") and resolved not in config.known_triples:
+            config.known_triples = [*config.known_triples, resolved]
         return read_triples(path, options.get("fmt"), options.get("encoding") or "utf-8")
 
     def _read_known_triples(self) -> None:
         """The run's triple files, so `paretune eval` of one file filters as training did."""
-        for path in self.config.known_triples:
+        for i, path in enumerate(self.config.known_triples):
             if not Path(path).is_file():
                 log.warning("kg-completion: %s is gone: its triples are no longer filtered from rankings", path)
                 continue
             for ex in read_triples(path):
                 head, relation, tail = ex.label
                 if head in self.entity_index and tail in self.entity_index and relation in self.label_to_id:
-                    self.parse_label(ex.label)
+                    h, r, t = self.parse_label(ex.label)
+                    if i == 0:
+                        self.train_tails[(h, r)].add(t)
+                        self.train_heads[(t, r)].add(h)
 
     @classmethod
     def infer_labels(cls, examples: list[Example], config: TaskOptions) -> list[str]:
@@ -222,8 +234,18 @@ class KgCompletionTask(Task):
         is_gold = torch.zeros_like(cosine, dtype=torch.bool)
         is_gold[gold_column, gold_column] = True
         copies = (candidate_ids[None, :] == gold_ids[:, None]) & ~is_gold  # the gold entity elsewhere in the batch
-        scores = (cosine - self.config.margin * is_gold).masked_fill(copies, float("-inf")) / self.config.temperature
+        true_answers = self._true_in_batch(labels.cpu().numpy(), candidate_ids.tolist(), directions).to(logits.device)
+        masked = (copies | true_answers) & ~is_gold
+        scores = (cosine - self.config.margin * is_gold).masked_fill(masked, float("-inf")) / self.config.temperature
         return F.cross_entropy(scores, gold_column)
+
+    def _true_in_batch(self, triples: np.ndarray, candidates: list[int], directions: int) -> torch.Tensor:
+        """[query, candidate]: the candidate is another true answer of the query in training
+        (SimKGC: e.g. every hyponym of `mammal` in the batch answers `mammal, inverse hypernym`)."""
+        answers = [self.train_tails.get((h, r), ()) for h, r, _ in triples]
+        if directions == 2:
+            answers += [self.train_heads.get((t, r), ()) for _, r, t in triples]
+        return torch.tensor([[c in known for c in candidates] for known in answers], dtype=torch.bool)
 
     # --- evaluation and prediction ----------------------------------------------------------
     @torch.no_grad()
