@@ -44,16 +44,19 @@ def test_a_resumed_run_reads_the_base_scores_back(tmp_path, monkeypatch):
     (tmp_path / general_eval.BASE_FILE).write_text(json.dumps(recorded))
     monkeypatch.setattr(general_eval, "score", lambda *a, **k: pytest.fail("the base was scored again"))
     task = GenerationTask(GenerationOptions(), [])
-    started = general_eval.start_general_eval("shipped", task, None, None, "cpu", tmp_path)
+    started = general_eval.start_general_eval(general_eval.read_general_set("shipped", task), task, None, None,
+                                              "cpu", tmp_path)
     assert started.base == recorded["base"] and len(started.examples) == 40
 
 
 @pytest.fixture(scope="module")
-def lora_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("forgetting")
-    general = write_jsonl(folder / "general.jsonl", instruction_rows(8, 7))  # answers the run learns
-    config = {
-        "model": {"name_or_path": str(tiny_llama_dir(folder / "tiny-llama"))},
+def llama_dir(tmp_path_factory):
+    return tiny_llama_dir(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def _config(llama_dir, folder, general) -> dict:
+    return {
+        "model": {"name_or_path": str(llama_dir)},
         "task": {"type": "generation", "generate_rows": 0, "max_new_tokens": 3},
         "data": {"train": str(write_jsonl(folder / "train.jsonl", instruction_rows(48, 1))),
                  "validation": str(write_jsonl(folder / "validation.jsonl", instruction_rows(4, 2))),
@@ -62,10 +65,22 @@ def lora_run(tmp_path_factory):
         "training": {"max_steps": 12, "batch_size": 16, "lr": 2e-2, "seed": 1, "warmup_ratio": 0.0},
         "output": {"dir": str(folder / "run")},
     }
-    return paretune.finetune(config), folder
 
 
-def test_base_and_tuned_scores_are_those_of_the_two_models(lora_run):
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, llama_dir):
+    folder = tmp_path_factory.mktemp("forgetting")
+    general = write_jsonl(folder / "general.jsonl", instruction_rows(8, 7))  # answers the run learns
+    return paretune.finetune(_config(llama_dir, folder, general)), folder
+
+
+def test_a_bad_general_set_is_refused_before_the_run_folder_exists(llama_dir, tmp_path):
+    with pytest.raises(DataError, match="missing.jsonl: file not found"):
+        paretune.finetune(_config(llama_dir, tmp_path, tmp_path / "missing.jsonl"))
+    assert not (tmp_path / "run").exists()  # nothing blocks the corrected rerun
+
+
+def test_base_and_tuned_scores_are_those_of_the_two_models(lora_run, llama_dir):
     """The base score is the untouched base model's (the LoRA adapter disabled), the tuned one the
     saved model's, each scored here again on its own; the change is their difference."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -75,7 +90,7 @@ def test_base_and_tuned_scores_are_those_of_the_two_models(lora_run):
     assert forgetting["set"].endswith("general.jsonl") and forgetting["rows"] == 8
     task = GenerationTask(GenerationOptions(max_new_tokens=3), [])
     _, examples = general_eval.general_examples(str(folder / "general.jsonl"))
-    for name, model_dir in [("base", folder / "tiny-llama"), ("tuned", run.path / "model")]:
+    for name, model_dir in [("base", llama_dir), ("tuned", run.path / "model")]:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32")
         scores = general_eval.score(task, model, AutoTokenizer.from_pretrained(model_dir), examples, "cpu")
         assert scores == pytest.approx(forgetting[name]), name

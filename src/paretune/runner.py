@@ -33,7 +33,7 @@ from paretune.engine.rng import seed_everything
 from paretune.engine.threads import threads_in_use, use_available_cpus
 from paretune.errors import ConfigError, ParetuneError
 from paretune.evaluation.confusion_plot import draw_run_confusions
-from paretune.evaluation.general_eval import start_general_eval
+from paretune.evaluation.general_eval import read_general_set, start_general_eval
 from paretune.methods import get_method
 from paretune.methods.base import MethodContext
 from paretune.model_card import write_model_card
@@ -151,6 +151,7 @@ def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = 
     # every data check happens here, before any training
     data = seam.data(config, tokenizer) if seam and seam.data else prepare_data(config, tokenizer)
     check_metric(config.training, data.task)  # else only the first evaluation would notice
+    general_set = None if seam else read_general_set(config.data.general_eval, data.task)  # forgetting check
     timings["data_prep_s"] = time.perf_counter() - started
     seed_everything(config.training.seed)  # model head init does not depend on data reading
     model = seam.model(data.task) if seam else load_model(config.model, data.task)
@@ -172,7 +173,7 @@ def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = 
     target = staged_target(run.path, config)  # the run this one replaces when it finishes
     try:
         finished = _fit_and_save(config, data, tokenizer, run, resuming, accelerator, meter, method,
-                                 context, params, timings, seam, (train_model, train_task, plan))
+                                 context, params, timings, seam, (train_model, train_task, plan), general_set)
     except BaseException as err:
         if target is not None and accelerator.is_main_process and not resuming:
             discard_staging(run.path, target, failed=isinstance(err, Exception))
@@ -184,7 +185,8 @@ def _train(config: Config, *, run: RunFolder | None = None, seam: Seam | None = 
 
 def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder, resuming: bool,
                   accelerator: Accelerator, meter: CostMeter, method, context: MethodContext,
-                  params: dict, timings: dict[str, float], seam: Seam | None, training: tuple) -> Run:
+                  params: dict, timings: dict[str, float], seam: Seam | None, training: tuple,
+                  general_set: tuple | None = None) -> Run:
     train_model, train_task, plan = training
     if accelerator.is_main_process:
         run.write_config(config)  # now with settled values (e.g. the NER tag scheme)
@@ -202,8 +204,8 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     hooks.start(trainer, data)
     _score_reference(config, train_task, trainer, data, run, accelerator)
     started = time.perf_counter()  # the forgetting check's base score (evaluation/general_eval.py)
-    general = None if seam else start_general_eval(config.data.general_eval, data.task, trainer.unwrapped, tokenizer,
-                                                   accelerator.device, run.path, accelerator.is_main_process)
+    general = start_general_eval(general_set, data.task, trainer.unwrapped, tokenizer, accelerator.device, run.path,
+                                 accelerator.is_main_process)
     if general is not None:
         timings["general_eval_s"] = time.perf_counter() - started
     if resuming:

@@ -97,13 +97,21 @@ class GeneralEval:
         return {"set": self.name, "rows": len(self.examples), "base": self.base, "tuned": tuned, "change": change}
 
 
-def start_general_eval(setting: str | None, task, model, tokenizer, device, run_path: Path,
-                       main_process: bool = True) -> GeneralEval | None:
-    """The set and its base scores (read back from the run folder when this run already took them);
-    None when the check is off or the task does not generate."""
+def read_general_set(setting: str | None, task) -> tuple[str, list[Example]] | None:
+    """The set `data.general_eval` names, read before the run folder exists (a bad file must not
+    leave a folder that blocks the corrected rerun); None when the check is off or the task does
+    not generate."""
     if not setting or not task.generates:
         return None
-    name, examples = general_examples(setting)
+    return general_examples(setting)
+
+
+def start_general_eval(general_set: tuple[str, list[Example]] | None, task, model, tokenizer, device,
+                       run_path: Path, main_process: bool = True) -> GeneralEval | None:
+    """The set and its base scores (read back from the run folder when this run already took them)."""
+    if general_set is None:
+        return None
+    name, examples = general_set
     saved = run_path / BASE_FILE
     if saved.is_file():
         recorded = json.loads(saved.read_text(encoding="utf-8"))
