@@ -9,7 +9,7 @@ import pytest
 from generation_fixtures import instruction_rows, tiny_llama_dir, write_jsonl
 
 import paretune
-from paretune.errors import DataError
+from paretune.errors import ConfigError, DataError
 from paretune.evaluation import general_eval
 from paretune.tasks.generation import GenerationOptions, GenerationTask
 
@@ -36,6 +36,13 @@ def test_a_file_without_answers_is_refused_naming_it(tmp_path):
     path = write_jsonl(tmp_path / "general.jsonl", [{"text": "only a text to continue"}])
     with pytest.raises(DataError, match="general.jsonl.*no row has a reference answer"):
         general_eval.general_examples(str(path))
+
+
+def test_a_task_that_does_not_generate_is_refused():
+    from paretune.tasks.classification import ClassificationOptions, ClassificationTask
+
+    with pytest.raises(ConfigError, match="data.general_eval scores generated answers; the classification task"):
+        general_eval.read_general_set("shipped", ClassificationTask(ClassificationOptions(), ["a", "b"]))
 
 
 def test_a_resumed_run_reads_the_base_scores_back(tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ from typing import Any
 
 from paretune.data.chat_rows import read_generation_examples
 from paretune.data.examples import Example
-from paretune.errors import DataError, DataProblem
+from paretune.errors import ConfigError, DataError, DataProblem
 from paretune.evaluation.generation_metrics import generation_metrics
 from paretune.tasks.decoding import DecodeSettings
 
@@ -99,10 +99,11 @@ class GeneralEval:
 
 def read_general_set(setting: str | None, task) -> tuple[str, list[Example]] | None:
     """The set `data.general_eval` names, read before the run folder exists (a bad file must not
-    leave a folder that blocks the corrected rerun); None when the check is off or the task does
-    not generate."""
-    if not setting or not task.generates:
+    leave a folder that blocks the corrected rerun); None when the check is off."""
+    if not setting:
         return None
+    if not task.generates:
+        raise ConfigError(f"data.general_eval scores generated answers; the {task.name} task does not generate")
     return general_examples(setting)
 
 
