@@ -31,7 +31,7 @@
         values: (u, ticks) => ticks.map((v) => (v == null ? "" : String(Number(v.toPrecision(3))))) };
       this.plot = new uPlot({
         title: this.el.dataset.title, width: Math.max(260, this.el.clientWidth), height: 240,
-        scales: { x: { time: false } }, axes: [Object.assign({ label: "step" }, axis), axis],
+        scales: { x: { time: false } }, axes: [Object.assign({ label: "step" }, axis), Object.assign({ size: 64 }, axis)],
         series: [{ label: "step" }].concat(names.map((n, i) => ({
           label: labels ? labels[i] : n, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true,
           points: { show: steps.length < 60 } }))),
@@ -189,6 +189,7 @@
           const event = JSON.parse(buffer.slice(0, cut).replace(/^data: /, "")); buffer = buffer.slice(cut + 2);
           if (event.delta) reply.textContent += event.delta;
           if (event.error) reply.textContent += " [error: " + event.error + "]";
+          if (event.done && !reply.textContent) { reply.textContent = `(no text; the answer ended: ${event.finish_reason})`; reply.classList.add("note"); }
         }
       }
       messages.push({ role: "assistant", content: reply.textContent.trim() || "…" });
