@@ -320,6 +320,13 @@ def test_login_sets_an_httponly_samesite_cookie_and_never_puts_the_key_in_a_url(
     assert not [r for r in caplog.records if KEY in r.getMessage()]
 
 
+def test_without_a_key_only_loopback_host_names_are_answered(root):
+    """DNS rebinding: another site's domain resolving to 127.0.0.1 must not reach the runs."""
+    app = create_app([root], allowed_hosts=["127.0.0.1", "localhost"])
+    assert TestClient(app, base_url="http://evil.example:8060").get("/").status_code == 400
+    assert TestClient(app, base_url="http://127.0.0.1:8060").get("/").status_code == 200
+
+
 def test_a_non_loopback_address_needs_a_key(root):
     with pytest.raises(ParetuneError, match="API keys"):
         check_options([root], "0.0.0.0", ())

@@ -25,7 +25,13 @@ log = logging.getLogger("paretune.ui")
 HERE = Path(__file__).parent
 
 
-def create_app(roots: list[Path], access: Access | None = None, predictors: int = 2) -> FastAPI:
+def create_app(roots: list[Path], access: Access | None = None, predictors: int = 2,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
+    """`allowed_hosts`: Host headers answered (others get 400); server.py gives the loopback names
+    when no key is set, so that another site's page cannot reach the dashboard through a domain
+    that resolves to 127.0.0.1 (DNS rebinding)."""
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
     from paretune.ui import pages, playground
 
     access = access or Access(())
@@ -75,6 +81,8 @@ def create_app(roots: list[Path], access: Access | None = None, predictors: int 
         response.delete_cookie(security.SESSION_COOKIE, path="/")
         return response
 
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)  # added last: checked first
     pages.add_routes(app)
     playground.add_routes(app, max_loaded=predictors)
     app.mount("/static", StaticFiles(directory=str(HERE / "static"), follow_symlink=False), name="static")

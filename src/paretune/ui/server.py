@@ -33,7 +33,10 @@ def serve(roots: list[Path], host: str, port: int, key_digests: tuple[str, ...],
     from paretune.ui.security import Access
 
     check_options(roots, host, key_digests)
-    app = create_app(roots, Access(key_digests), predictors=predictors)
+    # Without keys only loopback names are answered: a page of another site whose domain resolves
+    # to 127.0.0.1 (DNS rebinding) gets 400, not the runs.
+    hosts = None if key_digests else sorted({"127.0.0.1", "localhost", "::1", "[::1]", host})
+    app = create_app(roots, Access(key_digests), predictors=predictors, allowed_hosts=hosts)
     # Read every run once now, so that the first page need not parse 1,000 configs.
     threading.Thread(target=app.state.catalog.scan, name="paretune-ui-scan", daemon=True).start()
     shown_host = f"[{host}]" if ":" in host else host
