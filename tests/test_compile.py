@@ -80,6 +80,8 @@ def test_compiled_in_place_same_losses_plain_names_and_no_compile_per_batch_widt
     assert list(compiled.state_dict()) == list(plain.state_dict())  # no _orig_mod. prefix
     # Five widths: the first shape, then one graph with symbolic sizes for all the others.
     assert record.summary()["graphs_compiled"] == 2, record.summary()
+    record.release()
+    assert compiled._compiled_call_impl is None
 
 
 @pytest.mark.skipif(os.environ.get("PARETUNE_TEST_COMPILE") != "1", reason="minutes: set PARETUNE_TEST_COMPILE=1")

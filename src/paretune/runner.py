@@ -217,6 +217,8 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
         hooks.close(failed=True)
         raise
     timings["train_s"] = state.train_seconds - state.eval_seconds
+    if trainer.compiled is not None:  # training.compile: the final passes and decoding run the plain module
+        trainer.compiled.release()
     timings["periodic_eval_s"] = state.eval_seconds
 
     started = time.perf_counter()

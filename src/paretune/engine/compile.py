@@ -12,6 +12,8 @@ widths: two compilations, tests/test_compile.py). Evaluation (no grad, eval mode
 own, and each graph break adds one: HF Llama's generative forward, whose boolean `logits_to_keep`
 gives data-dependent shapes, compiled 9 graphs with 12 breaks for 3 training steps of different
 widths and an evaluation. The count is logged and written to cost.json (`compile`).
+Once training ends the module is plain again (`release`): the final evaluation and decoding, whose
+KV cache grows every token, would only recompile.
 
 `auto`: on a CUDA device for runs of at least AUTO_MIN_STEPS optimizer steps, on one unsharded
 model; off on CPUs. The rule is the conservative one until bench/gpu.py measures where compiling
@@ -40,6 +42,7 @@ BACKEND = "inductor"  # tests swap in a cheaper backend where they check the wir
 class CompiledRun:
     """How many graphs dynamo compiled while the run trained and evaluated."""
 
+    model: torch.nn.Module
     reason: str
     graphs_before: int = 0
     breaks_before: int = 0
@@ -49,6 +52,11 @@ class CompiledRun:
         graphs, breaks = _counters()
         return {"backend": BACKEND, "why": self.reason, "graphs_compiled": graphs - self.graphs_before,
                 "graph_breaks": breaks - self.breaks_before}
+
+    def release(self) -> None:
+        """Back to the plain module once training is over: decoding after it (a KV cache that grows
+        every token) would recompile past dynamo's limit, for no gain in a one-off pass."""
+        self.model._compiled_call_impl = None  # what nn.Module.compile set; torch has no public undo
 
     def describe(self) -> str:
         s = self.summary()
@@ -69,7 +77,7 @@ def compile_for_training(model: torch.nn.Module, mode: bool | str, device_type: 
     graphs, breaks = _counters()
     model.compile(backend=BACKEND)
     log.info("training.compile: compiling the model with torch.compile (%s): %s", BACKEND, reason)
-    return CompiledRun(reason, graphs, breaks)
+    return CompiledRun(model, reason, graphs, breaks)
 
 
 def _reason(mode: bool | str, device_type: str, total_steps: int, sharding: str) -> str | None:
