@@ -41,10 +41,7 @@ def create_app(roots: list[Path], access: Access | None = None, predictors: int 
     app.state.catalog = Catalog(roots)
     app.state.access = access
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.filters["usd"] = _usd
-    templates.env.filters["num"] = _num
-    templates.env.filters["duration"] = _duration
-    templates.env.filters["when"] = _when
+    templates.env.filters.update(usd=_usd, num=_num, duration=_duration, when=_when)
 
     def render(request: Request, name: str, context: dict, status_code: int = 200) -> Response:
         session = getattr(request.state, "session", None) or "open"

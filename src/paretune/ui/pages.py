@@ -77,6 +77,14 @@ def add_routes(app: FastAPI) -> None:
     def curves(run_id: str, offset: int = 0):
         return JSONResponse(read_curves(_run(catalog, run_id).path, max(0, offset)))
 
+    _add_comparison_routes(app)
+
+
+def _add_comparison_routes(app: FastAPI) -> None:
+    """The pages over several runs: the frontier, compare, sweeps."""
+    catalog: Catalog = app.state.catalog
+    render = app.state.render
+
     @app.get("/frontier", include_in_schema=False)
     def frontier_page(request: Request):
         query = dict(request.query_params)
