@@ -147,8 +147,13 @@ def _preference(folder: Path) -> tuple[dict, dict]:
     (folder / "train.jsonl").write_text(rows(48, 1))
     (folder / "validation.jsonl").write_text(rows(16, 2))
     # ORPO needs no reference model: `paretune eval` of a finished run has none (DPO's rewards there are None).
+    # A tiny Llama: preference runs train LoRA by default, and peft's LoRA on a BERT used as a decoder
+    # (the other text tasks' tiny model) is no case a user meets.
+    from generation_fixtures import tiny_llama_dir
+
     return {"loss": {"name": "orpo"}, "generate_rows": 4, "max_new_tokens": 2}, {
-        "train": folder / "train.jsonl", "validation": folder / "validation.jsonl"}
+        "train": folder / "train.jsonl", "validation": folder / "validation.jsonl",
+        "model": tiny_llama_dir(folder / "llama")}
 
 
 def _image_classification(folder: Path) -> tuple[dict, dict]:

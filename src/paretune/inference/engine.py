@@ -231,7 +231,11 @@ class Engine:
 
     def _forward(self, sequences: list[Sequence], input_ids, mask, positions, cache, **extra) -> torch.Tensor:
         if self.adapters:
-            extra["adapter_names"] = [s.adapter or BASE_ADAPTER for s in sequences]
+            names = [s.adapter or BASE_ADAPTER for s in sequences]
+            # Rows that all take the active adapter need no mixed batch (which peft supports for
+            # fewer module types): the plain forward applies it.
+            if any(name != getattr(self.model, "active_adapter", None) for name in names):
+                extra["adapter_names"] = names
         with torch.inference_mode():
             out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                              position_ids=positions.to(self.device), use_cache=True,
