@@ -85,3 +85,20 @@ def test_passive_waiting_only_before_torch_and_never_over_the_user():
     env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == ["True", "PASSIVE"]
+
+
+def test_the_cli_asks_for_passive_waiting_before_torch_loads():
+    """`paretune ...` in a fresh interpreter: OMP_WAIT_POLICY is PASSIVE by the time torch loads,
+    and a policy the user set is kept."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import sys, paretune.cli as c; c._register = lambda: (__import__('torch'), "
+             "print(__import__('os').environ.get('OMP_WAIT_POLICY')), sys.exit(0)); c.main()")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "PASSIVE", out.stderr
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ACTIVE", out.stderr

@@ -30,6 +30,11 @@ def _register() -> None:
 
 
 def main() -> None:
+    # Before torch loads (registering commands imports it): idle OpenMP threads sleep instead of
+    # spinning, which on shared or quota-limited CPUs took the cores other work needed.
+    from paretune.engine.threads import prefer_passive_waiting
+
+    prefer_passive_waiting()
     _register()
     try:
         app()
