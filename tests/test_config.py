@@ -124,3 +124,14 @@ def test_validation_problems_name_the_key_and_can_show_the_value():
         ("lr", "Input should be a valid number, unable to parse string as a number (got 'fast')"),
         ("typo", "unknown key"),
     ]
+
+
+def test_a_general_eval_file_resolves_against_the_config_folder_and_shipped_stays(tmp_path):
+    from paretune.config.loading import resolve_paths
+
+    raw = {"data": {"train": "t.jsonl", "general_eval": "general.jsonl"}}
+    resolve_paths(raw, tmp_path)
+    assert raw["data"]["general_eval"] == str((tmp_path / "general.jsonl").resolve())
+    raw = {"data": {"general_eval": "shipped"}}
+    resolve_paths(raw, tmp_path)
+    assert raw["data"]["general_eval"] == "shipped"

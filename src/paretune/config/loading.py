@@ -108,6 +108,8 @@ def resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
         for key in DATA_KEYS:
             if isinstance(data.get(key), str):
                 data[key] = str(_resolve(data[key], base_dir))
+        if isinstance(data.get("general_eval"), str) and data["general_eval"] != "shipped":  # a file, not the set
+            data["general_eval"] = str(_resolve(data["general_eval"], base_dir))
     model = raw.get("model")
     if isinstance(model, dict) and isinstance(model.get("name_or_path"), str):
         candidate = _resolve(model["name_or_path"], base_dir)
