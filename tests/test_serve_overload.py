@@ -64,6 +64,15 @@ def test_jobs_that_could_not_finish_in_time_are_refused_at_once():
     assert len(admitted) == 8 and batcher._queued_texts == 64
 
 
+def test_a_pass_running_past_its_estimate_is_not_counted_as_done():
+    batcher, clock, _ = warmed_batcher()
+    batcher._running_since = clock.now - 0.5  # a 0.125 s pass, 0.5 s in: it may need 0.5 s more
+    batcher.submit(["t"] * 8, False)  # 0.5 s + one pass: within the 1 s timeout
+    batcher._running_since = clock.now - 0.9
+    with pytest.raises(Overloaded, match="would take"):
+        batcher.submit(["t"] * 8, False)
+
+
 def test_the_queue_bound_still_holds_when_the_model_is_fast():
     batcher, _, _ = warmed_batcher(max_queue=16, timeout_s=60.0)
     batcher.submit(["t"] * 16, False)

@@ -142,10 +142,12 @@ class MicroBatcher:
 
     def expected_wait_s(self, queued_texts: int, now: float) -> float:
         """When `queued_texts` (including a new job's) would be done: the pass now running, then
-        one full pass per `max_batch_size` texts, at the measured time per pass."""
+        one full pass per `max_batch_size` texts, at the measured time per pass. A pass that has
+        run past its estimate is not about to finish: it is taken to need as long again."""
         running = 0.0
         if self._running_since is not None:
-            running = max(0.0, self._running_since + self.batch_s - now)
+            elapsed = now - self._running_since
+            running = self.batch_s - elapsed if elapsed < self.batch_s else elapsed
         return running + -(-queued_texts // self.max_batch_size) * self.batch_s
 
     async def close(self, timeout: float | None = None) -> None:

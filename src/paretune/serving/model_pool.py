@@ -120,7 +120,7 @@ class ModelPool:
     # --- start and stop ---------------------------------------------------------------------
     def start(self) -> None:
         """Export (if the engine says so) and start the processes, in the background: /readyz
-        answers 503 until every process has loaded and warmed up the model."""
+        answers 503 until a process has loaded and warmed up the model."""
         self._loop = asyncio.get_running_loop()
         self._accepting = True
         self._starting = self._loop.create_task(self._start())
