@@ -91,6 +91,8 @@ def test_a_killed_model_process_is_noticed_and_replaced(pooled):
     child.kill()
     child.wait(10)
     wait_for(lambda: not ready(pooled), timeout=5)  # no process can answer: not ready
+    status = httpx.get(f"{pooled}/readyz", timeout=5).json()["status"]
+    assert status in ("unavailable", "ready"), status  # says the model is lost, not "warming up" (or is back)
     answer = served_again(pooled)
     assert answer.status_code == 200, answer.text
     assert ready(pooled)

@@ -264,3 +264,23 @@ def test_a_batch_running_past_every_deadline_is_killed():
         pool.submit(["t"], False)  # admitted: the killed batch left no estimate that refuses all
 
     asyncio.run(scenario())
+
+
+def test_an_idle_pool_admits_a_request_whatever_its_estimate_says():
+    """One very slow batch (a loaded machine) had priced every later request out: refused at the
+    door, no batch ran, and the estimate never came down. An idle pool lets the next one in."""
+    from paretune.serving.model_pool import ModelPool, PoolOptions, _Worker
+
+    async def scenario():
+        clock = Clock()
+        pool = ModelPool(PoolOptions(run_dir=".", processes=1, timeout_s=2.0), ServerMetrics({"run": "r"}),
+                         clock=clock)
+        pool._loop, pool._accepting, pool.text_s = asyncio.get_running_loop(), True, 5.0  # 5 s a text
+        worker = _Worker(FakeProcess(), FakeLink(), ready=True)
+        pool._workers.append(worker)
+        pool.submit(["t"], False)  # admitted and sent: it measures the model again
+        assert worker.jobs is not None and len(worker.link.sent) == 1
+        with pytest.raises(Overloaded, match="too close"):  # while it runs, the estimate holds
+            pool.submit(["t"], False)
+
+    asyncio.run(scenario())

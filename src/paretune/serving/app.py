@@ -223,6 +223,9 @@ def _add_status_routes(app: FastAPI, batcher, caller, metrics: ServerMetrics, in
             return JSONResponse({"status": "ready", "model": info["run"]})
         if batcher.warm_up_error:
             return JSONResponse({"status": "failed", "detail": batcher.warm_up_error}, status_code=503)
+        if getattr(batcher, "lost", False):  # model processes: every one died or was stuck
+            return JSONResponse({"status": "unavailable", "detail": "no model process can answer; a new one is "
+                                 "starting"}, status_code=503)
         return JSONResponse({"status": "warming up"}, status_code=503)
 
     @app.get("/metrics")

@@ -105,6 +105,7 @@ class ModelPool:
     def __init__(self, options: PoolOptions, metrics: ServerMetrics, clock=time.monotonic):
         self.options, self.metrics, self.clock = options, metrics, clock
         self.ready = threading.Event()
+        self.lost = False  # was ready once, and no process can answer now
         self.warm_up_error: str | None = None
         self.text_s = 0.0  # measured seconds per text of one process
         self._workers: list[_Worker] = []
@@ -214,7 +215,11 @@ class ModelPool:
         wait_s = self.expected_wait_s(queued)
         if queued > self.options.max_queue:
             raise Overloaded(f"{self._queued_texts} texts are already waiting for the model", wait_s)
-        if wait_s > ADMIT_SHARE * self.options.timeout_s:
+        # With every process idle and nothing queued the request is let in whatever the estimate
+        # says: it is the batch that measures the model again. Without it, one slow batch (a loaded
+        # machine) could price every request out, and with no batch run the price never came down.
+        idle = not self._pending and all(w.jobs is None for w in self._workers)
+        if wait_s > ADMIT_SHARE * self.options.timeout_s and not idle:
             raise Overloaded(f"the work ahead would take {wait_s:.1f} s, too close to the "
                              f"{self.options.timeout_s:g} s timeout", wait_s - ADMIT_SHARE * self.options.timeout_s)
         job = _Job(texts, all_scores, now, now + self.options.timeout_s, self._loop.create_future())
@@ -249,11 +254,12 @@ class ModelPool:
         idle = [w for w in self._workers if w.can_answer and w.jobs is None]
         while idle and self._pending:
             share = min(self.options.max_batch_size, max(1, math.ceil(self._queued_texts / len(idle))))
-            jobs = self._take(share)
+            # Nothing running anywhere: the first job is sent whatever the estimate (see submit).
+            jobs = self._take(share, probe=all(w.jobs is None for w in self._workers))
             if jobs:
                 self._send(idle.pop(), jobs)
 
-    def _take(self, share: int) -> list[_Job]:
+    def _take(self, share: int, probe: bool = False) -> list[_Job]:
         """Queued jobs for one batch of about `share` texts; drops those nobody waits for any more.
 
         A batch is answered when all of it is done, so a job joins only if the batch with it still
@@ -269,7 +275,7 @@ class ModelPool:
             self._uncount(job)
             if job.future.done():  # its caller gave up
                 continue
-            if now + self.text_s * len(job.texts) > job.deadline:  # it would be answered 504 first
+            if now + self.text_s * len(job.texts) > job.deadline and not (probe and not jobs):  # a 504 first
                 job.future.set_exception(Overloaded("it could not be served within the timeout"))
                 continue
             jobs.append(job)
@@ -310,6 +316,7 @@ class ModelPool:
         elif self.ready.is_set():
             self.ready.clear()
             self.metrics.ready.set(0)
+            self.lost = True  # /readyz says so, rather than "warming up"
             log.error("no model process can answer: not ready until one is back")
 
     # --- answers (event loop, from a process's reader thread) --------------------------------
