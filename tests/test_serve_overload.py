@@ -284,3 +284,17 @@ def test_an_idle_pool_admits_a_request_whatever_its_estimate_says():
             pool.submit(["t"], False)
 
     asyncio.run(scenario())
+
+
+def test_an_idle_batcher_admits_a_request_whatever_its_estimate_says():
+    """The in-process batcher's twin of the pool's probe: a pass estimate longer than the timeout
+    (one very slow pass) refuses nothing while the batcher is idle, and the admitted job runs."""
+    batcher, clock, predictor = warmed_batcher()
+    batcher.batch_s = 5.0  # longer than the 1 s timeout
+    first = batcher.submit(["t"], False)  # idle: admitted
+    with pytest.raises(Overloaded):  # queued behind it, the estimate holds
+        batcher.submit(["t"], False)
+    batcher.stop(timeout=0)
+    batcher._serve()
+    assert first.result(timeout=0) is not None and predictor.calls  # it ran: the estimate is measured again
+    assert batcher.batch_s < 5.0

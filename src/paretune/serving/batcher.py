@@ -56,6 +56,7 @@ class Job:
     deadline: float  # by the batcher's clock; past it the caller has been answered 504
     future: Future = field(default_factory=Future)
     counted: bool = False  # its texts count against max_queue (guarded by the batcher's lock)
+    probe: bool = False  # let in by an idle batcher whatever the estimate: it measures the model again
 
 
 @dataclass
@@ -130,7 +131,12 @@ class MicroBatcher:
             wait_s = self.expected_wait_s(queued, now)
             if queued > self.max_queue:
                 raise Overloaded(f"{self._queued_texts} texts are already waiting for the model", wait_s)
-            if now + wait_s > job.deadline:
+            # Idle (no pass running, nothing queued): let it in whatever the estimate says. One very
+            # slow pass (a loaded machine) had priced every later request out, and with no pass run
+            # the estimate never came down.
+            late = now + wait_s > job.deadline
+            job.probe = late and self._running_since is None and self._queued_texts == 0
+            if late and not job.probe:
                 raise Overloaded(f"the {self._queued_texts} texts waiting would take {wait_s:.1f} s, more "
                                  f"than the {self.timeout_s:g} s timeout", wait_s - self.timeout_s)
             self._queued_texts, job.counted = queued, True
@@ -215,7 +221,8 @@ class MicroBatcher:
         self._uncount(job)
         if job.future.cancelled():
             return False
-        if self.clock() + self.batch_s > job.deadline:  # the caller would be answered 504 first
+        now = self.clock()
+        if now + self.batch_s > job.deadline and not (job.probe and now < job.deadline):  # a 504 first
             if job.future.set_running_or_notify_cancel():
                 job.future.set_exception(Overloaded("it could not be served within the timeout"))
             return False
