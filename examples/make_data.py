@@ -26,6 +26,9 @@ NER_SENTENCES = {"train": 800, "validation": 200}
 # language model six times MiniLM's size trains slowly on a CPU.
 CHAT_ROWS = {"train": 400, "validation": 60}
 CHAT_SYSTEM = "Answer positive or negative."
+# The preference pairs (examples/preference.yaml) are the first chat reviews, the right label chosen
+# and the other one rejected.
+PREFERENCE_ROWS = {"train": 200, "validation": 40}
 MIN_WORDS, MAX_WORDS = 5, 30
 
 # --- sentiment ------------------------------------------------------------------------------
@@ -368,13 +371,25 @@ def write_chat(path: Path, rows: list[tuple[str, str]]) -> None:
     path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
 
 
+def write_preference(path: Path, rows: list[tuple[str, str]]) -> None:
+    """Reviews as preference pairs (JSON lines): the conversation up to the user's turn, the right
+    label as the chosen answer and the other label as the rejected one."""
+    import json
+
+    other = {"positive": "negative", "negative": "positive"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"messages": [{"role": "system", "content": CHAT_SYSTEM}, {"role": "user", "content": text}],
+                         "chosen": label, "rejected": other[label]}) for text, label in rows]
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data",
-                        help="folder to write sentiment/ and ner/ into (default: data/ next to this script)")
+                        help="folder to write sentiment/, chat/, preference/ and ner/ into (default: data/ next to this script)")
     out = parser.parse_args(argv).out
     rng = random.Random(SEED)
     seen_reviews: set[str] = set()  # shared across splits: no review is in both train and validation
@@ -383,11 +398,12 @@ def main(argv: list[str] | None = None) -> None:
         rows = sentiment_rows(rng, count, seen_reviews, banned)
         write_csv(out / "sentiment" / f"{split}.csv", rows)
         write_chat(out / "chat" / f"{split}.jsonl", rows[: CHAT_ROWS[split]])
+        write_preference(out / "preference" / f"{split}.jsonl", rows[: PREFERENCE_ROWS[split]])
     seen_sentences: set[tuple] = set()
     for split, count in NER_SENTENCES.items():
         banned = ner_held_out() if split == "train" else []
         write_conll(out / "ner" / f"{split}.conll", ner_sentences(rng, count, seen_sentences, banned))
-    print(f"wrote {out / 'sentiment'}, {out / 'chat'} and {out / 'ner'}")
+    print(f"wrote {out / 'sentiment'}, {out / 'chat'}, {out / 'preference'} and {out / 'ner'}")
 
 
 if __name__ == "__main__":
