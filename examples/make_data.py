@@ -389,7 +389,8 @@ def write_preference(path: Path, rows: list[tuple[str, str]]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data",
-                        help="folder to write sentiment/, chat/, preference/ and ner/ into (default: data/ next to this script)")
+                        help="folder to write sentiment/, chat/, preference/ and ner/ into "
+                             "(default: data/ next to this script)")
     out = parser.parse_args(argv).out
     rng = random.Random(SEED)
     seen_reviews: set[str] = set()  # shared across splits: no review is in both train and validation
