@@ -33,12 +33,19 @@ SHAPES_HELP = ("messages (a list of {role, content}), prompt + completion, instr
 def read_generation_examples(path: str | Path, *, fmt: str | None = None, require_labels: bool = True,
                              encoding: str = "utf-8", split: str | None = None, **_: Any) -> list[Example]:
     """Every row of `path` as an Example (module docstring), or one DataError listing all problems."""
+    return read_row_examples(path, lambda record: row_example(record, require_labels), fmt, encoding, split)
+
+
+def read_row_examples(path: str | Path, make_example, fmt: str | None, encoding: str,
+                      split: str | None) -> list[Example]:
+    """`make_example(record)` for every row of `path` (raising _RowProblem for a bad one), or one
+    DataError listing every problem with its file, row, field and line."""
     name = str(path)
     _, records, problems = read_records(path, fmt, encoding, split)
     examples = []
     for record in records:
         try:
-            examples.append(row_example(record, require_labels))
+            examples.append(make_example(record))
         except _RowProblem as err:
             problems.append(DataProblem(name, err.message, row=record.row, field=err.field, line=record.line))
     if problems:

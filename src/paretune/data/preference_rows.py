@@ -18,11 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from paretune.data.chat_rows import _messages, _present, _RowProblem
+from paretune.data.chat_rows import _messages, _present, _RowProblem, read_row_examples
 from paretune.data.examples import Example
-from paretune.data.readers import read_records
 from paretune.data.rows import Record
-from paretune.errors import DataError, DataProblem
 
 PAIR_HELP = "prompt (or messages) + chosen + rejected, or chosen + rejected as whole conversations"
 ANSWER_HELP = "prompt (or messages) + completion + label (true: a desirable answer, false: an undesirable one)"
@@ -33,19 +31,8 @@ def read_preference_examples(path: str | Path, *, kind: Literal["pairs", "answer
                              split: str | None = None, **_: Any) -> list[Example]:
     """Every row of `path` as an Example (module docstring), or one DataError listing all problems.
     Without `require_labels` (prediction input), a row needs only its prompt."""
-    name = str(path)
-    _, records, problems = read_records(path, fmt, encoding, split)
-    examples = []
-    for record in records:
-        try:
-            examples.append(preference_example(record, kind, require_labels))
-        except _RowProblem as err:
-            problems.append(DataProblem(name, err.message, row=record.row, field=err.field, line=record.line))
-    if problems:
-        raise DataError(sorted(problems, key=lambda p: (p.row or 0, p.line or 0)))
-    if not examples:
-        raise DataError(DataProblem(name, "holds no examples"))
-    return examples
+    return read_row_examples(path, lambda record: preference_example(record, kind, require_labels),
+                             fmt, encoding, split)
 
 
 def preference_example(record: Record, kind: str, require_labels: bool = True) -> Example:

@@ -4,7 +4,7 @@ greedy by default, seeded sampling on request. The server submits to the same en
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -15,13 +15,8 @@ from paretune.inference.sampling import SamplingParams
 
 
 @dataclass
-class DecodeSettings:
-    max_new_tokens: int = 64
-    temperature: float = 0.0  # 0: greedy
-    top_p: float = 1.0
-    top_k: int = 0  # 0: no top-k cut
-    stop: list[str] = field(default_factory=list)
-    seed: int = 0
+class DecodeSettings(SamplingParams):
+    """A request's sampling settings, plus how many sequences a front end keeps decoding together."""
     batch_size: int = 16  # most sequences decoded together
 
     def sampling(self) -> SamplingParams:
