@@ -33,7 +33,8 @@ def test_a_name_means_a_gguf_file_a_folder_with_one_or_nothing(tmp_path):
         models_gguf.gguf_source(str(tmp_path / "missing.gguf"))
 
 
-def test_a_gguf_file_is_converted_once_into_the_cache(tmp_path, monkeypatch):
+def recorded_conversions(tmp_path, monkeypatch) -> list:
+    """A cache under tmp_path and a stand-in conversion that writes a folder and records its file."""
     monkeypatch.setenv("PARETUNE_CACHE", str(tmp_path / "cache"))
     calls = []
 
@@ -43,6 +44,11 @@ def test_a_gguf_file_is_converted_once_into_the_cache(tmp_path, monkeypatch):
         (folder / "config.json").write_text("{}")
 
     monkeypatch.setattr(models_gguf, "convert", convert)
+    return calls
+
+
+def test_a_gguf_file_is_converted_once_into_the_cache(tmp_path, monkeypatch):
+    calls = recorded_conversions(tmp_path, monkeypatch)
     source = tmp_path / "m.gguf"
     source.write_bytes(b"GGUF")
     first = models_gguf.plain_folder(str(source))
@@ -68,15 +74,7 @@ def test_tests_never_write_the_users_cache(temporary_paretune_cache):
 def test_one_file_reached_by_another_path_or_touched_is_converted_once(tmp_path, monkeypatch):
     """The key is the file's content: a copy elsewhere, a link, or a reinstalled package's new
     modification time find the folder converted before (the test suite once made three 517 MB copies)."""
-    monkeypatch.setenv("PARETUNE_CACHE", str(tmp_path / "cache"))
-    calls = []
-
-    def convert(gguf, folder):
-        calls.append(gguf)
-        folder.mkdir(parents=True)
-        (folder / "config.json").write_text("{}")
-
-    monkeypatch.setattr(models_gguf, "convert", convert)
+    calls = recorded_conversions(tmp_path, monkeypatch)
     first = tmp_path / "a" / "m.gguf"
     first.parent.mkdir()
     first.write_bytes(b"GGUF" + bytes(range(200)))
