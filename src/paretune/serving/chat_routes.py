@@ -26,6 +26,7 @@ from paretune.inference.sequence import ERROR, LENGTH, STOP, TIMEOUT, Sequence
 from paretune.serving.batcher import Overloaded
 from paretune.serving.chat_adapters import ServedModel
 from paretune.serving.chat_runner import ChatRunner
+from paretune.serving.framing import is_json, media_type
 from paretune.serving.limits import retry_after_header
 from paretune.serving.openai_schema import (Answer, ChatRequest, CompletionRequest, OpenAIError, Sampling,
                                             parse_request, usage)
@@ -75,11 +76,10 @@ def add_chat_routes(app: FastAPI, runner: ChatRunner, caller, settings: ServeSet
 
 
 def _check_content_type(request: Request) -> None:
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    json_like = media_type.startswith("application/") and media_type.endswith("+json")
-    if media_type != "application/json" and not json_like:
+    sent = media_type(request.headers)
+    if not is_json(sent):
         raise OpenAIError(415, "the body must be JSON sent as `Content-Type: application/json`, not "
-                               f"{media_type[:100] or 'without a Content-Type'}")
+                               f"{sent[:100] or 'without a Content-Type'}")
 
 
 def _sequence(runner: ChatRunner, settings: ServeSettings, payload: Sampling, chat: bool,

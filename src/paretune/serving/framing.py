@@ -47,7 +47,9 @@ class DuplicateKey(ValueError):
         self.key = key
 
 
-def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+def unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """json.loads' object_pairs_hook: a JSON object, or DuplicateKey when a key comes twice
+    (parsers disagree on which copy wins)."""
     seen: dict[str, object] = {}
     for key, value in pairs:
         if key in seen:
@@ -62,7 +64,7 @@ def refuse_duplicate_keys(body: bytes) -> None:
     from fastapi import HTTPException
 
     try:
-        json.loads(body, object_pairs_hook=_refuse_duplicates)
+        json.loads(body, object_pairs_hook=unique_keys)
     except DuplicateKey as err:
         raise HTTPException(400, f"the JSON body holds the key {err.key[:100]!r} more than once: "
                                  "send each field once") from None

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from paretune.serving.framing import DuplicateKey, unique_keys
+
 # Fields OpenAI defines that this server accepts only at the value that asks for nothing.
 NEUTRAL = {"frequency_penalty": 0, "presence_penalty": 0, "logprobs": False, "n": 1, "echo": False,
            "best_of": 1, "parallel_tool_calls": None, "tools": None, "functions": None, "logit_bias": None,
@@ -118,10 +120,11 @@ class CompletionRequest(Sampling):
 def parse_request(model: type[Sampling], body: bytes) -> Sampling:
     """The checked request, or an OpenAIError(400) naming the field."""
     try:
-        raw = json.loads(body, object_pairs_hook=_once_each)
-    except _Twice as err:
-        raise OpenAIError(400, f"{err}: the JSON body holds this key more than once; send each field once",
-                          param=str(err)) from None
+        raw = json.loads(body, object_pairs_hook=unique_keys)
+    except DuplicateKey as err:
+        key = err.key[:100]
+        raise OpenAIError(400, f"{key}: the JSON body holds this key more than once; send each field once",
+                          param=key) from None
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise OpenAIError(400, f"the body is not valid JSON (UTF-8): {str(err)[:200]}") from None
     if not isinstance(raw, dict):
@@ -139,20 +142,6 @@ def parse_request(model: type[Sampling], body: bytes) -> Sampling:
             raise OpenAIError(400, f"{name}: not implemented by this server (only {NEUTRAL[name]!r} is accepted)",
                               param=name)
     return request
-
-
-class _Twice(ValueError):
-    pass
-
-
-def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose keys are all different (parsers disagree on which of two wins)."""
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _Twice(key[:100])
-        seen[key] = value
-    return seen
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
