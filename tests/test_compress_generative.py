@@ -62,7 +62,14 @@ def test_quantized_children_are_scored_on_their_answers_and_ranked_by_them(chat_
     assert served["throughput_batch_size"] == 8 and served["generation"]["max_new_tokens"] == 3
     points, metric = collect([chat_parent, int8, bf16])
     assert metric == "exact_match" and all(p.finished for p in points)
-    assert all(p.finished for p in build([chat_parent, int8], metric="exact_match").points)
+    frontier = build([chat_parent, int8], metric="exact_match")
+    assert all(p.finished for p in frontier.points)
+    # Both were benched (the parent beside its child): each point shows its generated tokens' speed and price.
+    assert all(p.tokens_per_s and p.time_to_first_token_ms and p.serve_usd_per_million_tokens for p in frontier.points)
+    from paretune.frontier.report import to_markdown
+
+    header = to_markdown(frontier, image=None).split("| pareto", 1)[1].splitlines()[0]
+    assert "| tokens/s | TTFT ms | serve $/1M tokens |" in header
 
 
 def test_methods_that_cannot_generate_are_refused_before_any_work(chat_parent, tmp_path, monkeypatch):

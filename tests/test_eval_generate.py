@@ -70,6 +70,24 @@ def test_the_best_checkpoint_follows_exact_match_not_perplexity(llama_dir, tmp_p
     assert perplexities[2] < perplexities[1]  # by perplexity the last step would have been kept
 
 
+def test_early_stopping_follows_exact_match_while_perplexity_still_falls(llama_dir, tmp_path, monkeypatch):
+    """Scripted: exact match drops after the first evaluation, so patience 1 stops the run there."""
+    scripted = iter([0.75, 0.5])
+    real = GenerationTask.answer_metrics
+
+    def answer_metrics(self, model, tokenizer, examples, device):
+        metrics = real(self, model, tokenizer, examples, device)
+        return {**metrics, "exact_match": next(scripted, metrics["exact_match"])}
+
+    monkeypatch.setattr(GenerationTask, "answer_metrics", answer_metrics)
+    run = paretune.finetune(_config(llama_dir, tmp_path, {"metric": "exact_match",
+                                                          "early_stopping": {"patience": 1}}))
+    evaluations = _evaluations(run.path)
+    assert [r["step"] for r in evaluations] == [2, 4]  # step 6 never ran
+    assert run.metrics["stopped_early"] and run.metrics["best_step"] == 2
+    assert evaluations[1]["validation"]["perplexity"] < evaluations[0]["validation"]["perplexity"]
+
+
 def test_a_generated_metric_without_eval_generate_is_refused_before_training(llama_dir, tmp_path):
     with pytest.raises(ConfigError, match="need training.eval_generate"):
         paretune.finetune(_config(llama_dir, tmp_path, {"metric": "exact_match", "eval_generate": 0}))

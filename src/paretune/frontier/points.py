@@ -39,6 +39,11 @@ class Point:
     serve_usd_per_million: float | None = None
     latency_p50_ms: float | None = None
     throughput_per_s: float | None = None
+    # A generative run's serving is also counted in generated tokens (bench-infer's "generation"):
+    # answers differ in length between runs, tokens do not.
+    tokens_per_s: float | None = None  # batched
+    time_to_first_token_ms: float | None = None
+    serve_usd_per_million_tokens: float | None = None
     size_mib: float | None = None
     trainable_percent: float | None = None
     metric: str | None = None
@@ -203,6 +208,13 @@ def _add_serving_cost(point: Point, inference: dict | None, price: Price | None)
         point.serve_usd_per_million = price.usd_per_hour / 3600 / point.throughput_per_s * 1e6
     elif isinstance(inference.get("usd_per_million"), (int, float)):
         point.serve_usd_per_million = inference["usd_per_million"]
+    generation = inference.get("generation") or {}
+    point.tokens_per_s = generation.get("tokens_per_s_batched")
+    point.time_to_first_token_ms = generation.get("time_to_first_token_ms")
+    if price is not None and point.tokens_per_s:
+        point.serve_usd_per_million_tokens = price.usd_per_hour / 3600 / point.tokens_per_s * 1e6
+    elif isinstance(generation.get("usd_per_million_generated_tokens"), (int, float)):
+        point.serve_usd_per_million_tokens = generation["usd_per_million_generated_tokens"]
 
 
 def _model_folders(model_dir: Path) -> list[Path]:

@@ -47,6 +47,9 @@ def rows(points: list[Point], scale: Scale) -> tuple[list[str], list[list[str]]]
     metric = next((p.metric for p in points if p.metric), "metric")
     header = ["pareto", "variant", "method", metric, "train $", "run time", "serve $/1M", "p50 ms",
               "size MiB", "trainable %"]
+    generates = any(p.tokens_per_s is not None for p in points)  # a generative run, benched
+    if generates:
+        header[8:8] = ["tokens/s", "TTFT ms", "serve $/1M tokens"]
     if scale.train_rows is not None:
         header += [f"train $ @{scale.train_rows:,.0f} rows", f"run time @{scale.train_rows:,.0f} rows"]
     if scale.predictions_per_month is not None:
@@ -60,6 +63,9 @@ def rows(points: list[Point], scale: Scale) -> tuple[list[str], list[list[str]]]
         row = [marks, p.name, p.method or "", _num(p.quality, 4), fmt_usd(p.train_usd), fmt_time(p.run_s),
                fmt_usd(p.serve_usd_per_million), _num(p.latency_p50_ms, 2), _num(p.size_mib, 1),
                _num(p.trainable_percent, 2)]
+        if generates:
+            row[8:8] = [_num(p.tokens_per_s, 1), _num(p.time_to_first_token_ms, 0),
+                        fmt_usd(p.serve_usd_per_million_tokens)]
         if scale.train_rows is not None:
             hours = p.extra.get("run_h_at_scale")
             seconds = hours * 3600 if hours is not None else None
