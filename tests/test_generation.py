@@ -194,6 +194,10 @@ def test_train_eval_and_generate_with_the_saved_template(llama_dir, tmp_path):
     assert {"perplexity", "token_accuracy", "exact_match", "contains"} <= set(run.validation)
     saved = (run.path / "model" / "chat_template.jinja").read_text()
     assert saved == chat_tokenizer().chat_template  # the template generate and eval will use
+    samples = [json.loads(line) for line in (run.path / "samples.jsonl").read_text().splitlines()]
+    assert [s["row"] for s in samples] == list(range(1, 9))  # the rows scored, for the run page
+    assert set(samples[0]) == {"row", "prompt", "reference", "answer", "match"} and samples[0]["reference"]
+    assert sum(s["match"] for s in samples) / 8 == pytest.approx(run.validation["exact_match"])
 
     _register()
     evaluated = CliRunner().invoke(app, ["eval", str(run.path), "--data", str(tmp_path / "validation.jsonl"),

@@ -59,6 +59,8 @@ def test_dpo_under_lora_is_an_ordinary_run(folder):
     assert set(PreferenceTask.metric_names) <= set(validation)
     assert validation["rewards/margins"] == pytest.approx(validation["rewards/chosen"] - validation["rewards/rejected"])
     assert "exact_match" in validation  # greedy answers to the validation prompts, against the chosen ones
+    samples = [json.loads(line) for line in (run.path / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 4 and all(s["reference"] in ("positive", "negative") for s in samples)
     assert (run.path / REFERENCE_FILE).is_file()
     assert (run.path / "model" / "model.safetensors").is_file()  # merged, loadable like any generative run
     history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]

@@ -11,6 +11,7 @@
       checkpoints/       resumable checkpoints and the best weights, while the run trains;
                          removed once it has finished unless output.keep_checkpoints_after_run
       README.md          model card with the numbers
+      samples.jsonl      a generative run's first validation answers (prompt, reference, answer, match)
 
 Replacing an existing folder (output.overwrite) is run_replace.py's job.
 """
@@ -88,6 +89,10 @@ class RunFolder:
 
     def write_json(self, name: str, payload: Any) -> None:
         atomic_write(self.path / name, json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+    def write_jsonl(self, name: str, rows: list[dict]) -> None:
+        atomic_write(self.path / name, "".join(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n"
+                                               for row in rows))
 
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text())

@@ -29,6 +29,7 @@ RUN_ENTRIES = {*RUN_MARKERS, "data.json", "metrics.jsonl", "metrics.json", "cost
                "inference.json", "model", "adapter", "checkpoints",
                "lineage.json",  # a run continued from another (continual/)
                "reference_logps.safetensors",  # a preference run's reference log-probs (tasks/preference.py)
+               "samples.jsonl",  # a generative run's first validation answers (runner.py)
                "confusion_matrix.png", "confusion_matrix_test.png"}  # classification pictures (evaluation/confusion_plot.py)
 _OUR_TEMP_FILE = re.compile(r"^\..+\.tmp\d+$")  # run_folder.atomic_write's, left by a kill
 

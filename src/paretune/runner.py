@@ -222,7 +222,7 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     timings["periodic_eval_s"] = state.eval_seconds
 
     started = time.perf_counter()
-    final = _final_evaluation(trainer, data, tokenizer, accelerator)
+    final = _final_evaluation(trainer, data, tokenizer, accelerator, run)
     timings["final_eval_s"] = time.perf_counter() - started
     if general is not None:  # forgetting: the tuned model on the general set the base answered
         started = time.perf_counter()
@@ -264,16 +264,22 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     return Run(path=run.path, metrics=metrics, config=config, cost=cost)
 
 
-def _final_evaluation(trainer: Trainer, data: PreparedData, tokenizer, accelerator: Accelerator) -> dict:
-    """The final weights' validation and test metrics (None where there is no such set)."""
+def _final_evaluation(trainer: Trainer, data: PreparedData, tokenizer, accelerator: Accelerator,
+                      run: RunFolder) -> dict:
+    """The final weights' validation and test metrics (None where there is no such set); a
+    generative task's first answers go to samples.jsonl (the run page shows them)."""
     # The last periodic evaluation often scored these very weights (one epoch ends on it): a
     # second pass over the validation set would cost its time again for the same figures.
     reused = trainer.scored_final_weights()
     validation = dict(reused) if reused is not None else _evaluate(trainer, data.validation)
     final = {"validation": validation, "test": _evaluate(trainer, data.test)}
     if final["validation"] is not None and data.validation_examples:  # generated text, for generative tasks
-        final["validation"].update(data.task.model_metrics(trainer.unwrapped, tokenizer, data.validation_examples,
-                                                           accelerator.device))
+        with_samples = getattr(data.task, "model_metrics_and_samples", None)
+        args = (trainer.unwrapped, tokenizer, data.validation_examples, accelerator.device)
+        scores, samples = with_samples(*args) if with_samples else (data.task.model_metrics(*args), [])
+        final["validation"].update(scores)
+        if samples and accelerator.is_main_process:  # written before metrics.json marks the run finished
+            run.write_jsonl("samples.jsonl", samples)
     return final
 
 

@@ -36,7 +36,7 @@ from paretune.data.collation import pad_rows
 from paretune.data.encoded import Encoded
 from paretune.data.examples import Example
 from paretune.errors import DataError, DataProblem, ParetuneError
-from paretune.evaluation.generation_metrics import check_match, generation_metrics
+from paretune.evaluation.generation_metrics import check_match, generation_metrics, normalise, structured_equal
 from paretune.tasks import chat_format
 from paretune.tasks.base import IGNORE_INDEX, Task, TaskOptions
 from paretune.tasks.decoding import DecodeSettings, generate_texts
@@ -45,6 +45,10 @@ log = logging.getLogger("paretune")
 
 # Raised when what is trained changes, so cached encodings made by an earlier rule are not reused.
 MASKING_VERSION = 3
+# samples.jsonl (written by the runner after the final evaluation): the first rows answered, each
+# text at most this long, so that the run page shows them at once whatever generate_rows is.
+SAMPLE_ROWS = 50
+SAMPLE_CHARS = 2000
 
 
 class GenerationOptions(TaskOptions):
@@ -331,11 +335,55 @@ class GenerationTask(Task):
     def model_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
         """exact_match, contains, ROUGE-L, BLEU/chrF of greedy answers to the first
         `generate_rows` examples with a reference answer."""
+        return self.model_metrics_and_samples(model, tokenizer, examples, device)[0]
+
+    def model_metrics_and_samples(self, model, tokenizer, examples: list[Example],
+                                  device) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """`model_metrics` and the first SAMPLE_ROWS rows it answered (`answer_samples`), which the
+        runner writes to the run folder's samples.jsonl: one generation pass gives both."""
         scored = [ex for ex in examples if ex.label is not None][: self.config.generate_rows]
-        return self.answer_metrics(model, tokenizer, scored, device) if scored else {}
+        return self.scored_answers(model, tokenizer, scored, device) if scored else ({}, [])
 
     def answer_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
         """The text metrics of greedy answers to `examples` (all of them; each has a reference),
         after training and at each evaluation (training.eval_generate, engine/eval_generate.py)."""
+        return self.scored_answers(model, tokenizer, examples, device)[0]
+
+    def scored_answers(self, model, tokenizer, examples: list[Example],
+                       device) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Greedy answers to `examples` (each has a reference): their metrics and the first rows."""
         answers = self.answer(model, tokenizer, examples, device)
-        return generation_metrics(answers, [str(ex.label) for ex in examples], self.config.match)
+        references = [str(ex.label) for ex in examples]
+        return (generation_metrics(answers, references, self.config.match),
+                self.answer_samples(examples, answers, references))
+
+    def answer_samples(self, examples: list[Example], answers: list[str],
+                       references: list[str]) -> list[dict[str, Any]]:
+        """What a reader of the run checks the scores against: row, prompt, reference, answer and
+        whether they match (task.match's rule, else exact_match's: case and spacing aside), for
+        the first SAMPLE_ROWS rows, each text cut to SAMPLE_CHARS (a prompt keeps its end)."""
+        samples = []
+        for example, answer, reference in list(zip(examples, answers, references))[:SAMPLE_ROWS]:
+            if self.config.match:
+                matched = structured_equal(answer, reference, self.config.match)
+            else:
+                matched = normalise(answer) == normalise(reference)
+            samples.append({"row": example.row, "prompt": _cut(self._prompt_text(example), keep_end=True),
+                            "reference": _cut(reference), "answer": _cut(answer), "match": bool(matched)})
+        return samples
+
+    def _prompt_text(self, example: Example) -> str:
+        if isinstance(example.text, str):
+            return example.text
+        messages = self.conversation(example)
+        if messages[-1]["role"] == "assistant":
+            messages = messages[:-1]
+        if len(messages) == 1:
+            return str(messages[0]["content"])
+        return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def _cut(text: str, keep_end: bool = False) -> str:
+    if len(text) <= SAMPLE_CHARS:
+        return text
+    return "…" + text[-SAMPLE_CHARS:] if keep_end else text[:SAMPLE_CHARS] + "…"

@@ -262,13 +262,14 @@ class PreferenceTask(GenerationTask):
             _write_reference(path, stored_key, sets)
 
     # --- generation after training ----------------------------------------------------------
-    def answer_metrics(self, model, tokenizer, examples: list[Example], device) -> dict[str, Any]:
+    def scored_answers(self, model, tokenizer, examples: list[Example],
+                       device) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Generation metrics of greedy answers to the prompts (after training, `generate_rows` of
         them, and at each evaluation with training.eval_generate), against the chosen answers; KTO
-        scores its desirable completions only."""
+        scores its desirable completions only. The rows for samples.jsonl come with them."""
         scored = [Example(ex.text, answer_text(ex.label.get("chosen", ex.label.get("completion"))), ex.row)
                   for ex in examples if ex.label.get("desirable", True)]
-        return super().answer_metrics(model, tokenizer, scored, device) if scored else {}
+        return super().scored_answers(model, tokenizer, scored, device) if scored else ({}, [])
 
 
 def _mean(values: np.ndarray) -> float | None:
