@@ -56,6 +56,25 @@ def test_a_resumed_run_reads_the_base_scores_back(tmp_path, monkeypatch):
     assert started.base == recorded["base"] and len(started.examples) == 40
 
 
+def test_answers_are_as_long_as_the_set_needs_not_the_tasks_answer_length():
+    """A one-word task (max_new_tokens 2) still gives the general set's longest reference room."""
+    from bpe_fixtures import byte_bpe_tokenizer
+
+    class Recorder:
+        config = GenerationOptions(max_new_tokens=2)
+
+        def answer(self, model, tokenizer, examples, device, settings):
+            self.settings = settings
+            return [str(ex.label) for ex in examples]
+
+    tokenizer = byte_bpe_tokenizer()
+    _, examples = general_eval.general_examples("shipped")
+    task = Recorder()
+    assert general_eval.score(task, None, tokenizer, examples, "cpu")["exact_match"] == 1.0
+    longest = max(len(tokenizer(str(ex.label), add_special_tokens=False)["input_ids"]) for ex in examples)
+    assert longest > 2 and task.settings.max_new_tokens == longest + 4
+
+
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory):
     return tiny_llama_dir(tmp_path_factory.mktemp("tiny-llama"))

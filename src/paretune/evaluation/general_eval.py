@@ -75,9 +75,10 @@ def general_examples(setting: str) -> tuple[str, list[Example]]:
 
 def score(task, model, tokenizer, examples: list[Example], device) -> dict[str, float]:
     """Exact match, contains and ROUGE-L of greedy answers, at most as long as the longest
-    reference (in tokens) plus 4, within the task's max_new_tokens."""
+    reference (in tokens) plus 4. Not capped by the task's max_new_tokens: a one-word task (SST-2
+    at 4 tokens) would cut the set's longer answers short for base and tuned alike."""
     longest = max(len(tokenizer(str(ex.label), add_special_tokens=False)["input_ids"]) for ex in examples)
-    settings = DecodeSettings(max_new_tokens=min(longest + 4, task.config.max_new_tokens))
+    settings = DecodeSettings(max_new_tokens=longest + 4)
     answers = task.answer(model, tokenizer, examples, device, settings)
     metrics = generation_metrics(answers, [str(ex.label) for ex in examples])
     return {k: metrics[k] for k in SCORES if k in metrics}
