@@ -222,11 +222,15 @@ def test_playground_predicts_through_the_runs_predictor(client):
     assert client.post("/api/predict/live", json={"text": "x"}, headers={"X-CSRF-Token": token}).status_code == 404
 
 
-def test_playground_answers_and_chats_through_a_generative_run(tmp_path_factory):
+@pytest.fixture(scope="module")
+def chat_client(tmp_path_factory) -> TestClient:
     from test_serve_openai import trained_once  # the tiny chat run the serving tests share
 
-    run = trained_once(tmp_path_factory, "chat")
-    client = TestClient(create_app([run.parent]))
+    return TestClient(create_app([trained_once(tmp_path_factory, "chat").parent]))
+
+
+def test_playground_answers_and_chats_through_a_generative_run(chat_client):
+    client = chat_client
     token = csrf_of(client.get("/playground?run=chat").text)
     answer = client.post("/api/predict/chat", json={"text": "hello"}, headers={"X-CSRF-Token": token})
     assert answer.status_code == 200, answer.text
@@ -241,6 +245,39 @@ def test_playground_answers_and_chats_through_a_generative_run(tmp_path_factory)
     bad = {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]}
     assert client.post("/api/chat/chat", json=bad, headers={"X-CSRF-Token": token}).status_code == 422
     assert client.post("/api/chat/chat", json=turns).status_code == 403  # no CSRF token
+
+
+def test_a_generation_past_the_playgrounds_deadline_is_stopped_not_left_running(chat_client, monkeypatch):
+    """A slow model that never ends its answer: the request gets 504 at the deadline and the
+    engine stops decoding it (its running batch empties, no forward pass after that)."""
+    from paretune.ui import playground
+
+    token = csrf_of(chat_client.get("/playground?run=chat").text)
+    assert chat_client.post("/api/predict/chat", json={"text": "hi"}, headers={"X-CSRF-Token": token}).status_code == 200
+    runner = chat_client.app.state.chat_runners._current[1]  # started by that answer
+    engine, model = runner.engine, runner.predictor.model
+    forward_passes = []
+
+    def slow_forward(*args, **kwargs):
+        forward_passes.append(time.monotonic())
+        time.sleep(0.05)
+        return type(model).forward(model, *args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", slow_forward, raising=False)
+    monkeypatch.setattr(engine, "end_ids", set())  # the answer never ends by itself: ~230 steps, 11 s
+    monkeypatch.setattr(runner.task.config, "max_new_tokens", 10_000)
+    monkeypatch.setattr(playground, "DEADLINE_S", 0.5)
+    started = time.monotonic()
+    answer = chat_client.post("/api/predict/chat", json={"text": "hello"}, headers={"X-CSRF-Token": token})
+    assert answer.status_code == 504 and "stopped" in answer.json()["detail"]
+    assert time.monotonic() - started < 3
+    wait_until = time.monotonic() + 2
+    while engine.scheduler.running or engine.scheduler.has_work():
+        assert time.monotonic() < wait_until, "the engine still decodes the abandoned answer"
+        time.sleep(0.02)
+    done = len(forward_passes)
+    time.sleep(0.3)
+    assert len(forward_passes) == done < 40  # stopped after about 0.5 s of 0.05 s steps
 
 
 def test_playground_predicts_an_uploaded_image(tmp_path_factory, tiny_vit_dir):
@@ -373,6 +410,20 @@ def test_a_model_card_cannot_run_script_in_the_page(tmp_path, root):
     assert "<script>alert(1)" not in page.text and "&lt;script&gt;alert(1)" in page.text
     assert 'href="javascript:' not in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_a_generative_runs_samples_are_shown_escaped_and_bounded(tmp_path, root):
+    run = tmp_path / "runs" / "gen"
+    shutil.copytree(root / "cls-b", run, ignore=shutil.ignore_patterns("model"))
+    rows = [{"row": i, "prompt": f"question {i}", "reference": "yes", "answer": "yes" if i % 2 else "no",
+             "match": bool(i % 2)} for i in range(1, 80)]
+    rows[0]["prompt"] = "<script>alert(1)</script>"
+    (run / "samples.jsonl").write_text("not json\n" + "".join(json.dumps(r) + "\n" for r in rows))
+    page = TestClient(create_app([tmp_path / "runs"])).get("/run/gen/").text
+    assert "Sample generations" in page and "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+    assert len(re.findall(r'<tr class="(?:match|miss)">', page)) == 50  # the first 50, the bad line skipped
+    assert "question 50" in page and "question 51" not in page and "25 of 50 match" in page
+    assert "Sample generations" not in TestClient(create_app([root])).get("/run/cls-b/").text
 
 
 def tree(folder: Path) -> dict[str, tuple[int, int]]:

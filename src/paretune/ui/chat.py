@@ -5,8 +5,10 @@
 
 The run's Predictor (playground.Predictors) is wrapped in serve's ChatRunner
 (serving/chat_runner.py): the same chat template, system prompt, continuous-batching engine and
-per-request deadline; a browser that leaves cancels its sequence within one step. One chat run is
-kept started at a time; opening another stops the first.
+per-request deadline (the playground's 60 s), after which the engine drops the sequence; a browser
+that leaves cancels it within one step. The playground's text box answers a generative run
+through the same runner (playground.py). One chat run is kept started at a time; opening another
+stops the first.
 """
 from __future__ import annotations
 
@@ -26,10 +28,11 @@ ROLES = ("user", "assistant")
 
 
 class ChatRunners:
-    """The started ChatRunner of the run chatted with last."""
+    """The started ChatRunner of the run chatted with last; every answer it gives stops at
+    `deadline_s` (the engine drops the sequence at its next step)."""
 
-    def __init__(self, predictors):
-        self.predictors = predictors
+    def __init__(self, predictors, deadline_s: float):
+        self.predictors, self.deadline_s = predictors, deadline_s
         self._current: tuple[str, object] | None = None
         self._lock = asyncio.Lock()
 
@@ -43,7 +46,8 @@ class ChatRunners:
                 return self._current[1]
             predictor = await run_in_threadpool(self.predictors.get, run_id, run_dir)
             labels = {"run": run_id, "task": predictor.task.name, "method": "", "base_model": ""}
-            runner = ChatRunner(predictor, ServerMetrics(labels), ServeSettings(max_new_tokens=MAX_NEW_TOKENS))
+            settings = ServeSettings(max_new_tokens=MAX_NEW_TOKENS, request_timeout_s=self.deadline_s)
+            runner = ChatRunner(predictor, ServerMetrics(labels), settings)
             runner.start()
             await self.close()
             self._current = (run_id, runner)
@@ -56,9 +60,8 @@ class ChatRunners:
             await runner.close(5.0)
 
 
-def add_routes(app: FastAPI, predictors) -> None:
+def add_routes(app: FastAPI, runners: ChatRunners) -> None:
     catalog: Catalog = app.state.catalog
-    runners = ChatRunners(predictors)
     app.router.add_event_handler("shutdown", runners.close)
 
     @app.post("/api/chat/{run_id}", include_in_schema=False)

@@ -1,11 +1,15 @@
 """The playground: type a text, see what a finished run predicts for it.
 
 Predictions go through the Predictor `paretune serve` and `paretune predict` use, loaded by the
-server's own loader (serving/loading.py), never with remote code. A generative run answers
-through the same Predictor, whose task decodes with the engine in paretune.inference. Models are
-loaded on first use and the least recently used is dropped past `max_loaded`. One prediction
-runs at a time; a request that cannot start within the deadline gets 503, and one whose answer
-takes longer gets 504.
+server's own loader (serving/loading.py), never with remote code. Models are loaded on first use
+and the least recently used is dropped past `max_loaded`.
+
+Every request stops its work at the deadline (DEADLINE_S), not only its wait:
+- a generative run answers through serve's ChatRunner (chat.py): its sequence carries the
+  deadline and is cancelled when the request gives up, so the engine drops it at its next step;
+- any other run predicts one text or one image, cut to the run's max_length (a bounded forward
+  pass), one at a time: a request that cannot start within the deadline gets 503, one whose
+  answer takes longer 504.
 """
 from __future__ import annotations
 
@@ -56,7 +60,8 @@ def add_routes(app: FastAPI, max_loaded: int = 2) -> None:
 
     predictors = Predictors(max_loaded)
     one_at_a_time = asyncio.Semaphore(1)
-    chat.add_routes(app, predictors)
+    app.state.chat_runners = runners = chat.ChatRunners(predictors, DEADLINE_S)
+    chat.add_routes(app, runners)
 
     @app.get("/playground", include_in_schema=False)
     def playground_page(request: Request):
@@ -74,6 +79,9 @@ def add_routes(app: FastAPI, max_loaded: int = 2) -> None:
         if run is None or run.status != "finished":
             raise HTTPException(404, "no finished run with this id in the folders given")
         text = await (_image_from(request) if task_says(run.task, "takes_images") else _text_from(request))
+        if task_says(run.task, "generates"):
+            return {"run": run.id, "task": run.task, "text": text,
+                    "prediction": await _generate(await runners.get(run_id, run.path), text)}
         try:
             await asyncio.wait_for(one_at_a_time.acquire(), timeout=DEADLINE_S)
         except asyncio.TimeoutError:
@@ -117,6 +125,26 @@ async def _image_from(request: Request) -> bytes:
     if problems:
         raise HTTPException(422, problems[0]["msg"])
     return bytes(body)
+
+
+async def _generate(runner, text: str) -> dict:
+    """A generative run's answer through the engine's thread. Past the deadline the sequence is
+    cancelled (the engine drops it at its next step; the runner's own deadline would too)."""
+    from paretune.serving.batcher import Overloaded
+
+    try:
+        future = await run_in_threadpool(runner.submit, [text], False)  # tokenizes the prompt
+    except Overloaded as err:
+        raise HTTPException(503, str(err)) from None
+    except ParetuneError as err:
+        raise HTTPException(422, str(err)) from None
+    try:
+        return (await asyncio.wait_for(asyncio.wrap_future(future), timeout=DEADLINE_S))[0]
+    except TimeoutError:  # asyncio's and the runner's own (the sequence ended at its deadline)
+        future.cancel()
+        raise HTTPException(504, f"no answer within {DEADLINE_S:g} s; the generation was stopped") from None
+    finally:
+        future.cancel()  # a no-op once answered; otherwise (the client left) the sequence stops
 
 
 def _predict(predictors: Predictors, run_id: str, run_dir, text: str | bytes) -> dict:

@@ -6,6 +6,7 @@ and the confusion matrix with its labels.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ SPLITS = ("validation", "test")
 RUN_FACTS = ("steps", "epochs", "best_step", "stopped_early", "nan_steps", "lr", "total_params",
              "trainable_params", "trainable_percent", "optimizer_state_mib", "run_folder_bytes")
 MAX_MATRIX_LABELS = 30
+SAMPLES_FILE = "samples.jsonl"  # written by the runner for generative runs (runner._final_evaluation)
+MAX_SAMPLES = 50
+MAX_SAMPLE_LINE = 64_000  # characters of one line read: the runner cuts each text to 2,000
 
 
 @dataclass
@@ -70,7 +74,41 @@ def run_page_context(catalog: Catalog, run: RunInfo) -> dict[str, Any]:
         "data": catalog.parsed(run.path / "data.json") or {},
         "card": model_card_html(run),
         "pictures": sorted(p.name for p in run.path.glob("*.png")),
+        "samples": read_samples(run.path),
     }
+
+
+def read_samples(run_dir: Path) -> list[dict[str, Any]]:
+    """samples.jsonl (a generative run's first validation answers, written by the runner): at most
+    MAX_SAMPLES rows of prompt, reference, answer and match; a line that is not such a row is
+    skipped (the file is the run's, not ours to trust). The page escapes every text."""
+    path = run_file(run_dir, SAMPLES_FILE)
+    if path is None:
+        return []
+    samples = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                row = _sample(line[:MAX_SAMPLE_LINE])
+                if row is not None:
+                    samples.append(row)
+                if len(samples) == MAX_SAMPLES:
+                    break
+    except OSError:
+        return samples
+    return samples
+
+
+def _sample(line: str) -> dict[str, Any] | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("prompt", "reference", "answer")):
+        return None
+    return {"row": row.get("row") if isinstance(row.get("row"), int) else None, "prompt": row["prompt"],
+            "reference": row["reference"], "answer": row["answer"],
+            "match": row.get("match") if isinstance(row.get("match"), bool) else None}
 
 
 def model_card_html(run: RunInfo) -> Markup | None:
