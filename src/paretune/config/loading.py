@@ -110,6 +110,11 @@ def resolve_paths(raw: dict[str, Any], base_dir: Path) -> None:
                 data[key] = str(_resolve(data[key], base_dir))
         if isinstance(data.get("general_eval"), str) and data["general_eval"] != "shipped":  # a file, not the set
             data["general_eval"] = str(_resolve(data["general_eval"], base_dir))
+        knowledge = data.get("knowledge")  # a file, or a section whose entity file is found from the triples
+        if isinstance(knowledge, str):
+            data["knowledge"] = str(_resolve(knowledge, base_dir))
+        elif isinstance(knowledge, dict) and isinstance(knowledge.get("triples"), str):
+            knowledge["triples"] = str(_resolve(knowledge["triples"], base_dir))
     model = raw.get("model")
     if isinstance(model, dict) and isinstance(model.get("name_or_path"), str):
         candidate = _resolve(model["name_or_path"], base_dir)

@@ -14,6 +14,7 @@ from pydantic.fields import FieldInfo
 from paretune.config.continual import ContinualConfig
 from paretune.config.distributed import DistributedConfig
 from paretune.data.augment import AugmentConfig
+from paretune.data.knowledge import KnowledgeConfig
 from paretune.methods import method_options_types
 from paretune.tasks import default_task, on_registry_change, task_class, task_options, task_options_types
 
@@ -73,6 +74,11 @@ class DataConfig(Section):
         None, description="Generative runs: score the base and the tuned model on general instructions after "
         "training (forgetting in metrics.json and the model card): 'shipped' (40 built-in rows) or a FILE of "
         "generation rows; off when unset (docs/generation.md)."
+    )
+    knowledge: KnowledgeConfig | None = Field(
+        None, description="Knowledge-graph triples (a file, or a section: triples, entities, form, mode, templates, "
+        "questions) verbalised into training rows: statements for mlm or causal LM, questions for a generative "
+        "run; added to the training rows (docs/kg.md)."
     )
 
 

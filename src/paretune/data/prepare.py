@@ -16,6 +16,7 @@ from paretune.data.augment import augmented, check_augment
 from paretune.data.class_checks import check_held_out_classes, warn_single_example_classes
 from paretune.data.encoded import Encoded, EvalSet
 from paretune.data.examples import Example
+from paretune.data.knowledge import with_knowledge
 from paretune.data.readers import warn_duplicates
 from paretune.data.split import stratified_split
 from paretune.data.token_cache import cache_key, cached_encode, default_cache_dir
@@ -62,6 +63,7 @@ class CheckedData:
     validation_targets: list[Any]
     test: list[Example] | None = None
     test_targets: list[Any] | None = None
+    knowledge: dict[str, Any] | None = None  # data.knowledge's rows added (data.json)
 
 
 def _read_splits(config: Config) -> tuple[list[Example], list[Example], str, list[Example] | None]:
@@ -89,6 +91,8 @@ def check_data(config: Config) -> CheckedData:
     task_cls = task_class(config.task.type)
     data = config.data
     train_examples, validation_examples, validation_name, test_examples = _read_splits(config)
+    # Knowledge rows join training only, after validation was held out from the file's rows.
+    train_examples, knowledge = with_knowledge(data.knowledge, train_examples, task_cls)
     label_names = task_cls.infer_labels(train_examples, config.task)
     if len(label_names) < task_cls.min_labels:
         found = "a single label" if len(label_names) == 1 else f"{len(label_names)} labels"
@@ -104,7 +108,7 @@ def check_data(config: Config) -> CheckedData:
     test_targets = task.parse(test_examples, data.test, field_name) if test_examples else None
     warn_duplicates(train_examples, data.train)
     return CheckedData(task, train_examples, train_targets, validation_examples, validation_targets,
-                       test_examples, test_targets)
+                       test_examples, test_targets, knowledge)
 
 
 def prepare_data(config: Config, tokenizer) -> PreparedData:
@@ -135,6 +139,7 @@ def prepare_data(config: Config, tokenizer) -> PreparedData:
         "seconds": round(time.perf_counter() - started, 3),
         **task.data_stats(train, data.max_length),  # generation: rows whose prompt was cut (also logged)
         **({"paraphrase": paraphrase_report} if paraphrase_report else {}),
+        **({"knowledge": checked.knowledge} if checked.knowledge else {}),
     }
     return PreparedData(task, train, validation, test, validation_examples, stats)
 
