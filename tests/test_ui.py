@@ -426,6 +426,18 @@ def test_a_generative_runs_samples_are_shown_escaped_and_bounded(tmp_path, root)
     assert "Sample generations" not in TestClient(create_app([root])).get("/run/cls-b/").text
 
 
+def test_a_ner_runs_page_shows_its_entity_scores(tmp_path, root):
+    run = tmp_path / "runs" / "ner"
+    shutil.copytree(root / "cls-b", run, ignore=shutil.ignore_patterns("model"))
+    scores = {"f1": 0.67, "precision": 1.0, "recall": 0.5, "per_type": {  # as evaluation/ner_metrics.py writes
+        "LOC": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1},
+        "PER": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}}}
+    (run / "metrics.json").write_text(json.dumps({"validation": scores, "metric": "f1", "labels": []}))
+    page = TestClient(create_app([tmp_path / "runs"])).get("/run/ner/").text
+    table = page.split("<h3>per type</h3>")[1].split("</table>")[0]
+    assert re.findall(r"<tr><th>(\w+)</th>", table) == ["LOC", "PER"] and "confusion matrix" not in page
+
+
 def tree(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
 

@@ -162,6 +162,42 @@ def test_playground_answers_a_text(browser, url):
     shot(browser, "playground")
 
 
+def test_playground_marks_ner_entities_in_the_text(browser, url):
+    """The page's rendering of a NER answer (the Predictor's entities with character offsets),
+    fed through a stubbed fetch: what a NER run's prediction looks like, without training one."""
+    browser.get(url + "/playground?run=cls-a")
+    browser.execute_script("""
+        window.fetch = async () => new Response(JSON.stringify({prediction: {entities: [
+            {type: "PER", text: "Ada Lovelace", start: 0, end: 12}, {type: "LOC", text: "London", start: 22, end: 28}]}}),
+            {status: 200, headers: {"Content-Type": "application/json"}});""")
+    css(browser, "#text")[0].send_keys("Ada Lovelace lived in London <b>.")
+    css(browser, "#predict")[0].click()
+    until(lambda: css(browser, '#answer[data-state="answered"]'))
+    marks = browser.execute_script("return [...document.querySelectorAll('#answer p.entities mark')]"
+                                   ".map((m) => [m.firstChild.textContent, m.querySelector('small').textContent])")
+    assert marks == [["Ada Lovelace", "PER"], ["London", "LOC"]]
+    assert css(browser, "#answer p.entities")[0].text.endswith("<b>.")  # the user's text stays text
+
+
+def test_dark_follows_the_browser_and_a_phone_width_scrolls_no_page_sideways(browser, url):
+    browser.get(url + "/run/cls-a/")
+    background = "return getComputedStyle(document.body).backgroundColor"
+    light = browser.execute_script(background)
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    try:
+        assert browser.execute_script(background) == "rgb(20, 23, 29)" != light
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    browser.set_window_size(390, 844)
+    try:
+        for page in ("/", "/run/cls-a/", "/frontier", "/compare?run=cls-a&run=cls-b", "/sweeps", "/playground?run=cls-a"):
+            browser.get(url + page)
+            wide = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+            assert wide <= 1, (page, wide)  # wide tables scroll inside their own box
+    finally:
+        browser.set_window_size(1280, 900)
+
+
 def test_with_a_key_the_browser_must_log_in(browser, root):
     with live_server(create_app([root], Access((hash_key(KEY),)))) as base:
         browser.get(base + "/frontier")
