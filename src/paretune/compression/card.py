@@ -21,6 +21,13 @@ def _row(label: str, key: str, change: dict, ratio: str | None, digits: int = 4)
     return f"| {label} | {_number(before, digits)} | {_number(after, digits)} | {shown} |"
 
 
+def _generation_rows(change: dict) -> list[str]:
+    """A generative run's serving in generated tokens (bench-infer's engine figures)."""
+    return [_row("generated tokens/s, batched", "tokens_per_s", change, "tokens_per_s_ratio", 1),
+            _row("time to first token (ms)", "time_to_first_token_ms", change, None, 1),
+            _row("$ per million generated tokens", "usd_per_million_tokens", change, None, 4)]
+
+
 def card_lines(run: RunFolder) -> list[str]:
     metrics = run.read_json("metrics.json")
     entry = metrics["compression"]
@@ -45,6 +52,7 @@ def card_lines(run: RunFolder) -> list[str]:
         _row("size on disk (MiB)", "size_mib", change, "size_ratio", 1),
         _row("latency p50, batch 1 (ms)", "latency_p50_ms", change, "latency_ratio", 2),
         _row("throughput (predictions/s)", "throughput_per_s", change, "throughput_ratio", 1),
+        *(_generation_rows(change) if "tokens_per_s" in change["value"] else []),
         "",
         f"Measured {entry.get('measured_at', '?')}, parent and this run one after the other on the same "
         "machine through `Predictor` (see `inference.json` for the device).",

@@ -146,6 +146,7 @@ def change(metric: str, parent: dict, child: dict) -> dict[str, Any]:
         return round(b / a, 4) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else None
 
     latency = ratio("latency_p50_ms")
+    generated = {"tokens_per_s_ratio": ratio("tokens_per_s")} if "tokens_per_s" in child else {}
     return {
         "metric": metric,
         "parent": parent,
@@ -156,6 +157,7 @@ def change(metric: str, parent: dict, child: dict) -> dict[str, Any]:
         "latency_ratio": latency,
         "speedup": round(1 / latency, 3) if latency else None,
         "throughput_ratio": ratio("throughput_per_s"),
+        **generated,
     }
 
 
@@ -164,12 +166,18 @@ def side(metric: str, validation: dict, model_dir: Path, inference: dict | None)
 
     # A generative run ranked by its answers also shows the perplexity it trained on.
     also = {"perplexity": validation["perplexity"]} if metric != "perplexity" and "perplexity" in validation else {}
+    # A generative run is also timed in generated tokens (bench-infer's "generation" figures).
+    generation = (inference or {}).get("generation")
+    tokens = {"tokens_per_s": generation.get("tokens_per_s_batched"),
+              "time_to_first_token_ms": generation.get("time_to_first_token_ms"),
+              "usd_per_million_tokens": generation.get("usd_per_million_generated_tokens")} if generation else {}
     return {
         metric: validation.get(metric),
         **also,
         "size_mib": round(model_size_mib(model_dir), 3),
         "latency_p50_ms": (inference or {}).get("latency_ms", {}).get("p50"),
         "throughput_per_s": (inference or {}).get("throughput_per_s"),
+        **tokens,
     }
 
 
