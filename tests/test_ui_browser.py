@@ -181,11 +181,14 @@ def test_playground_marks_ner_entities_in_the_text(browser, url):
 
 def test_dark_follows_the_browser_and_a_phone_width_scrolls_no_page_sideways(browser, url):
     browser.get(url + "/run/cls-a/")
+    until(lambda: css(browser, '.chart[data-chart="loss"]')[0].get_attribute("data-theme") == "light")
     background = "return getComputedStyle(document.body).backgroundColor"
     light = browser.execute_script(background)
     browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
     try:
         assert browser.execute_script(background) == "rgb(20, 23, 29)" != light
+        until(lambda: css(browser, '.chart[data-chart="loss"]')[0].get_attribute("data-theme") == "dark")  # redrawn
+        shot(browser, "run-dark")
     finally:
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     browser.set_window_size(390, 844)

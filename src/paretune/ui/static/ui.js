@@ -13,9 +13,17 @@
   }
 
   // --- one chart: uPlot over [steps, ...series], redrawn when data arrives -----------------
+  // Axis and grid colours are read when a chart is made: when the browser switches between light
+  // and dark, every chart is made again with the new colours.
+  const CHARTS = [];
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+    for (const chart of CHARTS) if (chart.last) { chart.names = []; chart.draw(...chart.last); }
+  });
+
   class Chart {
-    constructor(el) { this.el = el; this.plot = null; this.names = []; }
+    constructor(el) { this.el = el; this.plot = null; this.names = []; this.last = null; CHARTS.push(this); }
     draw(steps, columns, labels) {
+      this.last = [steps, columns, labels];
       const names = Object.keys(columns);
       let points = 0;
       for (let i = 0; i < steps.length; i++) if (names.some((n) => columns[n][i] != null)) points++;
@@ -27,6 +35,7 @@
       if (this.plot) this.plot.destroy();
       this.names = names;
       const fg = css("--fg"), grid = css("--line");
+      this.el.dataset.theme = matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
       const axis = { stroke: fg, grid: { stroke: grid }, ticks: { stroke: grid },
         values: (u, ticks) => ticks.map((v) => (v == null ? "" : String(Number(v.toPrecision(3))))) };
       this.plot = new uPlot({
