@@ -48,7 +48,7 @@ def test_default_templates_give_statements_for_mlm_and_questions_for_generation(
     assert report == {"file": str(graph), "triples": 3, "rows_added": 3, "form": "text", "mode": "add",
                       "relations": {"_has_part": 1, "_hypernym": 2}}
 
-    base = [row for row in statements[:1]]  # stands for the run's own rows: kept, knowledge after them
+    base = statements[:1]  # stands for the run's own rows: kept, the knowledge rows after them
     rows, report = with_knowledge(KnowledgeConfig(triples=str(graph)), base, GenerationTask)
     assert rows[0] is base[0] and report["form"] == "instruction" and report["rows_added"] == 3
     assert rows[1].text == [{"role": "user", "content": "What is poodle a kind of?"},

@@ -217,7 +217,8 @@ def knowledge_rows(options: KnowledgeConfig, task_cls) -> tuple[list[Example], d
     return rows, report
 
 
-def with_knowledge(options: KnowledgeConfig | None, train: list[Example], task_cls) -> tuple[list[Example], dict | None]:
+def with_knowledge(options: KnowledgeConfig | None, train: list[Example],
+                   task_cls) -> tuple[list[Example], dict | None]:
     """The training rows with the knowledge rows added (or in their place), and data.json's report."""
     if options is None:
         return train, None
