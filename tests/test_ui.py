@@ -223,10 +223,15 @@ def test_playground_predicts_through_the_runs_predictor(client):
 
 
 @pytest.fixture(scope="module")
-def chat_client(tmp_path_factory) -> TestClient:
+def chat_runs(tmp_path_factory) -> Path:
     from test_serve_openai import trained_once  # the tiny chat run the serving tests share
 
-    return TestClient(create_app([trained_once(tmp_path_factory, "chat").parent]))
+    return trained_once(tmp_path_factory, "chat").parent
+
+
+@pytest.fixture(scope="module")
+def chat_client(chat_runs) -> TestClient:
+    return TestClient(create_app([chat_runs]))
 
 
 def test_playground_answers_and_chats_through_a_generative_run(chat_client):
@@ -278,6 +283,21 @@ def test_a_generation_past_the_playgrounds_deadline_is_stopped_not_left_running(
     done = len(forward_passes)
     time.sleep(0.3)
     assert len(forward_passes) == done < 40  # stopped after about 0.5 s of 0.05 s steps
+
+
+def test_a_generative_run_the_engine_cannot_take_is_refused_with_the_reason(chat_runs, monkeypatch):
+    from paretune.serving import chat_runner
+
+    def refuse(*args, **kwargs):  # what the engine says of a prefix-tuned run
+        raise ParetuneError("a prefix, prompt or p-tuning run keeps its virtual tokens in peft's own cache")
+
+    monkeypatch.setattr(chat_runner.ChatRunner, "__init__", refuse)
+    client = TestClient(create_app([chat_runs]))
+    token = csrf_of(client.get("/playground?run=chat").text)
+    answer = client.post("/api/predict/chat", json={"text": "hi"}, headers={"X-CSRF-Token": token})
+    assert answer.status_code == 422 and "p-tuning" in answer.json()["detail"]
+    turns = {"messages": [{"role": "user", "content": "hi"}]}
+    assert client.post("/api/chat/chat", json=turns, headers={"X-CSRF-Token": token}).status_code == 422
 
 
 def test_playground_predicts_an_uploaded_image(tmp_path_factory, tiny_vit_dir):

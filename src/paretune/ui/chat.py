@@ -44,10 +44,13 @@ class ChatRunners:
         async with self._lock:
             if self._current is not None and self._current[0] == run_id:
                 return self._current[1]
-            predictor = await run_in_threadpool(self.predictors.get, run_id, run_dir)
-            labels = {"run": run_id, "task": predictor.task.name, "method": "", "base_model": ""}
-            settings = ServeSettings(max_new_tokens=MAX_NEW_TOKENS, request_timeout_s=self.deadline_s)
-            runner = ChatRunner(predictor, ServerMetrics(labels), settings)
+            try:
+                predictor = await run_in_threadpool(self.predictors.get, run_id, run_dir)
+                labels = {"run": run_id, "task": predictor.task.name, "method": "", "base_model": ""}
+                settings = ServeSettings(max_new_tokens=MAX_NEW_TOKENS, request_timeout_s=self.deadline_s)
+                runner = ChatRunner(predictor, ServerMetrics(labels), settings)
+            except ParetuneError as err:  # e.g. a prefix-tuned run, which the engine cannot batch
+                raise HTTPException(422, str(err)) from None
             runner.start()
             await self.close()
             self._current = (run_id, runner)
