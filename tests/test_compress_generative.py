@@ -59,7 +59,9 @@ def test_quantized_children_are_scored_on_their_answers_and_ranked_by_them(chat_
     assert text[1].startswith("  validation exact_match: ") and "answer agreement with the parent" in text[2]
     change = _metrics(int8)["compression"]["change"]
     assert all(change[side]["tokens_per_s"] and change[side]["time_to_first_token_ms"] for side in ("parent", "value"))
-    assert change["tokens_per_s_ratio"] > 0 and "| generated tokens/s, batched |" in (int8 / "README.md").read_text()
+    card = (int8 / "README.md").read_text()
+    assert change["tokens_per_s_ratio"] > 0 and "| generated tokens/s, batched |" in card
+    assert card.startswith("# chat-int8\n") and "Predictor.load('chat-int8')" in card  # not the staging name
     assert "tokens_per_s" not in _metrics(bf16)["compression"]["change"]["value"]  # not benched
     served = json.loads((int8 / "inference.json").read_text())
     # Whole answers are timed in batches of 8, at the run's own answer length.

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from paretune.run_folder import RunFolder
+from paretune.run_replace import STAGING_SUFFIX
 from paretune.stored import FORMS
 
 
@@ -38,8 +39,9 @@ def card_lines(run: RunFolder) -> list[str]:
                        for k, v in entry.get("checks", {}).items() if not isinstance(v, (dict, list)))
     cost = run.read_json("cost.json") if (run.path / "cost.json").is_file() else {}
     usd = cost.get("usd")
+    name = run.path.name.removesuffix(STAGING_SUFFIX)  # written in the staging folder, read once swapped in
     return [
-        f"# {run.path.name}",
+        f"# {name}",
         "",
         # By folder name: the card travels with the run, the parent's absolute path does not.
         f"**{entry['method']}** of run `{Path(entry['parent']).name}`" + (f" ({settings})" if settings else "") + ".",
@@ -70,7 +72,7 @@ def card_lines(run: RunFolder) -> list[str]:
         "",
         "```python",
         "from paretune import Predictor",
-        f"predictor = Predictor.load('{run.path.name}')  # from the folder that holds it",
+        f"predictor = Predictor.load('{name}')  # from the folder that holds it",
         "predictor.predict(['some text'])",
         "```",
         "",
