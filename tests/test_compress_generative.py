@@ -72,6 +72,7 @@ def test_quantized_children_are_scored_on_their_answers_and_ranked_by_them(chat_
     assert all(p.finished for p in frontier.points)
     # Both were benched (the parent beside its child): each point shows its generated tokens' speed and price.
     assert all(p.tokens_per_s and p.time_to_first_token_ms and p.serve_usd_per_million_tokens for p in frontier.points)
+    assert [p.method for p in frontier.points] == ["full", "full+int8-dynamic"]  # the child says what made it
     from paretune.frontier.report import to_markdown
 
     header = to_markdown(frontier, image=None).split("| pareto", 1)[1].splitlines()[0]

@@ -174,6 +174,9 @@ def _point(name: str, run_dir: Path, record: dict, metric: str, split: str, pric
         if point.quality is None:
             point.error = f"no {split} {metric} in metrics.json"
         point.trainable_percent = metrics.get("trainable_percent")
+        compression = (metrics.get("compression") or {}).get("method")
+        if compression:  # a compressed form keeps its parent's config: name both steps
+            point.method = f"{point.method}+{compression}" if point.method else compression
     point.train_rows = (_read(run_dir / "data.json") or {}).get("train_rows")
     _add_training_cost(point, _read(run_dir / "cost.json"), price)
     _add_serving_cost(point, _read(run_dir / "inference.json"), price)
