@@ -85,6 +85,22 @@ def test_plan_command_json(tiny_config, tmp_path, one_torch_thread):
             assert row["basis"] == "scaled" and "not calibrated" in row["how"] and "published" in row["how"]
     assert all(planned[f"freeze/{g}"]["usd"] > 0 for g in gpus)  # the price table has every one
     assert "scaled: not calibrated" in result.output and "published peak" in result.output
+    # The largest context per device: the tiny model's 64 positions fit anywhere (cost/context.py).
+    for key, row in planned.items():
+        assert row["max_context"]["tokens"] == 64 and row["max_context"]["limit"] == "model positions", key
+    assert "max ctx" in result.output and "64 x16+" in result.output  # 16 rows a batch (batch_size)
+
+
+def test_plan_sizes_the_context_for_the_memory_asked(tiny_config, tmp_path, one_torch_thread):
+    from paretune.cost.calibrate import plan_run
+    from paretune.runner import settled_config
+
+    config = settled_config(tiny_config)
+    # Below the process's own resident memory nothing fits; the figure says so rather than guessing.
+    row, = plan_run(config, ["freeze"], ["cpu"], steps=2, context_memory_mib=1.0)
+    assert row["max_context"]["tokens"] == 0 and row["max_context"]["memory_mib"] == 1
+    counted = row["max_context"]["model"]
+    assert counted["bytes_per_token"] > 0 and counted["vocab"] == 0  # a classifier: no LM head term
 
 
 def test_train_records_its_plan_beside_the_actuals(tiny_config, one_torch_thread):

@@ -18,11 +18,13 @@ import torch
 from accelerate import Accelerator
 
 from paretune.config import Config
+from paretune.cost.context import ContextModel, count_context
 from paretune.cost.device import Device, describe_device, reset_peak_host_memory
 from paretune.cost.hardware import DEVICES, device_key
 from paretune.cost.plan import Measured, StepTimer, current_rss_mib, estimate_here, estimate_scaled, workload
 from paretune.cost.prices import default_price, load_table, resolve_price
 from paretune.data.prepare import prepare_data
+from paretune.engine.chunked_loss import ChunkedLoss
 from paretune.engine.evaluate import _predict as predict_batches
 from paretune.engine.evaluate import eval_batches
 from paretune.engine.loop import Trainer
@@ -43,8 +45,10 @@ class _Timed(Exception):
     """Raised from on_step once enough steps are timed: ends the calibration run."""
 
 
-def plan_run(config: Config, methods: list[str], devices: list[str], steps: int = 10) -> list[dict]:
-    """One row per (method, device): time, memory, dollars, whether it fits, measured or scaled."""
+def plan_run(config: Config, methods: list[str], devices: list[str], steps: int = 10,
+             context_memory_mib: float | None = None) -> list[dict]:
+    """One row per (method, device): time, memory, dollars, whether it fits, measured or scaled, and
+    the longest sequence that trains in the device's memory (or in `context_memory_mib`)."""
     unknown = [d for d in devices if d != "cpu" and d not in DEVICES]
     if unknown:
         raise ConfigError(f"unknown device(s) {', '.join(unknown)}: known are cpu, {', '.join(DEVICES)}")
@@ -71,7 +75,7 @@ def plan_run(config: Config, methods: list[str], devices: list[str], steps: int 
         if measured.peak_memory_mib is not None:
             measured.peak_memory_mib = max(measured.peak_memory_mib, setup_peak)
         for device in devices:
-            rows.append(_device_row(device, work, measured, config, table, here))
+            rows.append(_device_row(device, work, measured, config, table, here, context_memory_mib))
     return rows
 
 
@@ -116,6 +120,7 @@ def calibrate(config: Config, method_config, data, tokenizer, accelerator: Accel
         except _Timed:
             pass
         peak, eval_spt = probe_peak_memory(trainer, data, _pad_id(tokenizer), accelerator)
+        context = context_model(trainer, data, config)
     evals = [s.encoded.lengths() for s in (data.validation, data.test) if s is not None]
     work = workload(trainer, trainer.unwrapped, method_config.name, evals)
     spt = timer.seconds_per_token()
@@ -125,7 +130,35 @@ def calibrate(config: Config, method_config, data, tokenizer, accelerator: Accel
              spt * 1e6, len(timer.marks) - 1)
     del trainer, model
     accelerator.free_memory()
-    return work, Measured(here, spt, baseline, setup_s, peak_memory_mib=peak, eval_seconds_per_token=eval_spt)
+    return work, Measured(here, spt, baseline, setup_s, peak_memory_mib=peak, eval_seconds_per_token=eval_spt,
+                          context=context)
+
+
+def context_model(trainer: Trainer, data, config: Config) -> ContextModel | None:
+    """What grows with the sequence length (cost/context.py), counted on the trained model; None
+    for tasks whose inputs are not token ids (images)."""
+    if "input_ids" not in trainer.task.model_inputs:
+        return None
+    model, device = trainer.unwrapped, trainer.acc.device
+    vocab, share, chunked, forward = 0, 0.0, False, None
+    if getattr(trainer.task, "token_cross_entropy", False):  # an LM head over the vocabulary
+        head = ChunkedLoss(model, True)  # its hidden_states(): the count leaves the head to the formula
+        vocab = head.vocab
+        lengths = data.train.lengths()
+        share = float(trainer.task.loss_units(data.train).sum() / max(lengths.sum(), 1))
+        chunked = trainer.chunked_loss.mode if trainer.chunked_loss is not None else False
+        forward = _without_head(model, head)
+    return count_context(model, device, checkpointing=config.training.gradient_checkpointing, vocab=vocab,
+                         labelled_share=share, chunked_loss=chunked, rows=config.training.batch_size or 1,
+                         forward=forward)
+
+
+def _without_head(model, head: ChunkedLoss):
+    """The model's forward up to the hidden states its LM head reads."""
+    def forward(input_ids):
+        with head.hidden_states():
+            return model(input_ids=input_ids)
+    return forward
 
 
 def reset_peak_memory(device) -> None:
@@ -181,17 +214,19 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _device_row(device: str, work, measured: Measured, config: Config, table, here: Device) -> dict:
+def _device_row(device: str, work, measured: Measured, config: Config, table, here: Device,
+                context_memory_mib: float | None = None) -> dict:
     if device == device_key(here):
         price = resolve_price(config.cost, here)
-        return estimate_here(work, measured, price.usd_per_hour if price else None)
+        return estimate_here(work, measured, price.usd_per_hour if price else None, context_memory_mib)
     if device == "cpu":  # a CPU's speed cannot be scaled from a GPU's
         return {"method": work.method, "device": "cpu", "basis": "unknown", "time_s": None,
                 "peak_memory_mib": None, "usd": None, "fits": None}
     spec = DEVICES[device]
     price = default_price(table, Device("cuda", spec.cuda_name, 1, 1))
     # Host work (data, model loading) is taken as it was here; only training and evaluation scale.
-    return estimate_scaled(work, spec, measured.setup_s, price.usd_per_hour if price else None)
+    return estimate_scaled(work, spec, measured.setup_s, price.usd_per_hour if price else None, measured.context,
+                           context_memory_mib)
 
 
 def _pad_id(tokenizer) -> int:

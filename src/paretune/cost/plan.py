@@ -7,6 +7,8 @@ realistic efficiency, plus a per-step overhead (cost/hardware.py). Memory is cou
 fp32 weights, gradients and optimizer state of the trainable parameters, and the activations kept
 for backward at the largest planned batch; on a CPU the process's resident memory before
 training (runtime, data, the loaded model) is added, since that is what the meter records.
+Each row also holds `max_context`: the longest sequence a training step fits in that device's
+memory (cost/context.py).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import numpy as np
 import psutil
 import torch
 
+from paretune.cost.context import ContextModel, host_memory_mib
 from paretune.cost.device import Device
 from paretune.cost.flops import parameter_flops
 from paretune.cost.hardware import DEVICES, USABLE_MEMORY, DeviceSpec, device_key
@@ -169,10 +172,13 @@ class Measured:
     setup_s: float
     peak_memory_mib: float | None = None  # measured at the planned shapes (cost/calibrate.py)
     eval_seconds_per_token: float | None = None  # timed on the largest evaluation batch (idem)
+    context: ContextModel | None = None  # what grows with sequence length, counted (cost/context.py)
 
 
-def estimate_here(work: Workload, measured: Measured, usd_per_hour: float | None) -> dict:
-    """This device's row, from measured step time."""
+def estimate_here(work: Workload, measured: Measured, usd_per_hour: float | None,
+                  context_memory_mib: float | None = None) -> dict:
+    """This device's row, from measured step time; `context_memory_mib` sizes `max_context` for
+    that much memory instead of the device's."""
     train_s = measured.seconds_per_token * work.run_padded_tokens
     eval_spt = measured.eval_seconds_per_token
     if eval_spt is None:  # not timed (the in-run plan): a forward pass's share of a training step's FLOPs
@@ -195,10 +201,18 @@ def estimate_here(work: Workload, measured: Measured, usd_per_hour: float | None
     row["how"] = ("time from steps timed on this machine; peak memory "
                   + ("measured at the largest planned batches" if measured.peak_memory_mib is not None
                      else "counted (weights, gradients, optimizer state, activations)"))
+    if measured.context is not None:
+        on_gpu = measured.device.type == "cuda"
+        # Fixed (not growing with length): on a CPU the resident process (weights in it) and the
+        # trainable weights' gradients and moments; on a GPU weights, gradients and moments.
+        fixed = sum(parts[k] for k in ("weights_mib", "gradients_mib", "optimizer_mib", "process_mib") if k in parts)
+        memory = context_memory_mib or (capacity if on_gpu else host_memory_mib())
+        row["max_context"] = measured.context.largest(memory, fixed, scale=0.5 if on_gpu else 1.0)
     return row
 
 
-def estimate_scaled(work: Workload, spec: DeviceSpec, setup_s: float, usd_per_hour: float | None) -> dict:
+def estimate_scaled(work: Workload, spec: DeviceSpec, setup_s: float, usd_per_hour: float | None,
+                    context: ContextModel | None = None, context_memory_mib: float | None = None) -> dict:
     """Another device's row: FLOPs over its peak x efficiency, plus per-step overhead."""
     rate = spec.peak_tflops * 1e12 * spec.efficiency
     train_s = work.flops_per_token * work.run_padded_tokens / rate + work.steps * spec.step_overhead_s
@@ -208,6 +222,10 @@ def estimate_scaled(work: Workload, spec: DeviceSpec, setup_s: float, usd_per_ho
                spec.memory_gib * 1024 * USABLE_MEMORY, usd_per_hour)
     row["how"] = (f"scaled, not calibrated: FLOP model over the published {spec.peak_tflops:g} TFLOP/s peak "
                   f"x {spec.efficiency:g} assumed efficiency; memory counted, not measured")
+    if context is not None:  # activations counted here in fp32, held in bf16 there
+        fixed = parts["weights_mib"] + parts["gradients_mib"] + parts["optimizer_mib"]
+        memory = context_memory_mib or spec.memory_gib * 1024 * USABLE_MEMORY
+        row["max_context"] = context.largest(memory, fixed, scale=0.5)
     return row
 
 
