@@ -108,3 +108,12 @@ def test_auto_compiles_long_cuda_runs_only_and_true_refuses_sharding():
     assert _reason(False, "cuda", 10_000, "none") is None
     with pytest.raises(ConfigError, match="training.compile"):
         _reason(True, "cuda", 10, "deepspeed")
+
+
+def test_auto_says_what_its_decision_rests_on(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="paretune"):
+        assert compile_module.compile_for_training(torch.nn.Linear(2, 2), "auto", "cpu", 10_000, "none") is None
+    assert "training.compile auto: off" in caplog.text and "measured" in caplog.text
+    assert "stated" in _reason("auto", "cuda", AUTO_MIN_STEPS, "none")

@@ -35,6 +35,13 @@ from paretune.errors import ConfigError
 log = logging.getLogger("paretune")
 
 AUTO_MIN_STEPS = 300
+# What `auto` rests on, written into the log and cost.json with its decision.
+AUTO_BASIS = {
+    "cuda": "stated, not yet measured: tens of seconds of compiling a small model, earned back in a few "
+            "hundred steps (bench/gpu.py sft-compile measures it on a lent GPU)",
+    "cpu": "measured: inductor took 415 s to compile a tiny Llama's training on 2 cores, longer than the runs "
+           "it could speed up (bench/compile_cpu.py measures start-up, speed-up and break-even on MiniLM)",
+}
 BACKEND = "inductor"  # tests swap in a cheaper backend where they check the wiring, not the kernels
 
 
@@ -69,6 +76,9 @@ def compile_for_training(model: torch.nn.Module, mode: bool | str, device_type: 
     """Compile `model` in place when `mode` (and, under auto, the rule above) says so."""
     reason = _reason(mode, device_type, total_steps, sharding)
     if reason is None:
+        if mode == "auto":
+            log.info("training.compile auto: off (%s, %d steps, sharding %s; %s)", device_type, total_steps, sharding,
+                     AUTO_BASIS["cuda" if device_type == "cuda" else "cpu"])
         return None
     import torch._dynamo
 
@@ -90,7 +100,7 @@ def _reason(mode: bool | str, device_type: str, total_steps: int, sharding: str)
     if mode is True:
         return "training.compile: true"
     if device_type == "cuda" and total_steps >= AUTO_MIN_STEPS:
-        return f"auto: CUDA and {total_steps} >= {AUTO_MIN_STEPS} steps"
+        return f"auto: CUDA and {total_steps} >= {AUTO_MIN_STEPS} steps ({AUTO_BASIS['cuda']})"
     return None
 
 
