@@ -63,6 +63,13 @@ def test_quantized_children_are_scored_on_their_answers_and_ranked_by_them(chat_
     assert change["tokens_per_s_ratio"] > 0 and "| generated tokens/s, batched |" in card
     assert card.startswith("# chat-int8\n") and "Predictor.load('chat-int8')" in card  # not the staging name
     assert "tokens_per_s" not in _metrics(bf16)["compression"]["change"]["value"]  # not benched
+    # Like a trained generative run, each child keeps its first answers for the run page (samples.jsonl).
+    for child in (int8, bf16):
+        samples = [json.loads(line) for line in (child / "samples.jsonl").read_text().splitlines()]
+        assert len(samples) == _metrics(child)["validation"]["generated_rows"] == 8
+        assert all({"row", "prompt", "reference", "answer", "match"} <= set(row) for row in samples)
+        matched = sum(row["match"] for row in samples) / len(samples)
+        assert matched == pytest.approx(_metrics(child)["validation"]["exact_match"])
     served = json.loads((int8 / "inference.json").read_text())
     # Whole answers are timed in batches of 8, at the run's own answer length.
     assert served["throughput_batch_size"] == 8 and served["generation"]["max_new_tokens"] == 3

@@ -75,10 +75,12 @@ def save_model(run: RunFolder, compressed: Compressed, parent: Parent) -> None:
                 compressed.form_settings)
 
 
-def evaluate_run(run_dir: Path, parent: Parent) -> tuple[dict[str, Any], list | None, list[str] | None]:
+def evaluate_run(run_dir: Path, parent: Parent,
+                 samples_to: RunFolder | None = None) -> tuple[dict[str, Any], list | None, list[str] | None]:
     """Validation (and test) metrics of a run's saved model, loaded as it will serve, and what it
     answered on validation, for comparing child with parent: label ids (classification, NER), or
-    for a generative run the generated answers, scored as its training scored them (exact match...)."""
+    for a generative run the generated answers, scored as its training scored them (exact match...).
+    A generative run's first answers go to `samples_to`'s samples.jsonl, as a trained run's do."""
     from paretune.compression.agreement import predicted_labels
     from paretune.engine.evaluate import predict_outputs
     from paretune.predictor import Predictor
@@ -94,9 +96,22 @@ def evaluate_run(run_dir: Path, parent: Parent) -> tuple[dict[str, Any], list | 
 
         scores, answers = answer_metrics(predictor, data.validation_examples, run_dir.name.removesuffix(STAGING_SUFFIX))
         results["validation"].update(scores)
+        if samples_to is not None:
+            write_samples(samples_to, predictor.task, data.validation_examples, answers)
     if data.test is not None:
         results["test"] = predictor.evaluate_set(data.test)
     return results, predicted_labels(predictor.task.name, outputs), answers
+
+
+def write_samples(run: RunFolder, task, examples: list, answers: list[str]) -> None:
+    """samples.jsonl as runner._final_evaluation writes it (row, prompt, reference, answer, match of
+    the first answers; the run page shows them), from the answers `answer_metrics` scored: those
+    are to the first rows with a reference, in order, so the same rows are picked again here."""
+    make_samples = getattr(task, "answer_samples", None)
+    if make_samples is None or not answers:
+        return
+    scored = [ex for ex in examples if ex.label is not None][: len(answers)]
+    run.write_jsonl("samples.jsonl", make_samples(scored, answers, [str(ex.label) for ex in scored]))
 
 
 def bench_pair(child: Path, parent: Path, settings: BenchSettings,
@@ -242,7 +257,9 @@ def finish(run: RunFolder, parent: Parent, entry: dict[str, Any], metrics: dict[
     from paretune.frontier.points import ranking_metric
 
     started = time.perf_counter()
-    child, child_labels, child_answers = evaluate_run(run.path, parent)  # also proves the saved model loads back
+    # Also proves the saved model loads back; its answers are what the served model says, so they
+    # replace any samples.jsonl that recovery training wrote (written before metrics.json).
+    child, child_labels, child_answers = evaluate_run(run.path, parent, samples_to=run)
     before, parent_labels, parent_answers = evaluate_run(parent.path, parent)
     child_bench, parent_bench = bench_pair(run.path, parent.path, settings, parent.trust_remote_code)
     # A generative run is compared on its answers (exact match...), not on perplexity alone.
