@@ -96,6 +96,8 @@ def test_bad_inputs_are_named_by_file_row_and_field_all_at_once(tmp_path):
         with_knowledge(KnowledgeConfig(triples=str(triples)), [], ClassificationTask)
     with pytest.raises(DataError, match="no such triples file"):
         with_knowledge(KnowledgeConfig(triples=str(tmp_path / "none.tsv")), [], MlmTask)
+    with pytest.raises(DataError, match="entities: no such file"):  # relative: from the triples' folder
+        with_knowledge(KnowledgeConfig(triples=str(triples), entities="names.tsv"), [], MlmTask)
 
 
 def test_config_takes_a_path_relative_to_its_folder_and_checks_templates(graph):
