@@ -20,6 +20,11 @@ Peak training memory at sequence length L, for `rows` sequences of L tokens per 
   peak of the backward pass (log-softmax output, its gradient, the logits' gradient), in fp32;
   with `training.chunked_loss` one chunk's worth whatever the length (`auto` chunks above
   engine/chunked_loss.py's AUTO_LOGITS).
+* overhead: what a step holds beyond the saved tensors (gradients of activations in backward,
+  temporaries, the allocator's slack) is not counted: the counted growth is multiplied by
+  STEP_OVERHEAD, measured by bench/plan_context.py as peak resident growth over counted growth
+  (SmolLM2-135M LoRA, `paretune train` at 256 and 512 tokens on a CPU: 1.4-1.5). Reading it from
+  the plan's own probe step instead gave 1.84: that step peaks higher than a run's steps do.
 
 The count runs in the plan's process on this machine (cost/calibrate.py); GPU rows take the same
 counts at half the bytes (bf16 autocast). bench/plan_context.py compares the figure with the
@@ -40,6 +45,7 @@ MIB = 2**20
 COUNT_LENGTHS = (64, 128)  # short enough to cost well under a second on a CPU, long enough to fit a, b
 HEAD_COPIES = 3  # vocabulary-wide fp32 tensors per labelled token at the backward pass's peak
 NO_POSITION_LIMIT = 2**20  # models without a position table (none known) are searched up to this
+STEP_OVERHEAD = 1.5  # a step's peak growth over the counted saved tensors (bench/plan_context.py)
 
 
 @dataclass
@@ -56,6 +62,7 @@ class ContextModel:
     chunked_loss: bool | str  # training.chunked_loss where it applies, else False
     rows: int  # sequences of the planned length per batch
     max_positions: int | None  # the model's position table: no length past it
+    overhead: float = 1.0  # peak growth over counted growth (STEP_OVERHEAD in the plan)
 
     def activation_bytes(self, length: int, scale: float = 1.0) -> float:
         """Bytes that grow with the length, for one batch of `rows` sequences of `length` tokens."""
@@ -63,7 +70,7 @@ class ContextModel:
         if self.checkpointing and self.layers:
             # inputs of every layer (fp32 values of the hidden size) + one layer recomputed
             per_row = 4 * self.hidden * self.layers * length + per_row / self.layers
-        return self.rows * (per_row * scale) + self._head_bytes(length)
+        return self.overhead * (self.rows * (per_row * scale) + self._head_bytes(length))
 
     def _head_bytes(self, length: int) -> float:
         if not self.vocab:
@@ -155,5 +162,5 @@ def count_context(model: torch.nn.Module, device: torch.device, *, checkpointing
         bytes_per_token=linear, bytes_per_token_sq=quadratic,
         layers=int(getattr(config, "num_hidden_layers", 0) or 0), hidden=int(getattr(config, "hidden_size", 0) or 0),
         checkpointing=checkpointing, vocab=vocab, labelled_share=labelled_share, chunked_loss=chunked_loss,
-        rows=rows, max_positions=max_positions,
+        rows=rows, max_positions=max_positions, overhead=STEP_OVERHEAD,
     )
