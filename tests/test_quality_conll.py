@@ -1,9 +1,13 @@
 """NER quality on real data with the real pretrained MiniLM (a minute or two on 2 CPU cores).
 
-CoNLL-2003: 2,000 training sentences, scored on 500 validation sentences (entity-level F1), with
-paretune's defaults (auto token-budget batches) except the data selection, the single epoch and a
-peak learning rate of 2e-4 (as the SST-2 run of test_quality_sst2.py: one short epoch needs a
-higher rate than the default rule gives).
+CoNLL-2003: the first 1,200 training sentences (94 steps), scored on 500 validation sentences
+(entity-level F1), with paretune's defaults (auto token-budget batches) except the data selection,
+the single epoch and a peak learning rate of 2e-4 (as the SST-2 run of test_quality_sst2.py: one
+short epoch needs a higher rate than the default rule gives).
+
+Measured (2026-12-07): F1 0.689 on one torch thread and 0.689 on two, against 0.60 required;
+0.666 from 1,000 sentences, 0.801 from 2,000 (what this test trained until then, for half as much
+CPU time again: 111 s against 75 s for the whole test process on one thread).
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ def _conll_subset(source, target, n_sentences):
 
 def test_conll_minilm_reaches_entity_f1_060(shared_data, tmp_path):
     started = time.perf_counter()
-    train = _conll_subset(shared_data / "conll2003" / "train.txt", tmp_path / "train.conll", 2000)
+    train = _conll_subset(shared_data / "conll2003" / "train.txt", tmp_path / "train.conll", 1200)
     validation = _conll_subset(shared_data / "conll2003" / "validation.txt", tmp_path / "val.conll", 500)
     run = paretune.finetune({
         "task": {"type": "ner"},
