@@ -4,7 +4,7 @@
     python bench/compression.py --parent runs/minilm-sst2 --methods int8-dynamic onnx
 
 The parent is the packaged all-MiniLM-L6-v2 trained one epoch on the first 2,000 rows of
-../shared/data/sst2/train.tsv at lr 2e-4 (as tests/test_quality.py), scored on the full GLUE
+../shared/data/sst2/train.tsv at lr 2e-4 (as tests/test_quality_sst2.py), scored on the full GLUE
 validation set (872 rows). Each method writes runs/bench-compression/<variant> through
 `compress_run` / `distill_run`, which evaluate parent and result through Predictor and time both
 with bench_inference one after the other (batch-1 latency and batch-64 throughput). The table
