@@ -96,7 +96,7 @@ def plan_model(config: Path, method: str, cap: float):
     row = paretune(["plan", str(config), "--methods", method, "--devices", "cpu", "--steps", "3", "--json",
                     "--set", "training.max_steps=5", "--context-memory", str(cap)])[f"{method}/cpu"]
     context = row["max_context"]
-    return ContextModel(**context["model"]), context["fixed_mib"], context
+    return ContextModel(**context["model"]), context["fixed_mib"], context.get("gradients_mib", 0.0), context
 
 
 def main() -> None:
@@ -123,17 +123,18 @@ def main() -> None:
     results = []
     for method in opts.methods.split(","):
         measured = {n: measure(write_config(folder, base, n, method)) for n in lengths}
-        model, fixed, at_cap = plan_model(write_config(folder, base, lengths[0], method), method,
+        model, fixed, gradients, at_cap = plan_model(write_config(folder, base, lengths[0], method), method,
                                           measured[lengths[-1]])
         for n in lengths:
-            planned_peak = model.peak_mib(n, fixed)
-            largest = model.largest(measured[n], fixed)["tokens"]
+            planned_peak = model.peak_mib(n, fixed, gradients_mib=gradients)
+            largest = model.largest(measured[n], fixed, gradients_mib=gradients)["tokens"]
             results.append({"method": method, "length": n, "measured_peak_mib": measured[n],
                             "planned_peak_mib": round(planned_peak, 1), "planned_largest": largest})
             print(f"| {method} | {n} | {measured[n]:,.0f} | {planned_peak:,.0f} | {_err(planned_peak, measured[n])} "
                   f"| {largest:,} | {_err(largest, n)} |", flush=True)
         print(f"  ({method}: `paretune plan --context-memory {measured[lengths[-1]]:.0f}` said "
-              f"{at_cap['tokens']:,} tokens; fixed {fixed:,.0f} MiB, {model.bytes_per_token / 1024:,.1f} KiB per "
+              f"{at_cap['tokens']:,} tokens; fixed {fixed:,.0f} MiB, gradients {gradients:,.0f} MiB, "
+              f"{model.bytes_per_token / 1024:,.1f} KiB per "
               f"token, {model.bytes_per_token_sq:,.1f} B per token^2, labelled share {model.labelled_share:.2f})",
               flush=True)
     print(json.dumps(results))

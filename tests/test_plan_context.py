@@ -83,3 +83,14 @@ def test_counting_ignores_checkpointing_and_leaves_it_on(tiny_llama, one_torch_t
     assert counted.activation_bytes(1000) < plain.activation_bytes(1000)
     assert counted.largest(64, fixed_mib=0)["tokens"] >= plain.largest(64, fixed_mib=0)["tokens"]
     assert plain.peak_mib(100, 10) == pytest.approx(10 + plain.activation_bytes(100) / MIB)
+
+
+def test_gradients_and_activations_peak_apart():
+    model = _model(vocab=0)
+    # short rows: the optimizer step (gradients and AdamW's temporary as large) sets the peak
+    assert model.peak_mib(16, fixed_mib=500, gradients_mib=400) == 500 + 2 * 400
+    # long rows: activations, which backward frees as the gradients fill in
+    long = 100_000
+    assert model.peak_mib(long, fixed_mib=500, gradients_mib=400) == pytest.approx(
+        500 + model.activation_bytes(long) / MIB)
+    assert model.largest(1_000, fixed_mib=500, gradients_mib=400)["tokens"] == 0

@@ -2,11 +2,16 @@
 
 Peak training memory at sequence length L, for `rows` sequences of L tokens per batch:
 
-    fixed + rows x (a x L + b x L^2) + head(rows x labelled share x L)
+    fixed + max(2 x gradients, overhead x (rows x (a x L + b x L^2) + head(rows x labelled share x L)))
 
 * fixed: the state that does not grow with L: on a CPU the process's resident memory before
-  training (runtime, the loaded model) plus fp32 gradients and optimizer moments of the trainable
-  weights; on a GPU the weights, gradients and moments (cost/plan.py `memory_parts`).
+  training (runtime, the loaded model) plus the optimizer moments of the trainable weights; on a
+  GPU the weights and moments (cost/plan.py `memory_parts`).
+* gradients and activations peak at different moments: activations are all held when backward
+  starts and freed layer by layer as the weights' gradients fill in; the optimizer step then
+  holds the gradients and a temporary as large (AdamW's foreach update). Full fine-tuning of
+  SmolLM2-135M on a CPU peaked at the same 3.1 GiB at 256 tokens, set by that step, and grew with
+  length only past it (bench/plan_context.py); under LoRA the gradients are negligible.
 * a, b: bytes autograd keeps for backward per token (and per token x L: attention scores where the
   attention materialises them), counted, not modelled: one forward of the run's own model (method,
   adapters, dropout included) at two short lengths with `saved_tensors_hooks`, every distinct
@@ -81,16 +86,16 @@ class ContextModel:
             return HEAD_COPIES * 4 * min(plain, CHUNK_LOGITS) + 4 * self.hidden * labelled
         return HEAD_COPIES * 4 * plain
 
-    def peak_mib(self, length: int, fixed_mib: float, scale: float = 1.0) -> float:
-        return fixed_mib + self.activation_bytes(length, scale) / MIB
+    def peak_mib(self, length: int, fixed_mib: float, scale: float = 1.0, gradients_mib: float = 0.0) -> float:
+        return fixed_mib + max(2 * gradients_mib, self.activation_bytes(length, scale) / MIB)
 
-    def largest(self, capacity_mib: float, fixed_mib: float, scale: float = 1.0) -> dict:
+    def largest(self, capacity_mib: float, fixed_mib: float, scale: float = 1.0, gradients_mib: float = 0.0) -> dict:
         """The longest sequence whose step fits in `capacity_mib` (a search: peak grows with length),
         with what decided it and the model it came from (a later reader can solve other caps)."""
         top = self.max_positions or NO_POSITION_LIMIT
-        fits = lambda n: self.peak_mib(n, fixed_mib, scale) <= capacity_mib  # noqa: E731
+        fits = lambda n: self.peak_mib(n, fixed_mib, scale, gradients_mib) <= capacity_mib  # noqa: E731
         found = {"rows": self.rows, "memory_mib": round(capacity_mib), "fixed_mib": round(fixed_mib, 1),
-                 "activation_scale": scale, "model": self.as_dict()}
+                 "gradients_mib": round(gradients_mib, 1), "activation_scale": scale, "model": self.as_dict()}
         if not fits(1):
             return {"tokens": 0, "limit": "memory", **found}
         if fits(top):

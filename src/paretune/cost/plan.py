@@ -204,10 +204,10 @@ def estimate_here(work: Workload, measured: Measured, usd_per_hour: float | None
     if measured.context is not None:
         on_gpu = measured.device.type == "cuda"
         # Fixed (not growing with length): on a CPU the resident process (weights in it) and the
-        # trainable weights' gradients and moments; on a GPU weights, gradients and moments.
-        fixed = sum(parts[k] for k in ("weights_mib", "gradients_mib", "optimizer_mib", "process_mib") if k in parts)
+        # optimizer moments; on a GPU weights and moments. Gradients peak apart (cost/context.py).
+        fixed = sum(parts[k] for k in ("weights_mib", "optimizer_mib", "process_mib") if k in parts)
         memory = context_memory_mib or (capacity if on_gpu else host_memory_mib())
-        row["max_context"] = measured.context.largest(memory, fixed, scale=0.5 if on_gpu else 1.0)
+        row["max_context"] = measured.context.largest(memory, fixed, 0.5 if on_gpu else 1.0, parts["gradients_mib"])
     return row
 
 
@@ -223,9 +223,9 @@ def estimate_scaled(work: Workload, spec: DeviceSpec, setup_s: float, usd_per_ho
     row["how"] = (f"scaled, not calibrated: FLOP model over the published {spec.peak_tflops:g} TFLOP/s peak "
                   f"x {spec.efficiency:g} assumed efficiency; memory counted, not measured")
     if context is not None:  # activations counted here in fp32, held in bf16 there
-        fixed = parts["weights_mib"] + parts["gradients_mib"] + parts["optimizer_mib"]
+        fixed = parts["weights_mib"] + parts["optimizer_mib"]
         memory = context_memory_mib or spec.memory_gib * 1024 * USABLE_MEMORY
-        row["max_context"] = context.largest(memory, fixed, scale=0.5)
+        row["max_context"] = context.largest(memory, fixed, 0.5, parts["gradients_mib"])
     return row
 
 
