@@ -487,3 +487,36 @@ def test_config_is_parsed_once_while_unchanged_and_the_table_reads_its_sections_
     names = ("model", "task", "method")
     assert yaml_sections(path.read_text(), names) == {k: full[k] for k in names}
     assert yaml_sections("{task: {type: ner}, data: {}}", names) == {"task": {"type": "ner"}}  # flow style
+
+
+@pytest.mark.parametrize("text", [
+    "model:\n  name_or_path: org/m-1\n  dtype: f\ntask:\n  type: ner\nmethod:\n  name: lora\n  r: 8\n",
+    "model:\n  name_or_path: null\ntask:\n  type: ner\n", "model:\n  name_or_path: yes\n",
+    "model:\n  name_or_path: '/a b'\n", "model:\n  name_or_path: a\n\n    b\ntask:\n  type: ner\n",
+    "{task: {type: ner}, data: {}}", "model: {name_or_path: x}\ntask:\n  type: ner\n",
+    "model:\n    sub:\n      name_or_path: inner\n    name_or_path: ~/m\ntask:\n  # c\n  type: gen # why\n",
+    "model:\n  name_or_path: x\nmodel:\n  name_or_path: y\n", "data:\n  model: z\nmodel:\n  dtype: f\n",
+    "model:\r\n  name_or_path: x\r\ntask:\r\n  type: ner\r\n"])
+def test_the_tables_config_reader_agrees_with_yaml_without_parsing_it(text):
+    from paretune.ui.catalog import SUMMARY_KEYS, config_summary
+
+    def shown(config):
+        return {section: (config.get(section) or {}).get(key) for section, key in SUMMARY_KEYS.items()}
+
+    assert shown(config_summary(text)) == shown(yaml_sections(text, tuple(SUMMARY_KEYS)))
+
+
+def test_a_config_swapped_for_a_link_out_after_its_stat_is_not_read(tmp_path):
+    from paretune.ui.catalog import _stamp
+
+    outside = tmp_path / "secret.yaml"
+    outside.write_text("task:\n  type: stolen\n")
+    config = tmp_path / "runs" / "run" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("task:\n  type: ner\n")
+    catalog = Catalog([tmp_path / "runs"])
+    stamp = _stamp(str(config))  # taken while it was a file; then swapped for a link out
+    config.unlink()
+    config.symlink_to(outside)
+    assert catalog.parsed(config, stamp=stamp) is None
+    assert catalog.parsed(config) is None
