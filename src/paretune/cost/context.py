@@ -30,6 +30,9 @@ Peak training memory at sequence length L, for `rows` sequences of L tokens per 
   STEP_OVERHEAD, measured by bench/plan_context.py as peak resident growth over counted growth
   (SmolLM2-135M LoRA, `paretune train` at 256 and 512 tokens on a CPU: 1.4-1.5). Reading it from
   the plan's own probe step instead gave 1.84: that step peaks higher than a run's steps do.
+  Checked on full fine-tuning, which did not set it (2026-12-07, loaded 2-core CPU): the largest
+  length under the peak measured at 768 and 1024 tokens came out +0.3% and -7.4%; at 512, next to
+  where the optimizer step stops setting the peak, +20%.
 
 The count runs in the plan's process on this machine (cost/calibrate.py); GPU rows take the same
 counts at half the bytes (bf16 autocast). bench/plan_context.py compares the figure with the
