@@ -238,10 +238,30 @@ def adapter_parity(runs: list[Path], prompts: int) -> None:
     engine.submit([s for group in submitted.values() for s in group])
     while engine.scheduler.has_work():
         engine.step()
+    examples = [prompt_example(q, False) for q in questions]
     for run in runs:
-        merged = answer(Predictor.load(run), [prompt_example(q, False) for q in questions], DecodeSettings(64))
+        predictor = Predictor.load(run)
+        stored = answer(predictor, examples, DecodeSettings(64))
+        same = sum(a == s.text for a, s in zip(stored, submitted[run.name]))
+        print(f"{run.name}: {same}/{len(questions)} greedy answers through the adapter equal the stored merged "
+              f"model's (model/, kept in the base's precision: {predictor.model.dtype} when loaded)")
+        predictor.model = fp32_merge(run)  # the update folded in at fp32, nothing rounded away
+        merged = answer(predictor, examples, DecodeSettings(64))
         same = sum(a == s.text for a, s in zip(merged, submitted[run.name]))
-        print(f"{run.name}: {same}/{len(questions)} greedy answers through the adapter equal the merged model's")
+        print(f"{run.name}: {same}/{len(questions)} equal the same adapter merged in fp32")
+
+
+def fp32_merge(run: Path):
+    """The run's base in fp32 with its adapter folded in, in memory."""
+    import peft
+
+    from paretune.models import load_model
+    from paretune.run_folder import RunFolder
+    from paretune.tasks import task_class
+
+    config = RunFolder.open(run).read_config()
+    base = load_model(config.model.model_copy(update={"dtype": "float32"}), task_class(config.task.type)(config.task, []))
+    return peft.PeftModel.from_pretrained(base, run / "adapter").merge_and_unload().eval()
 
 
 def main() -> None:
