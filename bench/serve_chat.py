@@ -244,7 +244,7 @@ def adapter_parity(runs: list[Path], prompts: int) -> None:
         stored = answer(predictor, examples, DecodeSettings(64))
         same = sum(a == s.text for a, s in zip(stored, submitted[run.name]))
         print(f"{run.name}: {same}/{len(questions)} greedy answers through the adapter equal the stored merged "
-              f"model's (model/, kept in the base's precision: {predictor.model.dtype} when loaded)")
+              f"model's (model/, as the run stored it)")
         predictor.model = fp32_merge(run)  # the update folded in at fp32, nothing rounded away
         merged = answer(predictor, examples, DecodeSettings(64))
         same = sum(a == s.text for a, s in zip(merged, submitted[run.name]))
