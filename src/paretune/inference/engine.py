@@ -7,7 +7,8 @@
 
 A step: sequences that were cancelled or ran past their deadline leave the batch (so a client that
 went away costs at most one more step); newcomers are prefilled together, left-padded, and merged
-into the batch (their first token comes from the prefill); then one decode step runs the whole
+into the batch (their first token comes from the prefill; those that arrived during a prefill that
+started the batch get a second prefill before the decode); then one decode step runs the whole
 batch, each row through its own adapter when the model carries several. Front ends either drive
 `step()` themselves (`generate`: the CLI, eval, bench-infer) or let `start()` run steps in a
 thread of their own (the server), and read each sequence's text through its `on_update`.
@@ -32,6 +33,7 @@ log = logging.getLogger("paretune.inference")
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 _EWMA = 0.2  # weight of the newest step in the running estimate of a step's duration
+_PREFILL_ROUNDS = 2  # prefills in one step before its decode: streams wait at most one extra prefill
 
 
 class EngineObserver:
@@ -171,8 +173,14 @@ class Engine:
             self._drop_stopped(started)
             self._retire()  # their rows are free for newcomers in this very step
             newcomers = self.scheduler.admit()
-            if newcomers:
+            for _ in range(_PREFILL_ROUNDS):
+                if not newcomers:
+                    break
                 self._prefill(newcomers)
+                # Requests that arrived during that prefill (clients often start together) join before
+                # the decode while every running row was just prefilled: its streams have their first
+                # token and wait one more prefill at most, and the newcomers need not wait a whole step.
+                newcomers = self.scheduler.admit() if self._all_just_prefilled() else []
             self._drop_stopped(time.monotonic())  # a prefill can be long: deadlines may have passed
             self._retire()
             if self.scheduler.running:
@@ -184,6 +192,9 @@ class Engine:
         self.step_s = took if not self.step_s else (1 - _EWMA) * self.step_s + _EWMA * took
         self.observer.step(self.kv.rows, took)
         self._report_sizes()
+
+    def _all_just_prefilled(self) -> bool:
+        return all(len(s.generated) <= 1 for s in self.scheduler.running)
 
     def _drop_stopped(self, now: float) -> None:
         """Sequences cancelled or past their deadline end here, before any more work is done."""
