@@ -50,10 +50,9 @@ def test_each_evaluation_records_the_generated_answer_metrics(llama_dir, tmp_pat
     assert run.validation["exact_match"] == evaluations[-1]["validation"]["exact_match"]
 
 
-def test_the_best_checkpoint_follows_exact_match_not_perplexity(llama_dir, tmp_path, monkeypatch):
-    """Scripted scores: exact match peaks at the second evaluation while perplexity keeps falling,
-    so the best step (and the weights kept) is the second evaluation's."""
-    scripted = iter([0.25, 0.75, 0.5])
+def _script_exact_match(monkeypatch, scores: list[float]) -> None:
+    """Each evaluation's exact match is the next of `scores` (then the real one); the rest is real."""
+    scripted = iter(scores)
     real = GenerationTask.answer_metrics
 
     def answer_metrics(self, model, tokenizer, examples, device):
@@ -61,6 +60,12 @@ def test_the_best_checkpoint_follows_exact_match_not_perplexity(llama_dir, tmp_p
         return {**metrics, "exact_match": next(scripted, metrics["exact_match"])}
 
     monkeypatch.setattr(GenerationTask, "answer_metrics", answer_metrics)
+
+
+def test_the_best_checkpoint_follows_exact_match_not_perplexity(llama_dir, tmp_path, monkeypatch):
+    """Scripted scores: exact match peaks at the second evaluation while perplexity keeps falling,
+    so the best step (and the weights kept) is the second evaluation's."""
+    _script_exact_match(monkeypatch, [0.25, 0.75, 0.5])
     run = paretune.finetune(_config(llama_dir, tmp_path, {"metric": "exact_match",
                                                           "early_stopping": {"patience": 5}}))
     evaluations = _evaluations(run.path)
@@ -72,14 +77,7 @@ def test_the_best_checkpoint_follows_exact_match_not_perplexity(llama_dir, tmp_p
 
 def test_early_stopping_follows_exact_match_while_perplexity_still_falls(llama_dir, tmp_path, monkeypatch):
     """Scripted: exact match drops after the first evaluation, so patience 1 stops the run there."""
-    scripted = iter([0.75, 0.5])
-    real = GenerationTask.answer_metrics
-
-    def answer_metrics(self, model, tokenizer, examples, device):
-        metrics = real(self, model, tokenizer, examples, device)
-        return {**metrics, "exact_match": next(scripted, metrics["exact_match"])}
-
-    monkeypatch.setattr(GenerationTask, "answer_metrics", answer_metrics)
+    _script_exact_match(monkeypatch, [0.75, 0.5])
     run = paretune.finetune(_config(llama_dir, tmp_path, {"metric": "exact_match",
                                                           "early_stopping": {"patience": 1}}))
     evaluations = _evaluations(run.path)
