@@ -207,17 +207,21 @@ def _add_serving_cost(point: Point, inference: dict | None, price: Price | None)
     point.latency_p50_ms = (inference.get("latency_ms") or {}).get("p50")
     point.throughput_per_s = inference.get("throughput_per_s")
     point.size_mib = inference.get("size_mib")
-    if price is not None and point.throughput_per_s:
-        point.serve_usd_per_million = price.usd_per_hour / 3600 / point.throughput_per_s * 1e6
-    elif isinstance(inference.get("usd_per_million"), (int, float)):
-        point.serve_usd_per_million = inference["usd_per_million"]
+    point.serve_usd_per_million = _usd_per_million(price, point.throughput_per_s, inference.get("usd_per_million"),
+                                                   point.serve_usd_per_million)
     generation = inference.get("generation") or {}
     point.tokens_per_s = generation.get("tokens_per_s_batched")
     point.time_to_first_token_ms = generation.get("time_to_first_token_ms")
-    if price is not None and point.tokens_per_s:
-        point.serve_usd_per_million_tokens = price.usd_per_hour / 3600 / point.tokens_per_s * 1e6
-    elif isinstance(generation.get("usd_per_million_generated_tokens"), (int, float)):
-        point.serve_usd_per_million_tokens = generation["usd_per_million_generated_tokens"]
+    point.serve_usd_per_million_tokens = _usd_per_million(
+        price, point.tokens_per_s, generation.get("usd_per_million_generated_tokens"), point.serve_usd_per_million_tokens)
+
+
+def _usd_per_million(price: Price | None, per_s, recorded, current):
+    """Dollars per million answers (or tokens) at `price` from the measured rate; without a price,
+    the figure the bench recorded; otherwise what the point already held."""
+    if price is not None and per_s:
+        return price.usd_per_hour / 3600 / per_s * 1e6
+    return recorded if isinstance(recorded, (int, float)) else current
 
 
 def _model_folders(model_dir: Path) -> list[Path]:
