@@ -190,17 +190,11 @@ def adapter_memory(run: Path, counts=(1, 4)) -> None:
     import peft
     import psutil
 
-    from paretune.models import load_model
-    from paretune.run_folder import RunFolder
-    from paretune.tasks import task_class
-
-    config = RunFolder.open(run).read_config()
     adapter_dir = run / "adapter"
     adapter_mib = sum(f.stat().st_size for f in adapter_dir.glob("adapter_model.safetensors")) / 2**20
     process = psutil.Process()
     before = process.memory_info().rss / 2**20
-    base = load_model(config.model.model_copy(update={"dtype": "float32"}),
-                      task_class(config.task.type)(config.task, []))
+    base = fp32_base(run)
     base_mib = process.memory_info().rss / 2**20 - before
     model = peft.PeftModel.from_pretrained(base, adapter_dir, adapter_name="a0")
     loaded = 1
@@ -251,17 +245,21 @@ def adapter_parity(runs: list[Path], prompts: int) -> None:
         print(f"{run.name}: {same}/{len(questions)} equal the same adapter merged in fp32")
 
 
-def fp32_merge(run: Path):
-    """The run's base in fp32 with its adapter folded in, in memory."""
-    import peft
-
+def fp32_base(run: Path):
+    """The run's base model in fp32, as `paretune serve RUN_A RUN_B ...` holds it."""
     from paretune.models import load_model
     from paretune.run_folder import RunFolder
     from paretune.tasks import task_class
 
     config = RunFolder.open(run).read_config()
-    base = load_model(config.model.model_copy(update={"dtype": "float32"}), task_class(config.task.type)(config.task, []))
-    return peft.PeftModel.from_pretrained(base, run / "adapter").merge_and_unload().eval()
+    return load_model(config.model.model_copy(update={"dtype": "float32"}), task_class(config.task.type)(config.task, []))
+
+
+def fp32_merge(run: Path):
+    """The run's base in fp32 with its adapter folded in, in memory."""
+    import peft
+
+    return peft.PeftModel.from_pretrained(fp32_base(run), run / "adapter").merge_and_unload().eval()
 
 
 def main() -> None:
