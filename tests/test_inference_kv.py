@@ -95,3 +95,33 @@ def test_a_request_arriving_during_a_prefill_gets_its_first_token_before_the_dec
         engine.step()
     assert first.generated == _reference(model, tokenizer, early, 4)
     assert observer.late.generated == _reference(model, tokenizer, late, 4)
+
+
+class _KeepsArriving(EngineObserver):
+    """Submits the next of `late` whenever a first token is taken: requests arriving during every
+    prefill, more of them than one step prefills."""
+
+    def __init__(self, engine, late: list[Sequence]):
+        self.engine, self.late = engine, list(late)
+
+    def first_token(self, seconds: float) -> None:
+        if self.late:
+            self.engine.submit([self.late.pop(0)])
+
+
+def test_requests_arriving_during_every_prefill_all_finish(model_and_tokenizer):
+    """The step prefills at most twice; the one that arrives during its last prefill stays queued
+    for the next step (it was once taken off the queue and lost: its client waited forever)."""
+    model, tokenizer = model_and_tokenizer
+    prompts = _prompts(tokenizer, 5)
+    engine = Engine(model, tokenizer)
+    sequences = [Sequence(p, SamplingParams(max_new_tokens=3)) for p in prompts]
+    engine.observer = _KeepsArriving(engine, sequences[1:])
+    engine.submit(sequences[:1])
+    for _ in range(20):
+        if not engine.scheduler.has_work():
+            break
+        engine.step()
+    assert all(s.finished for s in sequences) and not engine.scheduler.has_work()
+    for sequence, prompt in zip(sequences, prompts):
+        assert sequence.generated == _reference(model, tokenizer, prompt, 3)

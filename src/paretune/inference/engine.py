@@ -172,15 +172,17 @@ class Engine:
         try:
             self._drop_stopped(started)
             self._retire()  # their rows are free for newcomers in this very step
-            newcomers = self.scheduler.admit()
-            for _ in range(_PREFILL_ROUNDS):
-                if not newcomers:
-                    break
+            newcomers, rounds = self.scheduler.admit(), 0
+            while newcomers:
                 self._prefill(newcomers)
+                rounds += 1
                 # Requests that arrived during that prefill (clients often start together) join before
                 # the decode while every running row was just prefilled: its streams have their first
                 # token and wait one more prefill at most, and the newcomers need not wait a whole step.
-                newcomers = self.scheduler.admit() if self._all_just_prefilled() else []
+                # Admitting takes them off the queue, so only when this step will prefill them.
+                if rounds == _PREFILL_ROUNDS or not self._all_just_prefilled():
+                    break
+                newcomers = self.scheduler.admit()
             self._drop_stopped(time.monotonic())  # a prefill can be long: deadlines may have passed
             self._retire()
             if self.scheduler.running:

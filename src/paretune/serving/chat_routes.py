@@ -122,7 +122,7 @@ def _error(err: OpenAIError) -> JSONResponse:
 
 
 def _ended_badly(sequence: Sequence) -> OpenAIError:
-    if sequence.finish_reason == TIMEOUT:
+    if sequence.finish_reason in (TIMEOUT, None):  # None: the engine never ended it (chat_runner._read)
         return OpenAIError(504, "the answer was not done within the request timeout", kind="timeout")
     if sequence.finish_reason == ERROR and isinstance(sequence.error, ParetuneError):
         return OpenAIError(400, str(sequence.error))

@@ -21,7 +21,7 @@ from paretune.data.examples import Example
 from paretune.inference.engine import Engine
 from paretune.inference.sampling import SamplingParams
 from paretune.inference.scheduler import QueueFull
-from paretune.inference.sequence import CANCELLED, ERROR, LENGTH, STOP, Sequence, Update
+from paretune.inference.sequence import CANCELLED, ERROR, LENGTH, STOP, TIMEOUT, Sequence, Update
 from paretune.serving.batcher import Overloaded
 from paretune.serving.chat_adapters import ServedModel, served_model
 from paretune.serving.chat_metrics import EngineMetrics
@@ -29,6 +29,7 @@ from paretune.serving.metrics import ServerMetrics
 from paretune.serving.settings import ServeSettings
 
 log = logging.getLogger("paretune.serve")
+LOST_AFTER_S = 10.0  # past a deadline, how long a reader waits for the engine to end the sequence
 
 
 class ChatRunner:
@@ -133,9 +134,19 @@ class ChatRunner:
 
 
 async def _read(updates: asyncio.Queue, sequence: Sequence) -> AsyncIterator[Update]:
+    """The sequence's updates until it ends. The engine ends a sequence within one step of its
+    deadline; should it never (a bug), the reader stops `LOST_AFTER_S` past the deadline with a
+    timeout rather than hold its client forever."""
     try:
         while True:
-            update = await updates.get()
+            wait = None if sequence.deadline is None else sequence.deadline + LOST_AFTER_S - time.monotonic()
+            try:
+                update = await asyncio.wait_for(updates.get(), timeout=None if wait is None else max(wait, 0.0))
+            except TimeoutError:
+                log.error("the engine did not end sequence %d within %g s of its deadline; its request "
+                          "ends with a timeout", sequence.id, LOST_AFTER_S)
+                yield Update("", TIMEOUT, sequence)
+                return
             yield update
             if update.finish_reason is not None:
                 return
