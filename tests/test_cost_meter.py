@@ -53,6 +53,9 @@ def test_cost_json_after_a_tiny_run_priced_with_the_option(tiny_config, tmp_path
     assert flops["frozen_params"] == 0  # full fine-tuning
     train_s = cost["phases_s"]["train_s"]
     assert flops["achieved_flops_per_s"] == pytest.approx(flops["train"] / train_s, rel=0.01)
+    if flops["peak_flops_per_s"] is not None:  # a CPU whose /proc/cpuinfo names FMA and a clock
+        assert flops["share_of_peak"] == pytest.approx(flops["achieved_flops_per_s"] / flops["peak_flops_per_s"], rel=0.01)
+        assert flops["peak_basis"].startswith("fp32 FMA:")
 
     card = (run_dir / "README.md").read_text()
     assert "## Cost" in card and "$0.5 per device-hour, as given in cost.usd_per_hour" in card
@@ -64,3 +67,17 @@ def test_unknown_price_fails_before_any_work(tiny_config, tmp_path):
     with pytest.raises(ParetuneError, match=r"unknown price 'no-such-gpu'. Known prices: .*aws-m7i.large"):
         paretune.finetune(tiny_config)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("flags", "lanes"), [("fpu sse avx avx2 fma", 8), ("avx2 fma avx512f", 16), ("sse avx", None)])
+def test_the_cpu_peak_is_cores_pipes_lanes_and_the_clock(flags, lanes):
+    from paretune.cost.hardware import CPU_FMA_PIPES, cpu_peak
+
+    cpuinfo = "".join(f"processor\t: {i}\ncpu MHz\t\t: {mhz}\nflags\t\t: {flags}\n\n" for i, mhz in enumerate((2000.0, 2500.0)))
+    peak = cpu_peak(cpuinfo, cores=2)
+    if lanes is None:  # no fused multiply-add: no peak is claimed
+        assert peak is None
+        return
+    assert peak.flops_per_s == pytest.approx(2 * CPU_FMA_PIPES * lanes * 2 * 2.5e9)
+    assert f"{lanes} lanes" in peak.basis and "2.5 GHz" in peak.basis
+    assert cpu_peak("flags : fma\n", cores=2) is None  # no clock named

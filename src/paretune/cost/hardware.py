@@ -57,3 +57,50 @@ def device_key(device: Device) -> str:
         if re.search(spec.key, device.name, re.IGNORECASE):
             return spec.key
     return re.sub(r"[^a-z0-9]+", "-", device.name.lower()).strip("-")
+
+
+# --- the peak a training step is measured against (cost.json's flops.share_of_peak) -------------
+# fp32 lanes of the widest fused multiply-add the CPU's flags advertise (`fma`: FMA3 on 256-bit AVX2).
+_FMA_LANES = (("avx512f", 16), ("fma", 8))
+# FMA units per core: two on Intel cores since Haswell (one on some Xeon Silver/Bronze with
+# AVX-512) and on AMD cores since Zen 2. An assumption: the flags do not say.
+CPU_FMA_PIPES = 2
+
+
+@dataclass(frozen=True)
+class Peak:
+    flops_per_s: float
+    basis: str  # how it was computed, for cost.json and the model card
+
+
+def cpu_peak(cpuinfo: str, cores: int) -> Peak | None:
+    """The fp32 FMA peak of `cores` cores: cores x FMA pipes x fp32 lanes x 2 FLOP x clock, the
+    clock being the highest `cpu MHz` in /proc/cpuinfo (on a VM the nominal clock; boost clocks
+    are not counted, so a step can exceed it). None when the text names no FMA or no clock."""
+    flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE)
+    mhz = [float(m) for m in re.findall(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.MULTILINE)]
+    found = set(flags.group(1).split()) if flags else set()
+    widest = next(((flag, lanes) for flag, lanes in _FMA_LANES if flag in found), None)
+    if widest is None or not mhz or cores < 1:
+        return None
+    flag, lanes = widest
+    ghz = max(mhz) / 1000
+    return Peak(cores * CPU_FMA_PIPES * lanes * 2 * ghz * 1e9,
+                f"fp32 FMA: {cores} cores x {CPU_FMA_PIPES} FMA pipes x {lanes} lanes ({flag}) x 2 FLOP x "
+                f"{ghz:.3g} GHz (cpu MHz, /proc/cpuinfo)")
+
+
+def training_peak(device: Device, precision: str, cores: int) -> Peak | None:
+    """The peak of the device a run trained on, in the precision it trained in: the CPU's fp32 FMA
+    peak, or a listed GPU's 16-bit tensor-core peak (for bf16/fp16 runs; none listed for fp32)."""
+    if device.type == "cpu":
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                return cpu_peak(handle.read(), cores) if precision == "fp32" else None
+        except OSError:
+            return None
+    spec = DEVICES.get(device_key(device))
+    if spec is None or precision not in ("bf16", "fp16"):
+        return None
+    return Peak(spec.peak_tflops * 1e12 * device.count, f"{spec.peak_tflops:g} TFLOP/s {precision} dense per "
+                f"{spec.key} (datasheet, cost/hardware.py) x {device.count}")

@@ -15,6 +15,7 @@ from paretune.config.schema import CostConfig
 from paretune.cost.device import describe_device, reset_peak_host_memory
 from paretune.cost.energy import EnergyMeter
 from paretune.cost.flops import training_flops
+from paretune.cost.hardware import training_peak
 from paretune.cost.prices import resolve_price
 from paretune.engine.checkpoint import LoopState
 from paretune.resources import PeakMemory
@@ -45,12 +46,14 @@ class CostMeter:
         train_s = max(timings["train_s"], 1e-9)
         flops = training_flops(model, state.padded_tokens_seen, state.samples_seen)
         flops["achieved_flops_per_s"] = _significant(flops["train"] / train_s)
+        precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
+        flops.update(_share_of_peak(self.device, precision, flops["achieved_flops_per_s"]))
         energy_kwh = self.energy.read()
         usd = device_hours * self.price.usd_per_hour if self.price else None
         return {
             **self.device.as_dict(),
             # accelerate says "no" (mixed precision) for fp32: record the precision itself.
-            "precision": {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision),
+            "precision": precision,
             "phases_s": {k: round(v, 3) for k, v in phases.items()},
             "wall_s": round(wall, 3),
             "device_hours": _significant(device_hours),  # short runs: a few 1e-5 h, keep the digits
@@ -67,6 +70,16 @@ class CostMeter:
             "price": self.price.as_dict() if self.price else None,
             "usd": None if usd is None else _significant(usd),
         }
+
+
+def _share_of_peak(device, precision: str, achieved: float) -> dict[str, Any]:
+    """The device's peak in the run's precision (cost/hardware.py) and the share of it reached."""
+    cores = min(torch.get_num_threads() * device.count, device.vcpus or torch.get_num_threads())
+    peak = training_peak(device, precision, cores)
+    if peak is None:
+        return {"peak_flops_per_s": None, "peak_basis": None, "share_of_peak": None}
+    return {"peak_flops_per_s": _significant(peak.flops_per_s), "peak_basis": peak.basis,
+            "share_of_peak": round(achieved / peak.flops_per_s, 4)}
 
 
 def _significant(value: float, digits: int = 4) -> float:

@@ -36,7 +36,8 @@ def cost_lines(cost: dict) -> list[str]:
         f"- price: {_price_text(cost.get('price'))}",
         f"- compute: {_si(flops['train'])}FLOP estimated ({flops['trainable_params']:,} trainable and "
         f"{flops['frozen_params']:,} frozen weights, embeddings apart), {_si(flops['achieved_flops_per_s'])}"
-        "FLOP/s achieved",
+        "FLOP/s achieved" + (f" ({flops['share_of_peak']:.0%} of the peak: {flops['peak_basis']})"
+                             if flops.get("share_of_peak") is not None else ""),
         f"- energy: {f'{energy:.4g} kWh (NVML)' if energy is not None else 'not metered on this device'}",
         f"- peak memory: host {cost['peak_host_rss_mib']:.0f} MiB"
         + (f", device {cost['peak_device_mib']:.0f} MiB" if cost.get("peak_device_mib") is not None else ""),
