@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("launcher", ("paretune.distributed.launch",)),
     # Experiment tracking and the run's hooks (plan, tracked metrics): used by the runner and sweeps.
     ("tracking", ("paretune.tracking",)),
-    ("runner", ("paretune.runner", "paretune.recipes")),
+    ("runner", ("paretune.runner", "paretune.run_results", "paretune.recipes")),
     ("commands", ("paretune.compression", "paretune.distillation", "paretune.sweep", "paretune.serving",
                   "paretune.frontier", "paretune.cost.inference", "paretune.cost.generation_speed",
                   "paretune.combine", "paretune.audit", "paretune.continual", "paretune.ui")),

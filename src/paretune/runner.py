@@ -16,7 +16,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
 from paretune.config import Config, apply_overrides, config_from_dict, load_config, settle_output_dir
-from paretune.cost.lineage import parent_run, with_lineage
+from paretune.cost.lineage import parent_run
 from paretune.cost.meter import CostMeter
 from paretune.data.prepare import PreparedData, prepare_data
 from paretune.data.token_cache import default_cache_dir
@@ -30,17 +30,15 @@ from paretune.engine.loop import Trainer
 from paretune.engine.plan import planned_steps, train_plan
 from paretune.engine.precision import precision_name
 from paretune.engine.rng import seed_everything
-from paretune.engine.threads import threads_in_use, use_available_cpus
+from paretune.engine.threads import use_available_cpus
 from paretune.errors import ConfigError, ParetuneError
-from paretune.evaluation.confusion_plot import draw_run_confusions
 from paretune.evaluation.general_eval import read_general_set, start_general_eval
 from paretune.methods import get_method
 from paretune.methods.base import MethodContext
-from paretune.model_card import write_model_card
-from paretune.models import count_parameters, load_model, load_tokenizer, model_source
+from paretune.models import count_parameters, load_model, load_tokenizer
 from paretune.run_folder import RunFolder, check_writable
+from paretune.run_results import run_cost, run_metrics, warn_if_no_better_than_baseline, write_results
 from paretune.run_replace import discard_staging, staged_target, swap_in
-from paretune.tasks import task_class
 from paretune.tasks.base import Task
 from paretune.tracking import check_tracking
 from paretune.tracking.session import RunHooks
@@ -229,28 +227,9 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
         final["forgetting"] = general.compare(data.task, trainer.unwrapped, tokenizer, accelerator.device)
         timings["general_eval_s"] += time.perf_counter() - started
     if final["validation"] is not None and accelerator.is_main_process:  # a run that ended at chance
-        _warn_if_no_better_than_baseline(final["validation"], data.task.label_names, trainer.lr)
-    metrics = {
-        **{k: v for k, v in final.items() if v is not None},
-        "metric": trainer.metric,
-        "best_step": state.best_step,
-        "steps": state.step,
-        "epochs": round(state.step / max(trainer.steps_per_epoch, 1), 4),
-        "stopped_early": state.stopped_early,
-        "nan_steps": state.nan_steps,
-        "lr": trainer.lr,
-        "labels": data.task.label_names,
-        **params,
-    }
-    cost = meter.finish(timings, state, trainer.unwrapped, accelerator)
-    cost["plan"] = hooks.plan()
-    cost["cpu_threads"] = threads_in_use().as_dict()  # what the run computed with, and why
-    if trainer.compiled is not None:  # training.compile: how many graphs it took (engine/compile.py)
-        log.info(trainer.compiled.describe())
-        cost["compile"] = trainer.compiled.summary()
-    parent = parent_run(config.model.name_or_path)
-    if parent is not None:  # started from another run's model: what the lineage cost in all
-        cost = with_lineage(cost, parent)
+        warn_if_no_better_than_baseline(final["validation"], data.task.label_names, trainer.lr)
+    metrics = run_metrics(final, trainer, state, data, params)
+    cost = run_cost(config, meter, timings, state, trainer, accelerator, hooks)
     if trainer.sharding == "none":
         trained = seam.unwrap(trainer.unwrapped) if seam else trainer.unwrapped
     else:  # gathered from the shards (every process takes part) into a fresh copy
@@ -259,7 +238,7 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
     if accelerator.is_main_process:
         _save_model(trained, tokenizer, data, config, run)
         fault_point("final-model")
-        _write_results(run, config, metrics, cost)
+        write_results(run, config, metrics, cost)
         hooks.finish(run.path, metrics, cost)
     return Run(path=run.path, metrics=metrics, config=config, cost=cost)
 
@@ -318,30 +297,6 @@ def _resume_trainer(trainer: Trainer, run: RunFolder) -> None:
     run.truncate_metrics(0)
     log.warning("%s was stopped before its first checkpoint (training.save_every=%s): training it again "
                 "from the start", run.path, trainer.config.save_every)
-
-
-def _write_results(run: RunFolder, config: Config, metrics: dict, cost: dict) -> None:
-    """Results, metrics.json last (its presence marks a finished run), then the folder slimmed
-    and its final size recorded."""
-    run.write_json("cost.json", cost)
-    if task_class(config.task.type).confusion_picture:  # before metrics.json marks the run finished
-        draw_run_confusions(metrics, metrics.get("labels") or [], run.path)
-    run.write_json("metrics.json", metrics)
-    fault_point("finished")
-    if not config.output.keep_checkpoints_after_run:
-        run.remove_checkpoints()
-    metrics["run_folder_bytes"] = cost["run_folder_bytes"] = run.size_bytes()
-    run.write_json("cost.json", cost)
-    run.write_json("metrics.json", metrics)
-    write_model_card(run, config, metrics, cost, model_source(config.model, config.task))
-
-
-def _warn_if_no_better_than_baseline(validation: dict, labels: list[str], lr: float) -> None:
-    from paretune.evaluation.baseline import no_better_than_baseline
-
-    warning = no_better_than_baseline(validation, labels, lr)
-    if warning:
-        log.warning(warning)
 
 
 def _create_run_folder(config: Config, accelerator: Accelerator) -> tuple[RunFolder, Config]:
