@@ -127,14 +127,20 @@ def _ours_peer(args) -> dict:
     run = paretune.finetune({
         "model": {"name_or_path": args.peer_model},
         "task": {"type": "preference", "loss": {"name": "dpo", "beta": 0.1}, "generate_rows": 0},
-        "data": {"train": args.peer_train, "validation": args.peer_validation, "max_length": args.max_length},
+        # A fresh cache: reference log-probs cached by an earlier run would not be computed at all.
+        "data": {"train": args.peer_train, "validation": args.peer_validation, "max_length": args.max_length,
+                 "cache_dir": str(out / "cache")},
         "method": {"name": "lora", "r": args.r, "alpha": 2 * args.r, "dropout": 0.0, "target_modules": "all-linear"},
         "training": {"epochs": 1, "batch_size": args.batch, "lr": args.pref_lr, "seed": 0, "eval_every": 10_000,
                      "load_best": False, **({"max_steps": args.max_steps} if args.max_steps > 0 else {})},
         "output": {"dir": str(out / "run")},
     })
-    train_s = run.cost["phases_s"]["train_s"]
+    # TRL computes the reference log-probs inside each step (the adapter disabled); paretune in one
+    # pass before training (cost.json's reference_s): both count.
+    reference_s = run.cost["phases_s"].get("reference_s", 0.0)
+    train_s = run.cost["phases_s"]["train_s"] + reference_s
     return {"pairs_per_s": round(run.cost["train_samples"] / train_s, 3), "train_s": round(train_s, 1),
+            "reference_s": round(reference_s, 1),
             "steps": run.metrics["steps"], "reward_accuracy": run.validation["rewards/accuracies"],
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
@@ -169,7 +175,8 @@ def _trl_peer(args) -> dict:
     train_s = time.perf_counter() - started
     steps = trainer.state.global_step
     evaluation = trainer.evaluate()
-    return {"pairs_per_s": round(steps * args.batch / train_s, 3), "train_s": round(train_s, 1), "steps": steps,
+    pairs = min(steps * args.batch, len(train))  # the last batch of the epoch may be short
+    return {"pairs_per_s": round(pairs / train_s, 3), "train_s": round(train_s, 1), "steps": steps,
             "reward_accuracy": evaluation.get("eval_rewards/accuracies"),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
@@ -219,8 +226,9 @@ def main() -> None:
         args.batch, sft = batch, Path(results["sft"]["run"])
     else:
         sft = args.sft
-    results["sft_scored"] = scored(sft, files["validation"])
-    print("sft", results.get("sft"), results["sft_scored"], flush=True)
+    if "quality" not in args.skip:  # the speed comparison alone needs no answers scored
+        results["sft_scored"] = scored(sft, files["validation"])
+        print("sft", results.get("sft"), results["sft_scored"], flush=True)
     pairs, validation_pairs = out / "pairs.jsonl", out / "validation_pairs.jsonl"
     if args.reuse_pairs and pairs.exists() and validation_pairs.exists():  # sampled from this SFT run before
         results["pairs"] = results["validation_pairs"] = f"reused {pairs} and {validation_pairs}"

@@ -62,6 +62,7 @@ def test_dpo_under_lora_is_an_ordinary_run(folder):
     samples = [json.loads(line) for line in (run.path / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 4 and all(s["reference"] in ("positive", "negative") for s in samples)
     assert (run.path / REFERENCE_FILE).is_file()
+    assert run.cost["phases_s"]["reference_s"] > 0  # the reference pass is its own phase of the run's time
     assert (run.path / "model" / "model.safetensors").is_file()  # merged, loadable like any generative run
     history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [2, 4]
