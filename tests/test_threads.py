@@ -102,3 +102,14 @@ def test_the_cli_asks_for_passive_waiting_before_torch_loads():
     out = subprocess.run([sys.executable, "-c", probe], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ACTIVE", out.stderr
+
+
+def test_launched_workers_share_the_cores_this_process_may_use():
+    """`training.nproc` workers split the affinity/quota count a single run would use, not the
+    machine's `os.cpu_count()` (a container limited to 2 of 64 cores gets 1 thread per worker)."""
+    from paretune.distributed.launch import worker_threads
+    from paretune.engine.threads import choose_threads
+
+    limited = choose_threads(environ={}, affinity=64, quota=2.0)
+    assert worker_threads(2, limited) == 1 and worker_threads(4, limited) == 1
+    assert worker_threads(2, choose_threads(environ={}, affinity=8, quota=None)) == 4

@@ -19,6 +19,7 @@ import yaml
 
 from paretune.config.schema import Config
 from paretune.engine.checkpoint import check_world_size, list_checkpoints
+from paretune.engine.threads import ThreadChoice, choose_threads
 from paretune.errors import ParetuneError, TrainingError
 
 ERROR_DIR_ENV = "PARETUNE_ERROR_DIR"  # where workers leave the message of an error a user can fix
@@ -64,8 +65,9 @@ def _run_workers(nproc: int, worker_args: list[str], scratch: Path) -> None:
         "--max-restarts=0",
         "--module", "paretune.distributed.worker", *worker_args,
     ])
-    # torchrun would give each process one thread; share this machine's cores instead.
-    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // nproc))
+    # torchrun would give each process one thread; share the cores this process may use instead
+    # (its affinity and cgroup quota, as a single run counts them: engine/threads.py).
+    threads = os.environ.get("OMP_NUM_THREADS") or str(worker_threads(nproc))
     saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", ERROR_DIR_ENV)}
     os.environ.update({"OMP_NUM_THREADS": threads, ERROR_DIR_ENV: str(scratch)})
     # The launcher's own lines on a failure ("failed (exitcode: 2) local_rank: 1 ...") repeat
@@ -81,6 +83,12 @@ def _run_workers(nproc: int, worker_args: list[str], scratch: Path) -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def worker_threads(nproc: int, choice: ThreadChoice | None = None) -> int:
+    """Threads per process: the cores this process may use (affinity, cgroup quota), shared out."""
+    choice = choice or choose_threads(environ={})
+    return max(1, choice.threads // nproc)
 
 
 def _launch_error(err, scratch: Path) -> ParetuneError:
