@@ -51,6 +51,11 @@ def test_model_process_answers_as_the_predictor_does(pooled, predictor):
     assert metric(url, "paretune_predictions_total") >= 3
 
 
+def test_model_processes_run_at_a_lower_cpu_priority_than_the_http_process(pooled):
+    _, child = pooled
+    assert child.nice() == psutil.Process().nice() + 5  # --model-nice's default
+
+
 def test_auth_and_rate_limit_hold_in_front_of_the_model_processes(pooled):
     url, _ = pooled
     assert post(url, {"texts": TEXTS[:1]}, key=None).status_code == 401

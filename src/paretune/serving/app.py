@@ -247,7 +247,8 @@ def model_runner(predictor, metrics: ServerMetrics, settings: ServeSettings) -> 
                             max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
                             timeout_s=settings.request_timeout_s)
     return ModelPool(PoolOptions(
-        run_dir=predictor.run_dir, processes=processes, threads=settings.model_threads, device=settings.device,
+        run_dir=predictor.run_dir, processes=processes, threads=settings.model_threads, nice=settings.model_nice,
+        device=settings.device,
         trust_remote_code=settings.trust_remote_code, engine=settings.engine,
         max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
         timeout_s=settings.request_timeout_s, predictor=predictor), metrics)

@@ -90,6 +90,7 @@ class PoolOptions:
     run_dir: Path
     processes: int
     threads: int = 1
+    nice: int = 0  # added to the model processes' niceness (lower CPU priority than the HTTP process)
     device: str | None = None
     trust_remote_code: bool = False
     engine: str = "auto"
@@ -170,7 +171,7 @@ class ModelPool:
         o = self.options
         process = context.Process(target=model_process.main, name="paretune-model", daemon=True,
                                   args=(child, str(o.run_dir), o.device, o.trust_remote_code, o.threads,
-                                        self._onnx_path))
+                                        self._onnx_path, o.nice))
         process.start()
         child.close()  # the child's end lives in the child: EOF here when it dies
         return process, parent

@@ -10,7 +10,9 @@ own pipe. Messages, all plain Python objects:
                        forward_seconds)
     parent -> child   None: finish and exit
 
-The model runs with `threads` threads, one by default: a pass on one core wastes nothing on
+The process runs at `nice` steps lower CPU priority than the HTTP process (`--model-nice`, 5 by
+default): when the cores are short, reading requests and writing answers go first, so requests
+do not queue behind a forward pass on the way in or out. The model runs with `threads` threads, one by default: a pass on one core wastes nothing on
 thread hand-offs, and with one process per core the passes of different processes overlap
 instead of queueing. SIGINT and SIGTERM are ignored here: a Ctrl-C or a supervisor's SIGTERM to
 the whole process group must not kill the model under requests the server is still finishing;
@@ -33,10 +35,15 @@ CPU_GROUP = 4
 
 
 def main(conn, run_dir: str, device: str | None, trust_remote_code: bool, threads: int,
-         onnx_path: str | None) -> None:
+         onnx_path: str | None, nice: int = 0) -> None:
     """Entry point of the child process (a module-level function, so "spawn" can import it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if nice and hasattr(os, "nice"):  # below the HTTP process: its event loop never waits for a pass
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
     os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch starts its pools
     os.environ["TOKENIZERS_PARALLELISM"] = "false" if threads == 1 else "true"  # its own pool otherwise
     try:

@@ -28,6 +28,10 @@ class ServeSettings(BaseModel):
         "Processes running the model, fed by the HTTP process; 0: a thread of the HTTP process. "
         "Default: one per CPU core on a CPU, 0 on a GPU."))
     model_threads: int = Field(1, ge=1, description="Threads of each model process (torch / ONNX Runtime).")
+    model_nice: int = Field(5, ge=0, le=19, description=(
+        "How much lower the model processes' CPU priority is than the HTTP process's (Unix nice). "
+        "When the cores are short, the event loop that reads requests and writes answers (and "
+        "whatever else runs on the machine) goes first; an idle machine runs the model at full speed."))
     engine: Literal["auto", "torch", "onnxruntime"] = Field("auto", description=(
         "auto: ONNX Runtime on a CPU when the run is (or exports cleanly to) ONNX, else torch."))
 
