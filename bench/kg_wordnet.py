@@ -6,10 +6,11 @@ RotatE, same split, same training-time budget, filtered MRR and Hits@1/3/10 on t
     python bench/kg_wordnet.py --data runs/data/wordnet --budget 1800 --out runs/bench-kg
     python bench/kg_wordnet.py --data runs/data/wordnet --smoke     # wiring only: a small subgraph, seconds each
 
-Each model trains for `--budget` seconds of wall time on the same `--threads` CPU threads (one
-after the other, so each has the machine to itself); evaluation is outside the budget and timed
-apart. paretune: its step time is measured by a probe run on a small subgraph (same batch and
-lengths), then `training.max_steps` = budget / step time. PyKEEN: sLCWA training with its
+Each model trains for `--budget` seconds of CPU time per thread (process CPU time / `--threads`,
+so a neighbour on the machine does not shrink anyone's budget) on the same `--threads` threads,
+one after the other; evaluation is outside the budget and timed apart. paretune: its CPU seconds
+per step come from a probe run on a small subgraph (same batch and lengths; its training wall time
+at the share of a CPU the probe process got), then `training.max_steps` = budget / step time. PyKEEN: sLCWA training with its
 default negative sampler, one epoch at a time until the budget is spent. Both are scored by the
 same protocol: each test triple ranked in both directions against every entity, the other known
 triples (train, validation, test) filtered out, ties counted half (PyKEEN's "realistic" rank).
@@ -79,8 +80,11 @@ def run_paretune(data: Path, work: Path, args) -> dict:
     import paretune
 
     probe_data = subgraph(data, work / "probe-graph", entities=500, held_out=5)
+    wall, cpu = time.perf_counter(), time.process_time()
     probe = paretune.finetune(paretune_config(probe_data, work / "paretune-probe", args, args.probe_steps, test=False))
-    step_s = probe.cost["phases_s"]["train_s"] / args.probe_steps
+    # CPU seconds per step: the probe's training wall time at the share of a CPU the probe got.
+    share = (time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9) / args.threads
+    step_s = probe.cost["phases_s"]["train_s"] * min(share, 1.0) / args.probe_steps
     steps = max(1, int(args.budget / step_s))
     started = time.perf_counter()
     run = paretune.finetune(paretune_config(data, work / "paretune", args, steps))
@@ -110,11 +114,11 @@ def run_pykeen(name: str, data: Path, args) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.kge_lr)
     loop = SLCWATrainingLoop(model=model, triples_factory=factories["train"], optimizer=optimizer)
     spent, epochs = 0.0, 0
-    while spent < args.budget:
-        started = time.perf_counter()
+    while spent < args.budget:  # CPU seconds: a neighbour on the machine does not shrink the budget
+        started = time.process_time()
         loop.train(triples_factory=factories["train"], num_epochs=epochs + 1, batch_size=args.kge_batch,
                    continue_training=epochs > 0, use_tqdm=False)
-        spent += time.perf_counter() - started
+        spent += (time.process_time() - started) / args.threads
         epochs += 1
     started = time.perf_counter()
     filters = [factories["train"].mapped_triples, factories["validation"].mapped_triples]
