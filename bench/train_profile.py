@@ -91,7 +91,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="train-profile-"))
     results = {"command": " ".join(sys.argv), "threads": args.threads, "torch": torch.__version__,
-               "blas": torch.backends.mkldnn.is_available() and "mkldnn available" or "no mkldnn",
+               "mkl": torch.backends.mkl.is_available(), "mkldnn": torch.backends.mkldnn.is_available(),
                "ceiling_flops_per_s": ceiling(args.repeats)}
     results["run"] = profiled_run(out, args.rows, args.steps)
     peak = results["run"]["peak_flops_per_s"]

@@ -200,9 +200,7 @@ def _fit_and_save(config: Config, data: PreparedData, tokenizer, run: RunFolder,
                                                           tokenizer, accelerator.device),
     )
     hooks.start(trainer, data)
-    started = time.perf_counter()
-    if _score_reference(config, train_task, trainer, data, run, accelerator):
-        timings["reference_s"] = time.perf_counter() - started  # read back from a cache: about 0
+    _score_reference(config, train_task, trainer, data, run, accelerator, timings)
     started = time.perf_counter()  # the forgetting check's base score (evaluation/general_eval.py)
     general = start_general_eval(general_set, data.task, trainer.unwrapped, tokenizer, accelerator.device, run.path,
                                  accelerator.is_main_process)
@@ -274,20 +272,21 @@ def _from_parent_model(config: Config) -> Config:
 
 
 def _score_reference(config: Config, task: Task, trainer: Trainer, data: PreparedData, run: RunFolder,
-                     accelerator) -> bool:
+                     accelerator, timings: dict[str, float]) -> None:
     """A task that scores its data with the model as it starts (preference tuning's reference
     log-probs) does it here: after the method is applied, before any step or a checkpoint's weights.
     It keeps the scores in the run folder (a resumed run reads them back) and beside the
-    tokenization cache (a repeated run on the same data and model reads them back). False when the
-    task has nothing to score."""
+    tokenization cache (a repeated run on the same data and model reads them back). Its time is
+    the run's `reference_s` (about 0 when read back)."""
     score = getattr(task, "score_reference", None)
     if score is None:
-        return False
+        return
+    started = time.perf_counter()
     held_out = {"validation": data.validation, "test": data.test}
     sets = {"train": data.train, **{name: s.encoded for name, s in held_out.items() if s is not None}}
     shared = Path(config.data.cache_dir) if config.data.cache_dir else default_cache_dir()
     score(trainer.unwrapped, sets, accelerator.device, run.path, accelerator.autocast, shared / "reference")
-    return True
+    timings["reference_s"] = time.perf_counter() - started
 
 
 def _resume_trainer(trainer: Trainer, run: RunFolder) -> None:

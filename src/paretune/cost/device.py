@@ -29,13 +29,17 @@ def describe_device(device: torch.device | str, count: int = 1) -> Device:
     return Device(device.type, name, count, host_vcpus())
 
 
+def cpuinfo_text() -> str:
+    """/proc/cpuinfo (Linux), or "" where there is none."""
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.read_text(errors="replace") if cpuinfo.is_file() else ""
+
+
 def cpu_name() -> str:
     """The CPU model as /proc/cpuinfo names it (Linux); platform's guess elsewhere."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
+    for line in cpuinfo_text().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
     return platform.processor() or platform.machine() or "unknown CPU"
 
 

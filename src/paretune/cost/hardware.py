@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from paretune.cost.device import Device
+from paretune.cost.device import Device, cpuinfo_text
 
 
 @dataclass(frozen=True)
@@ -94,11 +94,7 @@ def training_peak(device: Device, precision: str, cores: int) -> Peak | None:
     """The peak of the device a run trained on, in the precision it trained in: the CPU's fp32 FMA
     peak, or a listed GPU's 16-bit tensor-core peak (for bf16/fp16 runs; none listed for fp32)."""
     if device.type == "cpu":
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as handle:
-                return cpu_peak(handle.read(), cores) if precision == "fp32" else None
-        except OSError:
-            return None
+        return cpu_peak(cpuinfo_text(), cores) if precision == "fp32" else None
     spec = DEVICES.get(device_key(device))
     if spec is None or precision not in ("bf16", "fp16"):
         return None

@@ -18,6 +18,7 @@ from paretune.cost.flops import training_flops
 from paretune.cost.hardware import training_peak
 from paretune.cost.prices import resolve_price
 from paretune.engine.checkpoint import LoopState
+from paretune.engine.precision import precision_name
 from paretune.resources import PeakMemory
 
 
@@ -46,13 +47,12 @@ class CostMeter:
         train_s = max(timings["train_s"], 1e-9)
         flops = training_flops(model, state.padded_tokens_seen, state.samples_seen)
         flops["achieved_flops_per_s"] = _significant(flops["train"] / train_s)
-        precision = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
+        precision = precision_name(accelerator.mixed_precision)  # accelerate's "no" is fp32
         flops.update(_share_of_peak(self.device, precision, flops["achieved_flops_per_s"]))
         energy_kwh = self.energy.read()
         usd = device_hours * self.price.usd_per_hour if self.price else None
         return {
             **self.device.as_dict(),
-            # accelerate says "no" (mixed precision) for fp32: record the precision itself.
             "precision": precision,
             "phases_s": {k: round(v, 3) for k, v in phases.items()},
             "wall_s": round(wall, 3),
